@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+// Native addons are not safe to share across worker threads: every test file
+// runs in its own forked process. Kernel tests touch global kernel state
+// (device names, loop devices), so they also run one file at a time.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          pool: 'forks',
+        },
+      },
+      {
+        test: {
+          name: 'kernel',
+          include: ['test/kernel/**/*.test.ts'],
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
