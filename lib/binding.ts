@@ -1,0 +1,154 @@
+// Loads the addon (a prebuild when one matches, else build/Release) and types it.
+import { join } from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+export interface DevNumber {
+  major: number;
+  minor: number;
+}
+
+export interface NativeTargetSpec {
+  start: number;
+  length: number;
+  type: string;
+  params: string;
+}
+
+export interface DmIoctlRequest {
+  name?: string;
+  uuid?: string;
+  dev?: DevNumber;
+  flags?: number;
+  eventNr?: number;
+  targets?: NativeTargetSpec[];
+  payload?: string;
+  message?: string;
+  sector?: number;
+  bufferSize?: number;
+}
+
+export interface DmIoctlReply {
+  version: [number, number, number];
+  flags: number;
+  eventNr: number;
+  openCount: number;
+  targetCount: number;
+  dev: DevNumber;
+  name: string;
+  uuid: string;
+  bufferSize: number;
+  growths: number;
+  names?: Array<DevNumber & { name: string; eventNr?: number; uuid?: string }>;
+  versions?: Array<{ name: string; version: [number, number, number] }>;
+  targets?: NativeTargetSpec[];
+  deps?: DevNumber[];
+  message?: string;
+}
+
+export type DmCommand =
+  | 'DM_VERSION'
+  | 'DM_REMOVE_ALL'
+  | 'DM_LIST_DEVICES'
+  | 'DM_DEV_CREATE'
+  | 'DM_DEV_REMOVE'
+  | 'DM_DEV_RENAME'
+  | 'DM_DEV_SUSPEND'
+  | 'DM_DEV_STATUS'
+  | 'DM_DEV_WAIT'
+  | 'DM_TABLE_LOAD'
+  | 'DM_TABLE_CLEAR'
+  | 'DM_TABLE_DEPS'
+  | 'DM_TABLE_STATUS'
+  | 'DM_LIST_VERSIONS'
+  | 'DM_TARGET_MSG'
+  | 'DM_DEV_SET_GEOMETRY'
+  | 'DM_DEV_ARM_POLL'
+  | 'DM_GET_TARGET_VERSION';
+
+export type LoopSimpleIoctl =
+  | 'LOOP_CTL_GET_FREE'
+  | 'LOOP_CTL_ADD'
+  | 'LOOP_CTL_REMOVE'
+  | 'LOOP_SET_FD'
+  | 'LOOP_CLR_FD'
+  | 'LOOP_SET_CAPACITY'
+  | 'LOOP_SET_BLOCK_SIZE'
+  | 'LOOP_SET_DIRECT_IO';
+
+export interface NativeLoopInfo {
+  offset?: number;
+  sizeLimit?: number;
+  flags?: number;
+  fileName?: string;
+}
+
+export interface NativeLoopStatus extends Required<NativeLoopInfo> {
+  number: number;
+  device: DevNumber;
+  inode: number;
+  rdevice: DevNumber;
+}
+
+export interface FdWatcher {
+  /** Call `cb` once when the fd turns readable (status < 0: libuv error). */
+  start(cb: (status: number) => void): void;
+  stop(): void;
+  close(): void;
+}
+
+export interface Native {
+  dmIoctl(fd: number, command: DmCommand, request: DmIoctlRequest): Promise<DmIoctlReply>;
+  dmFlags: Record<
+    | 'DM_READONLY_FLAG'
+    | 'DM_SUSPEND_FLAG'
+    | 'DM_PERSISTENT_DEV_FLAG'
+    | 'DM_STATUS_TABLE_FLAG'
+    | 'DM_ACTIVE_PRESENT_FLAG'
+    | 'DM_INACTIVE_PRESENT_FLAG'
+    | 'DM_BUFFER_FULL_FLAG'
+    | 'DM_SKIP_BDGET_FLAG'
+    | 'DM_SKIP_LOCKFS_FLAG'
+    | 'DM_NOFLUSH_FLAG'
+    | 'DM_QUERY_INACTIVE_TABLE_FLAG'
+    | 'DM_UEVENT_GENERATED_FLAG'
+    | 'DM_UUID_FLAG'
+    | 'DM_SECURE_DATA_FLAG'
+    | 'DM_DATA_OUT_FLAG'
+    | 'DM_DEFERRED_REMOVE'
+    | 'DM_INTERNAL_SUSPEND_FLAG',
+    number
+  >;
+  loopIoctl(fd: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
+  loopConfigure(fd: number, config: NativeLoopInfo & { fd: number; blockSize?: number }): Promise<void>;
+  loopSetStatus(fd: number, info: NativeLoopInfo): Promise<void>;
+  loopGetStatus(fd: number): Promise<NativeLoopStatus>;
+  loopFlags: Record<'LO_FLAGS_READ_ONLY' | 'LO_FLAGS_AUTOCLEAR' | 'LO_FLAGS_PARTSCAN' | 'LO_FLAGS_DIRECT_IO', number>;
+  mknod(path: string, mode: number, major: number, minor: number): Promise<void>;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
+  umount2(target: string, flags: number): Promise<void>;
+  flock(fd: number, operation: number): Promise<void>;
+  blkGetSize64(fd: number): Promise<number>;
+  blkDiscard(fd: number, offset: number, length: number): Promise<void>;
+  sysConstants: Record<
+    | 'S_IFBLK'
+    | 'S_IFCHR'
+    | 'LOCK_SH'
+    | 'LOCK_EX'
+    | 'LOCK_NB'
+    | 'LOCK_UN'
+    | 'MS_RDONLY'
+    | 'MS_NOSUID'
+    | 'MS_NODEV'
+    | 'MS_NOEXEC'
+    | 'MS_REMOUNT'
+    | 'MS_BIND'
+    | 'MNT_FORCE'
+    | 'MNT_DETACH'
+    | 'UMOUNT_NOFOLLOW',
+    number
+  >;
+  FdWatcher: new (fd: number) => FdWatcher;
+}
+
+// lib/ and dist/ both sit one level below the package root.
+export const native: Native = nodeGypBuild(join(__dirname, '..')) as Native;

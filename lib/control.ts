@@ -1,0 +1,83 @@
+// The path every device-mapper ioctl takes: one shared control fd, the
+// per-command buffer-size memory, DmError mapping and NODE_DEBUG tracing.
+import { open, type FileHandle } from 'node:fs/promises';
+import { debuglog } from 'node:util';
+import { native, type DmCommand, type DmIoctlReply, type DmIoctlRequest } from './binding';
+import { DmError, fromNative } from './errors';
+
+export const DM_CONTROL = '/dev/mapper/control';
+
+const trace = debuglog('devmapper');
+
+let control: Promise<FileHandle> | undefined;
+
+/** Open a fresh control fd (arm-poll state is per open file). */
+export async function openControl(): Promise<FileHandle> {
+  try {
+    return await open(DM_CONTROL, 'r+');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const message =
+      code === 'ENOENT'
+        ? `${DM_CONTROL} is missing: this kernel has no device-mapper loaded (modprobe dm-mod), or run inside the VM (npm run vm -- CMD)`
+        : code === 'EACCES' || code === 'EPERM'
+          ? `cannot open ${DM_CONTROL}: device-mapper needs CAP_SYS_ADMIN; run as root`
+          : `cannot open ${DM_CONTROL}: ${code}`;
+    throw new DmError(message, { code: code === 'ENOENT' ? 'ERR_DM_UNAVAILABLE' : code, syscall: 'open', device: DM_CONTROL, cause: e });
+  }
+}
+
+function sharedControl(): Promise<FileHandle> {
+  control ??= openControl().catch((e: unknown) => {
+    control = undefined; // let a later call try again (e.g. after modprobe)
+    throw e;
+  });
+  return control;
+}
+
+// Replies that needed a bigger buffer last time start at that size next time,
+// so a large listing grows the buffer once per process, not once per call.
+const bufferSizes = new Map<DmCommand, number>();
+
+export type Hints = Partial<Record<string, string>>;
+
+/** Issue one device-mapper ioctl on the shared control fd. */
+export async function dmCall(command: DmCommand, request: DmIoctlRequest, device?: string, hints?: Hints): Promise<DmIoctlReply> {
+  const fh = await sharedControl();
+  return dmCallOn(fh.fd, command, request, device, hints);
+}
+
+/** Issue one device-mapper ioctl on a given control fd. */
+export async function dmCallOn(
+  fd: number,
+  command: DmCommand,
+  request: DmIoctlRequest,
+  device?: string,
+  hints?: Hints,
+): Promise<DmIoctlReply> {
+  const bufferSize = bufferSizes.get(command);
+  const reply = await traced(command, device, () => native.dmIoctl(fd, command, bufferSize ? { ...request, bufferSize } : request), hints);
+  if (reply.growths > 0) {
+    bufferSizes.set(command, reply.bufferSize);
+    trace('%s reply buffer grew %dx to %d bytes', command, reply.growths, reply.bufferSize);
+  }
+  return reply;
+}
+
+/** Time a native call under NODE_DEBUG=devmapper and map its failure. */
+export async function traced<T>(what: string, device: string | undefined, call: () => Promise<T>, hints?: Hints): Promise<T> {
+  const started = trace.enabled ? process.hrtime.bigint() : 0n;
+  try {
+    const result = await call();
+    if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
+    return result;
+  } catch (e) {
+    const err = fromNative(e, device, hints);
+    if (trace.enabled) trace('%s %s failed %sms: %s', what, device ?? '', elapsed(started), err.code);
+    throw err;
+  }
+}
+
+function elapsed(started: bigint): string {
+  return (Number(process.hrtime.bigint() - started) / 1e6).toFixed(3);
+}

@@ -1,0 +1,433 @@
+// One typed async function per device-mapper ioctl (<linux/dm-ioctl.h>).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
+import { dmCall, dmCallOn, openControl, type Hints } from './control';
+import { DmError, invalidArg } from './errors';
+import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
+import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
+
+const F = native.dmFlags;
+
+/** One line of a device-mapper table: `length` sectors from `start`, mapped by target `type`. */
+export interface Target {
+  /** First sector (512 bytes) this target covers. */
+  start: number;
+  /** Number of sectors. */
+  length: number;
+  /** Target type, e.g. 'linear', 'thin-pool', 'thin'. */
+  type: string;
+  /** The target's parameter string (table) or status string (status). */
+  params: string;
+}
+
+/** A device: by name, by uuid, or by device number. */
+export type DeviceRef = string | { uuid: string } | DevNumber;
+
+export interface Version {
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+export interface TargetVersion {
+  name: string;
+  version: [number, number, number];
+}
+
+export interface ListedDevice {
+  name: string;
+  uuid?: string;
+  major: number;
+  minor: number;
+  eventNr: number;
+}
+
+export interface DeviceInfo {
+  name: string;
+  /** '' when the device has no uuid. */
+  uuid: string;
+  major: number;
+  minor: number;
+  /** Its node: /dev/mapper/NAME. */
+  path: string;
+  openCount: number;
+  targetCount: number;
+  eventNr: number;
+  suspended: boolean;
+  readOnly: boolean;
+  activeTable: boolean;
+  inactiveTable: boolean;
+  deferredRemove: boolean;
+  /** Suspended by the kernel itself (e.g. a thin device while its pool is). */
+  internalSuspend: boolean;
+}
+
+function resolve(ref: DeviceRef, field = 'device'): { request: DmIoctlRequest; label: string } {
+  if (typeof ref === 'string') return { request: { name: checkName(ref, field) }, label: ref };
+  if (typeof ref === 'object' && ref !== null) {
+    if ('uuid' in ref) {
+      const uuid = checkUuid(ref.uuid, `${field}.uuid`);
+      return { request: { uuid }, label: `uuid ${uuid}` };
+    }
+    if ('major' in ref && 'minor' in ref) {
+      const major = checkUint(ref.major, `${field}.major`, { max: 0xfff });
+      const minor = checkUint(ref.minor, `${field}.minor`, { max: 0xfffff });
+      return { request: { dev: { major, minor } }, label: `${major}:${minor}` };
+    }
+  }
+  throw invalidArg(field, 'expected a device name, { uuid } or { major, minor }');
+}
+
+function checkTable(table: unknown, field = 'table'): Target[] {
+  if (!Array.isArray(table) || table.length === 0) throw invalidArg(field, 'expected a non-empty array of targets');
+  let next = 0;
+  return table.map((t: unknown, i) => {
+    const f = `${field}[${i}]`;
+    if (typeof t !== 'object' || t === null) throw invalidArg(f, 'expected { start, length, type, params }');
+    const { start, length, type, params } = t as Partial<Target>;
+    checkUint(start, `${f}.start`);
+    checkUint(length, `${f}.length`, { min: 1 });
+    // The kernel refuses gaps and overlaps; say which target before it does.
+    if (start !== next) throw invalidArg(`${f}.start`, `${start} leaves a gap or overlap: the previous target ends at sector ${next}`);
+    next = start + length!;
+    return { start: start!, length: length!, type: checkTargetType(type, `${f}.type`), params: checkLine(params ?? '', `${f}.params`) };
+  });
+}
+
+function toInfo(r: DmIoctlReply): DeviceInfo {
+  return {
+    name: r.name,
+    uuid: r.uuid,
+    major: r.dev.major,
+    minor: r.dev.minor,
+    path: mapperPath(r.name),
+    openCount: r.openCount,
+    targetCount: r.targetCount,
+    eventNr: r.eventNr,
+    suspended: (r.flags & F.DM_SUSPEND_FLAG) !== 0,
+    readOnly: (r.flags & F.DM_READONLY_FLAG) !== 0,
+    activeTable: (r.flags & F.DM_ACTIVE_PRESENT_FLAG) !== 0,
+    inactiveTable: (r.flags & F.DM_INACTIVE_PRESENT_FLAG) !== 0,
+    deferredRemove: (r.flags & F.DM_DEFERRED_REMOVE) !== 0,
+    internalSuspend: (r.flags & F.DM_INTERNAL_SUSPEND_FLAG) !== 0,
+  };
+}
+
+/** The kernel driver's interface version. */
+export async function version(): Promise<Version> {
+  const r = await dmCall('DM_VERSION', {});
+  return { major: r.version[0], minor: r.version[1], patch: r.version[2] };
+}
+
+/** Every target type the kernel has loaded, with its version. */
+export async function targets(): Promise<TargetVersion[]> {
+  return (await dmCall('DM_LIST_VERSIONS', {})).versions ?? [];
+}
+
+/** One target type's version; the kernel loads its module if needed. ENOENT-like EINVAL when unknown. */
+export async function targetVersion(type: string): Promise<[number, number, number]> {
+  checkTargetType(type);
+  const r = await dmCall('DM_GET_TARGET_VERSION', { name: type }, type, { EINVAL: `the kernel has no '${type}' target (is its module available?)` });
+  const v = r.versions?.[0];
+  if (!v) throw new DmError(`DM_GET_TARGET_VERSION returned no version for '${type}'`, { code: 'ERR_DM_DECODE', ioctl: 'DM_GET_TARGET_VERSION', device: type });
+  return v.version;
+}
+
+/** Every device-mapper device. Without udev, also drops nodes of devices that are gone. */
+export async function list(): Promise<ListedDevice[]> {
+  const r = await dmCall('DM_LIST_DEVICES', { flags: F.DM_UUID_FLAG });
+  const devices = (r.names ?? []).map((n) => {
+    const d: ListedDevice = { name: n.name, major: n.major, minor: n.minor, eventNr: n.eventNr ?? 0 };
+    if (n.uuid) d.uuid = n.uuid;
+    return d;
+  });
+  await pruneMapperNodes(new Set(devices.map((d) => d.name)));
+  return devices;
+}
+
+export interface CreateOptions {
+  uuid?: string;
+  /** Load the table read-only. */
+  readOnly?: boolean;
+  /** With a table the device is also loaded and resumed; if that fails it is removed again. */
+  table?: Target[];
+}
+
+/** Create a device (and its /dev/mapper node); with `table`, load and resume it too. */
+export async function create(name: string, options?: CreateOptions): Promise<DeviceInfo> {
+  checkName(name);
+  const o = checkOptions<CreateOptions>(options, 'options', ['uuid', 'readOnly', 'table']);
+  const request: DmIoctlRequest = { name };
+  if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
+  const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
+  const table = o.table === undefined ? undefined : checkTable(o.table, 'options.table');
+  const created = await dmCall('DM_DEV_CREATE', request, name, {
+    EEXIST: `a device named '${name}' (or with that uuid) already exists`,
+  });
+  try {
+    await ensureBlockNode(mapperPath(name), created.dev);
+    if (table) {
+      await load(name, table, { readOnly });
+      await resume(name);
+    }
+  } catch (e) {
+    // Undo the half-made device; report the original failure.
+    await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
+    await removeNode(mapperPath(name)).catch(() => undefined);
+    throw e;
+  }
+  return info(name);
+}
+
+/** Load `table` into the device's inactive slot; `resume` makes it live. */
+export async function load(ref: DeviceRef, table: Target[], options?: { readOnly?: boolean }): Promise<void> {
+  const { request, label } = resolve(ref);
+  const o = checkOptions<{ readOnly: boolean }>(options, 'options', ['readOnly']);
+  const targets = checkTable(table);
+  const flags = checkBoolean(o.readOnly, 'options.readOnly') ? F.DM_READONLY_FLAG : 0;
+  await dmCall('DM_TABLE_LOAD', { ...request, flags, targets }, label, {
+    EINVAL: 'the kernel rejected the table (dmesg has the target\'s reason)',
+  });
+}
+
+/** Drop the inactive table. */
+export async function clear(ref: DeviceRef): Promise<void> {
+  const { request, label } = resolve(ref);
+  await dmCall('DM_TABLE_CLEAR', request, label);
+}
+
+export interface SuspendOptions {
+  /** Do not flush queued I/O (needed to suspend a full thin pool). */
+  noFlush?: boolean;
+  /** Do not freeze a mounted filesystem first. */
+  skipLockfs?: boolean;
+}
+
+export async function suspend(ref: DeviceRef, options?: SuspendOptions): Promise<void> {
+  const { request, label } = resolve(ref);
+  const o = checkOptions<SuspendOptions>(options, 'options', ['noFlush', 'skipLockfs']);
+  let flags = F.DM_SUSPEND_FLAG;
+  if (checkBoolean(o.noFlush, 'options.noFlush')) flags |= F.DM_NOFLUSH_FLAG;
+  if (checkBoolean(o.skipLockfs, 'options.skipLockfs')) flags |= F.DM_SKIP_LOCKFS_FLAG;
+  await dmCall('DM_DEV_SUSPEND', { ...request, flags }, label);
+}
+
+/** Resume I/O; an inactive table, if loaded, becomes the live one. */
+export async function resume(ref: DeviceRef): Promise<void> {
+  const { request, label } = resolve(ref);
+  await dmCall('DM_DEV_SUSPEND', request, label, { EINVAL: 'the device has no table to resume (load one first)' });
+}
+
+export interface RemoveOptions {
+  /** If the device is open, mark it for removal on last close instead of failing with EBUSY. */
+  deferred?: boolean;
+  /** Retry EBUSY with bounded back-off: true (about 5 s in all) or { attempts, delayMs }. */
+  retry?: boolean | { attempts?: number; delayMs?: number };
+}
+
+export interface RemoveResult {
+  /** True when the device was still open and will go once it is closed. */
+  deferred: boolean;
+}
+
+const REMOVE_RETRY = { attempts: 25, delayMs: 200 };
+
+export async function remove(ref: DeviceRef, options?: RemoveOptions): Promise<RemoveResult> {
+  const { request, label } = resolve(ref);
+  const o = checkOptions<RemoveOptions>(options, 'options', ['deferred', 'retry']);
+  // The node is named after the device: look the name up when given a uuid or number.
+  const name = typeof ref === 'string' ? ref : (await info(ref)).name;
+  const deferred = checkBoolean(o.deferred, 'options.deferred') ?? false;
+  const retry = removeRetry(o.retry);
+  const hints: Hints = { EBUSY: `'${label}' is in use (mounted or open); close it, or pass { deferred: true } or { retry: true }` };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await dmCall('DM_DEV_REMOVE', { ...request, flags: deferred ? F.DM_DEFERRED_REMOVE : 0 }, label, hints);
+      // With DM_DEFERRED_REMOVE the kernel answers success for a busy device
+      // and keeps it: ask whether it is still there.
+      const still = deferred ? await info(ref).catch(() => undefined) : undefined;
+      if (still) return { deferred: true };
+      await removeNode(mapperPath(name));
+      return { deferred: false };
+    } catch (e) {
+      if (!(e instanceof DmError) || e.code !== 'EBUSY' || attempt >= retry.attempts) throw e;
+      await sleep(Math.min(retry.delayMs, 10 * 2 ** attempt));
+    }
+  }
+}
+
+function removeRetry(retry: RemoveOptions['retry']): { attempts: number; delayMs: number } {
+  if (retry === undefined || retry === false) return { attempts: 1, delayMs: 0 };
+  if (retry === true) return REMOVE_RETRY;
+  const o = checkOptions<{ attempts: number; delayMs: number }>(retry, 'options.retry', ['attempts', 'delayMs']);
+  return {
+    attempts: o.attempts === undefined ? REMOVE_RETRY.attempts : checkUint(o.attempts, 'options.retry.attempts', { min: 1, max: 10_000 }),
+    delayMs: o.delayMs === undefined ? REMOVE_RETRY.delayMs : checkUint(o.delayMs, 'options.retry.delayMs', { max: 60_000 }),
+  };
+}
+
+/** Take back a deferred removal that has not happened yet. */
+export async function cancelDeferredRemove(ref: DeviceRef): Promise<void> {
+  const { request, label } = resolve(ref);
+  await dmCall('DM_TARGET_MSG', { ...request, message: '@cancel_deferred_remove', sector: 0 }, label, {
+    ENXIO: `'${label}' has no deferred removal pending (or does not exist)`,
+  });
+}
+
+/**
+ * Remove every device-mapper device that is not in use, on the whole system.
+ * Meant for test VMs and recovery; with `deferred`, busy ones go on last close.
+ */
+export async function removeAll(options?: { deferred?: boolean }): Promise<void> {
+  const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
+  await dmCall('DM_REMOVE_ALL', { flags: checkBoolean(o.deferred, 'options.deferred') ? F.DM_DEFERRED_REMOVE : 0 });
+  await list(); // drops the nodes of what went
+}
+
+export async function rename(name: string, newName: string): Promise<void> {
+  checkName(name);
+  checkName(newName, 'newName');
+  const r = await dmCall('DM_DEV_RENAME', { name, payload: newName }, name, { EBUSY: `a device named '${newName}' already exists` });
+  await renameNode(mapperPath(name), mapperPath(newName), r.dev);
+}
+
+/** Give a device that has none a uuid (the kernel refuses to change an existing one). */
+export async function setUuid(name: string, uuid: string): Promise<void> {
+  checkName(name);
+  checkUuid(uuid);
+  await dmCall('DM_DEV_RENAME', { name, payload: uuid, flags: F.DM_UUID_FLAG }, name, {
+    EINVAL: `'${name}' already has a uuid; the kernel sets it only once`,
+    EBUSY: 'another device already has that uuid',
+  });
+}
+
+export async function info(ref: DeviceRef): Promise<DeviceInfo> {
+  const { request, label } = resolve(ref);
+  return toInfo(await dmCall('DM_DEV_STATUS', request, label));
+}
+
+export interface TableOptions {
+  /** Read the inactive (loaded, not yet resumed) table instead of the live one. */
+  inactive?: boolean;
+}
+
+async function tableStatus(ref: DeviceRef, options: unknown, extra: number, known: string[]): Promise<Target[]> {
+  const { request, label } = resolve(ref);
+  const o = checkOptions<TableOptions & { noFlush: boolean }>(options, 'options', known);
+  let flags = extra;
+  if (checkBoolean(o.inactive, 'options.inactive')) flags |= F.DM_QUERY_INACTIVE_TABLE_FLAG;
+  if (checkBoolean(o.noFlush, 'options.noFlush')) flags |= F.DM_NOFLUSH_FLAG;
+  return (await dmCall('DM_TABLE_STATUS', { ...request, flags }, label)).targets ?? [];
+}
+
+/** The table as loaded: one Target per line. */
+export function table(ref: DeviceRef, options?: TableOptions): Promise<Target[]> {
+  return tableStatus(ref, options, F.DM_STATUS_TABLE_FLAG, ['inactive']);
+}
+
+/**
+ * Each target's status line (`params` holds the status text).
+ * `noFlush` skips the metadata commit a thin pool otherwise does first.
+ */
+export function status(ref: DeviceRef, options?: TableOptions & { noFlush?: boolean }): Promise<Target[]> {
+  return tableStatus(ref, options, 0, ['inactive', 'noFlush']);
+}
+
+/** The devices this device's live table uses. */
+export async function deps(ref: DeviceRef): Promise<DevNumber[]> {
+  const { request, label } = resolve(ref);
+  return (await dmCall('DM_TABLE_DEPS', request, label)).deps ?? [];
+}
+
+/** Send a message to the target at `sector` (default 0); resolves with its reply text ('' if none). */
+export async function message(ref: DeviceRef, text: string, options?: { sector?: number }): Promise<string> {
+  const { request, label } = resolve(ref);
+  checkLine(text, 'message', { allowEmpty: false });
+  const o = checkOptions<{ sector: number }>(options, 'options', ['sector']);
+  const sector = o.sector === undefined ? 0 : checkUint(o.sector, 'options.sector');
+  const r = await dmCall('DM_TARGET_MSG', { ...request, message: text, sector }, label, {
+    EINVAL: `the target rejected the message '${text}' (dmesg has its reason)`,
+  });
+  return r.message ?? '';
+}
+
+export interface Geometry {
+  cylinders: number;
+  heads: number;
+  sectors: number;
+  start: number;
+}
+
+/** Set the CHS geometry reported by HDIO_GETGEO. */
+export async function setGeometry(ref: DeviceRef, geometry: Geometry): Promise<void> {
+  const { request, label } = resolve(ref);
+  const g = checkOptions<Geometry>(geometry, 'geometry', ['cylinders', 'heads', 'sectors', 'start']);
+  const payload = [
+    checkUint(g.cylinders, 'geometry.cylinders', { max: 0xffff }),
+    checkUint(g.heads, 'geometry.heads', { max: 0xff }),
+    checkUint(g.sectors, 'geometry.sectors', { max: 0xff }),
+    checkUint(g.start, 'geometry.start', { max: 0xffffffff }),
+  ].join(' ');
+  await dmCall('DM_DEV_SET_GEOMETRY', { ...request, payload }, label);
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /**
+   * 'poll' (default): DM_DEV_ARM_POLL and poll(2) on the libuv loop; holds no
+   * thread. 'ioctl': the blocking DM_DEV_WAIT on a threadpool thread (for
+   * kernels before arm-poll; cannot be aborted).
+   */
+  method?: 'poll' | 'ioctl';
+}
+
+/** Resolve with the device's event number once it differs from `eventNr`. */
+export async function wait(ref: DeviceRef, eventNr: number, options?: WaitOptions): Promise<number> {
+  const { request, label } = resolve(ref);
+  checkU32(eventNr, 'eventNr');
+  const o = checkOptions<WaitOptions>(options, 'options', ['signal', 'method']);
+  const method = o.method ?? 'poll';
+  if (method !== 'poll' && method !== 'ioctl') throw invalidArg('options.method', `expected 'poll' or 'ioctl', got ${String(method)}`);
+  const signal = o.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('options.signal', 'expected an AbortSignal');
+  if (method === 'ioctl') {
+    if (signal) throw invalidArg('options.signal', "method 'ioctl' blocks in the kernel and cannot be aborted");
+    return (await dmCall('DM_DEV_WAIT', { ...request, eventNr }, label)).eventNr;
+  }
+  throwIfAborted(signal, label);
+  const fh = await openControl();
+  const watcher = new native.FdWatcher(fh.fd);
+  try {
+    let pinned = request;
+    for (;;) {
+      // Arm first, then look: an event between the two still wakes the poll.
+      await dmCallOn(fh.fd, 'DM_DEV_ARM_POLL', {}, label);
+      const now = await dmCall('DM_DEV_STATUS', pinned, label);
+      if (now.eventNr !== eventNr) return now.eventNr;
+      pinned = { dev: now.dev }; // follow the device through renames
+      await readable(watcher, signal, label);
+    }
+  } finally {
+    watcher.close();
+    await fh.close();
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
+  if (signal?.aborted) throw new DmError(`wait on '${label}' aborted`, { code: 'ERR_DM_ABORTED', device: label, cause: signal.reason });
+}
+
+function readable(watcher: InstanceType<typeof native.FdWatcher>, signal: AbortSignal | undefined, label: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const onAbort = () => {
+      watcher.stop();
+      reject(new DmError(`wait on '${label}' aborted`, { code: 'ERR_DM_ABORTED', device: label, cause: signal?.reason }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    watcher.start((status) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (status < 0) reject(new DmError(`poll on the device-mapper control fd failed (${status})`, { code: 'EIO', syscall: 'poll', device: label }));
+      else resolvePromise();
+    });
+  });
+}

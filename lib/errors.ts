@@ -1,0 +1,107 @@
+import { constants } from 'node:os';
+
+/** Codes the library itself assigns (errno names such as 'EBUSY' are used as they are). */
+export type DmLibraryCode =
+  | 'ERR_DM_INVALID_ARG' // bad input, rejected before any ioctl
+  | 'ERR_DM_DECODE' // the kernel's reply could not be decoded
+  | 'ERR_DM_UNAVAILABLE' // no device-mapper / loop support on this kernel
+  | 'ERR_DM_ABORTED' // an AbortSignal fired
+  | 'ERR_DM_TIMEOUT'; // a bounded retry ran out
+
+export interface DmErrorFields {
+  code: string;
+  errno?: number;
+  syscall?: string;
+  ioctl?: string;
+  device?: string;
+  cause?: unknown;
+}
+
+/** Every failure of the library is a DmError. */
+export class DmError extends Error {
+  /** An errno name ('EBUSY', 'ENXIO', ...) or one of the library's 'ERR_DM_*' codes. */
+  readonly code: string;
+  /** The positive errno when the kernel refused; undefined for library codes. */
+  readonly errno?: number;
+  /** The failing system call: 'ioctl', 'open', 'mknod', 'mount', ... */
+  readonly syscall?: string;
+  /** The ioctl request name, e.g. 'DM_DEV_REMOVE' or 'LOOP_CONFIGURE'. */
+  readonly ioctl?: string;
+  /** The device the call was about (a device-mapper name, a loop path, a file). */
+  readonly device?: string;
+
+  constructor(message: string, fields: DmErrorFields) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
+    this.name = 'DmError';
+    this.code = fields.code;
+    if (fields.errno !== undefined) this.errno = fields.errno;
+    if (fields.syscall !== undefined) this.syscall = fields.syscall;
+    if (fields.ioctl !== undefined) this.ioctl = fields.ioctl;
+    if (fields.device !== undefined) this.device = fields.device;
+  }
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(constants.errno).map(([name, n]) => [n, name] as const),
+);
+
+/** 'EBUSY' for 16, or 'E<n>' for an errno this platform has no name for. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `E${errno}`;
+}
+
+export function invalidArg(field: string, problem: string): DmError {
+  return new DmError(`invalid ${field}: ${problem}`, { code: 'ERR_DM_INVALID_ARG' });
+}
+
+/** Shape of the plain Error the addon rejects with (native/async.h). */
+interface NativeFailure {
+  errno: number;
+  syscall: string;
+  op: string;
+  detail?: string;
+}
+
+function isNativeFailure(e: unknown): e is NativeFailure {
+  return typeof e === 'object' && e !== null && typeof (e as NativeFailure).errno === 'number' && 'op' in e;
+}
+
+const EPROTO = constants.errno.EPROTO;
+
+/**
+ * Turn an addon failure into a DmError whose message says what to do.
+ * `device` names what the call was about; `hint` adds context-specific advice
+ * keyed by errno name (e.g. EBUSY on remove).
+ */
+export function fromNative(e: unknown, device: string | undefined, hint?: Partial<Record<string, string>>): DmError {
+  if (e instanceof DmError) return e;
+  if (!isNativeFailure(e)) {
+    return new DmError(e instanceof Error ? e.message : String(e), { code: 'ERR_DM_DECODE', device, cause: e });
+  }
+  const code = e.errno === EPROTO && e.detail ? 'ERR_DM_DECODE' : errnoName(e.errno);
+  const ioctl = e.syscall === 'ioctl' ? e.op : undefined;
+  const what = ioctl ?? `${e.syscall} ${e.op}`;
+  const subject = device ? ` on '${device}'` : '';
+  const advice = hint?.[code] ?? defaultAdvice(code, e, device);
+  const message = `${what}${subject} failed: ${e.detail ?? code}${advice ? ` — ${advice}` : ''}`;
+  return new DmError(message, { code, errno: e.errno, syscall: e.syscall, ioctl, device });
+}
+
+function defaultAdvice(code: string, e: NativeFailure, device: string | undefined): string {
+  switch (code) {
+    case 'EPERM':
+    case 'EACCES':
+      return e.op.startsWith('LOOP') ? 'loop devices need CAP_SYS_ADMIN; run as root' : 'device-mapper needs CAP_SYS_ADMIN; run as root';
+    case 'ENXIO':
+      if (e.op.startsWith('DM_')) return device ? `no such device-mapper device '${device}'` : 'no such device-mapper device';
+      return 'no such device';
+    case 'EBUSY':
+      return 'the device is in use (mounted, open, or held by another device)';
+    case 'EEXIST':
+      return 'it already exists';
+    case 'ENOTTY':
+      return 'this kernel does not know the request';
+    default:
+      return '';
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * devmapper: Linux device-mapper and loop devices for Node.js.
+ *
+ * `dm` and `loop` are the raw kernel interfaces, one async function per ioctl.
+ * Every failure is a {@link DmError}.
+ */
+export * as dm from './dm';
+export * as loop from './loop';
+export { DmError, type DmErrorFields, type DmLibraryCode } from './errors';
+export type { Target, DeviceRef, DeviceInfo, ListedDevice, Version, TargetVersion, CreateOptions, RemoveOptions, RemoveResult, SuspendOptions, WaitOptions, Geometry, TableOptions } from './dm';
+export type { AttachOptions, LoopDevice, LoopInfo, LoopRef } from './loop';
+export type { DevNumber } from './binding';

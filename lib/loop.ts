@@ -1,0 +1,309 @@
+// Loop devices through their ioctls (no losetup). The sequence follows
+// util-linux's loopdev.c: LOOP_CTL_GET_FREE, then LOOP_CONFIGURE; on kernels
+// without it (before 5.8: EINVAL/ENOTTY) LOOP_SET_FD + LOOP_SET_STATUS64
+// (+ block size, direct I/O). Another process can take the free device
+// between GET_FREE and configure (EBUSY): ask for a fresh one, bounded.
+import { constants } from 'node:fs';
+import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { native, type DevNumber } from './binding';
+import { traced } from './control';
+import { DmError, invalidArg } from './errors';
+import { ensureBlockNode, sysfsDev } from './nodes';
+import { checkBoolean, checkOptions, checkPath, checkUint } from './validate';
+
+const LOOP_CONTROL = '/dev/loop-control';
+const LF = native.loopFlags;
+const GET_FREE_ATTEMPTS = 16;
+const SET_STATUS_ATTEMPTS = 64; // EAGAIN while the old page cache drains
+const SET_STATUS_DELAY_MS = 25;
+
+export interface AttachOptions {
+  readOnly?: boolean;
+  /** Bypass the page cache (O_DIRECT on the backing file) when the file system supports it. */
+  directIo?: boolean;
+  /** Detach by itself when the last user closes it; the returned device holds it open until release(). */
+  autoclear?: boolean;
+  /** Scan the device for partitions. */
+  partscan?: boolean;
+  /** Bytes to skip at the start of the file. */
+  offset?: number;
+  /** Bytes of the file to expose (0: up to its end). */
+  sizeLimit?: number;
+  /** Logical block size: 512, 1024, 2048 or 4096. */
+  blockSize?: number;
+  /** Use LOOP_SET_FD + LOOP_SET_STATUS64 even when LOOP_CONFIGURE exists (also: DEVMAPPER_LOOP_LEGACY=1). */
+  legacy?: boolean;
+}
+
+export interface LoopInfo {
+  path: string;
+  number: number;
+  major: number;
+  minor: number;
+  backingFile: string;
+  offset: number;
+  sizeLimit: number;
+  readOnly: boolean;
+  autoclear: boolean;
+  partscan: boolean;
+  directIo: boolean;
+  /** Logical block size in bytes. */
+  blockSize: number;
+  /** Size of the device in bytes. */
+  size: number;
+}
+
+export interface LoopDevice {
+  path: string;
+  number: number;
+  major: number;
+  minor: number;
+  /** Whether direct I/O is in effect (the kernel falls back to buffered I/O where the backing file system cannot do it). */
+  directIo: boolean;
+  /** Close the descriptor an autoclear device is held open by (no-op otherwise); the device detaches once unused. */
+  release(): Promise<void>;
+}
+
+/** A loop device: its path ('/dev/loop3') or number (3). */
+export type LoopRef = string | number;
+
+const ATTACH_KEYS = ['readOnly', 'directIo', 'autoclear', 'partscan', 'offset', 'sizeLimit', 'blockSize', 'legacy'] as const;
+
+function loopNumber(ref: LoopRef): number {
+  if (typeof ref === 'number') return checkUint(ref, 'loop device', { max: 0xfffff });
+  if (typeof ref === 'string') {
+    const m = /^\/dev\/loop(\d+)$/.exec(ref);
+    if (m) return Number(m[1]);
+  }
+  throw invalidArg('loop device', `expected '/dev/loopN' or a number, got ${JSON.stringify(ref)}`);
+}
+
+const loopPath = (n: number) => `/dev/loop${n}`;
+
+/** Open /dev/loopN, making the node first if nothing (devtmpfs, udev) did. */
+async function openLoop(n: number, flags: number): Promise<FileHandle> {
+  const path = loopPath(n);
+  const dev = await sysfsDev(`loop${n}`);
+  if (!dev) throw new DmError(`${path} does not exist`, { code: 'ENXIO', device: path });
+  await ensureBlockNode(path, dev);
+  try {
+    return await open(path, flags);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new DmError(`cannot open ${path}: ${code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`, {
+      code,
+      syscall: 'open',
+      device: path,
+      cause: e,
+    });
+  }
+}
+
+async function openFile(path: string, flags: number, what: string): Promise<FileHandle> {
+  try {
+    return await open(path, flags);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new DmError(`cannot open ${what} ${path}: ${code}`, { code, syscall: 'open', device: path, cause: e });
+  }
+}
+
+let configureMissing = false; // this kernel predates LOOP_CONFIGURE
+
+/** Attach `file` to a free loop device. */
+export async function attach(file: string, options?: AttachOptions): Promise<LoopDevice> {
+  checkPath(file, 'file');
+  const o = checkOptions<AttachOptions>(options, 'options', ATTACH_KEYS);
+  for (const k of ['readOnly', 'directIo', 'autoclear', 'partscan', 'legacy'] as const) checkBoolean(o[k], `options.${k}`);
+  const offset = o.offset === undefined ? 0 : checkUint(o.offset, 'options.offset');
+  const sizeLimit = o.sizeLimit === undefined ? 0 : checkUint(o.sizeLimit, 'options.sizeLimit');
+  const blockSize = o.blockSize === undefined ? 0 : checkUint(o.blockSize, 'options.blockSize');
+  if (blockSize !== 0 && ![512, 1024, 2048, 4096].includes(blockSize)) throw invalidArg('options.blockSize', `${blockSize} is not 512, 1024, 2048 or 4096`);
+  const legacy = o.legacy ?? process.env.DEVMAPPER_LOOP_LEGACY === '1';
+
+  const mode = o.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+  const backing = await openFile(file, mode, 'backing file');
+  try {
+    const control = await openFile(LOOP_CONTROL, constants.O_RDWR, 'loop control');
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const n = await traced('LOOP_CTL_GET_FREE', LOOP_CONTROL, () => native.loopIoctl(control.fd, 'LOOP_CTL_GET_FREE'));
+        const dev = await openLoop(n, mode);
+        try {
+          await configure(dev, backing, file, { ...o, offset, sizeLimit, blockSize, legacy });
+        } catch (e) {
+          await dev.close();
+          if (e instanceof DmError && e.code === 'EBUSY' && attempt < GET_FREE_ATTEMPTS) continue; // raced: take another
+          throw e;
+        }
+        return await described(n, o.autoclear ? dev : undefined, dev);
+      }
+    } finally {
+      await control.close();
+    }
+  } finally {
+    await backing.close(); // the kernel holds its own reference now
+  }
+}
+
+type Config = AttachOptions & { offset: number; sizeLimit: number; blockSize: number; legacy: boolean };
+
+async function configure(dev: FileHandle, backing: FileHandle, file: string, c: Config): Promise<void> {
+  const path = `fd ${dev.fd}`;
+  let flags = 0;
+  if (c.readOnly) flags |= LF.LO_FLAGS_READ_ONLY;
+  if (c.autoclear) flags |= LF.LO_FLAGS_AUTOCLEAR;
+  if (c.partscan) flags |= LF.LO_FLAGS_PARTSCAN;
+  const info = { offset: c.offset, sizeLimit: c.sizeLimit, fileName: file.slice(-63) };
+  if (!c.legacy && !configureMissing) {
+    try {
+      const cfg = { ...info, fd: backing.fd, blockSize: c.blockSize, flags: flags | (c.directIo ? LF.LO_FLAGS_DIRECT_IO : 0) };
+      await traced('LOOP_CONFIGURE', path, () => native.loopConfigure(dev.fd, cfg));
+      return;
+    } catch (e) {
+      if (!(e instanceof DmError) || (e.code !== 'EINVAL' && e.code !== 'ENOTTY')) throw e;
+      if (e.code === 'ENOTTY') configureMissing = true;
+      // EINVAL: an old kernel, or a value the kernel refuses; the legacy path
+      // below tells which by failing on the same value.
+    }
+  }
+  await traced('LOOP_SET_FD', path, () => native.loopIoctl(dev.fd, 'LOOP_SET_FD', backing.fd));
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // READ_ONLY and DIRECT_IO are not settable here: read-only follows the fd mode.
+        await traced('LOOP_SET_STATUS64', path, () => native.loopSetStatus(dev.fd, { ...info, flags: flags & ~LF.LO_FLAGS_READ_ONLY }));
+        break;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EAGAIN' || attempt >= SET_STATUS_ATTEMPTS) throw e;
+        await sleep(SET_STATUS_DELAY_MS);
+      }
+    }
+    if (c.blockSize) await traced('LOOP_SET_BLOCK_SIZE', path, () => native.loopIoctl(dev.fd, 'LOOP_SET_BLOCK_SIZE', c.blockSize));
+    if (c.directIo) {
+      // Like LOOP_CONFIGURE, fall back to buffered I/O where O_DIRECT is not possible.
+      await traced('LOOP_SET_DIRECT_IO', path, () => native.loopIoctl(dev.fd, 'LOOP_SET_DIRECT_IO', 1)).catch((e: unknown) => {
+        if (!(e instanceof DmError) || e.code !== 'EINVAL') throw e;
+      });
+    }
+  } catch (e) {
+    await native.loopIoctl(dev.fd, 'LOOP_CLR_FD').catch(() => undefined); // undo SET_FD
+    throw e;
+  }
+}
+
+async function described(n: number, held: FileHandle | undefined, dev: FileHandle): Promise<LoopDevice> {
+  const devNumber = await sysfsDev(`loop${n}`);
+  const directIo = (await sysfsText(`loop${n}`, 'loop/dio')) === '1';
+  if (!held) await dev.close();
+  let released = false;
+  return {
+    path: loopPath(n),
+    number: n,
+    major: devNumber?.major ?? 7,
+    minor: devNumber?.minor ?? n,
+    directIo,
+    async release() {
+      if (released || !held) return;
+      released = true;
+      await held.close();
+    },
+  };
+}
+
+async function sysfsText(block: string, attr: string): Promise<string | undefined> {
+  try {
+    return (await readFile(`/sys/block/${block}/${attr}`, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Detach the backing file. A device still in use detaches when its last user closes it. */
+export async function detach(ref: LoopRef): Promise<void> {
+  const n = loopNumber(ref);
+  const dev = await openLoop(n, constants.O_RDONLY);
+  try {
+    await traced('LOOP_CLR_FD', loopPath(n), () => native.loopIoctl(dev.fd, 'LOOP_CLR_FD'), {
+      ENXIO: `${loopPath(n)} is not attached`,
+    });
+  } finally {
+    await dev.close();
+  }
+}
+
+export async function info(ref: LoopRef): Promise<LoopInfo> {
+  const n = loopNumber(ref);
+  const dev = await openLoop(n, constants.O_RDONLY);
+  try {
+    const s = await traced('LOOP_GET_STATUS64', loopPath(n), () => native.loopGetStatus(dev.fd), {
+      ENXIO: `${loopPath(n)} is not attached`,
+    });
+    return await fromSysfs(n, s.fileName, { major: 7, minor: n }, s.offset, s.sizeLimit, s.flags);
+  } finally {
+    await dev.close();
+  }
+}
+
+async function fromSysfs(n: number, fileName: string, dflt: DevNumber, offset: number, sizeLimit: number, flags: number): Promise<LoopInfo> {
+  const block = `loop${n}`;
+  const [dev, backing, blockSize, sectors, dio] = await Promise.all([
+    sysfsDev(block),
+    sysfsText(block, 'loop/backing_file'),
+    sysfsText(block, 'queue/logical_block_size'),
+    sysfsText(block, 'size'),
+    sysfsText(block, 'loop/dio'),
+  ]);
+  return {
+    path: loopPath(n),
+    number: n,
+    major: (dev ?? dflt).major,
+    minor: (dev ?? dflt).minor,
+    backingFile: backing ?? fileName, // sysfs has the whole path; the ioctl only 64 bytes
+    offset,
+    sizeLimit,
+    readOnly: (flags & LF.LO_FLAGS_READ_ONLY) !== 0,
+    autoclear: (flags & LF.LO_FLAGS_AUTOCLEAR) !== 0,
+    partscan: (flags & LF.LO_FLAGS_PARTSCAN) !== 0,
+    directIo: dio === undefined ? (flags & LF.LO_FLAGS_DIRECT_IO) !== 0 : dio === '1',
+    blockSize: Number(blockSize ?? 512),
+    size: Number(sectors ?? 0) * 512,
+  };
+}
+
+/** Every attached loop device. */
+export async function list(): Promise<LoopInfo[]> {
+  const blocks = (await readdir('/sys/block').catch(() => [] as string[])).filter((b) => /^loop\d+$/.test(b));
+  const attached: LoopInfo[] = [];
+  for (const block of blocks.sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)))) {
+    if ((await sysfsText(block, 'loop/backing_file')) === undefined) continue;
+    try {
+      attached.push(await info(Number(block.slice(4))));
+    } catch (e) {
+      if (!(e instanceof DmError) || e.code !== 'ENXIO') throw e; // detached meanwhile
+    }
+  }
+  return attached;
+}
+
+/** Re-read the backing file's size (after it grew). */
+export async function refreshCapacity(ref: LoopRef): Promise<void> {
+  await simple(ref, 'LOOP_SET_CAPACITY');
+}
+
+/** Switch direct I/O on or off (EINVAL where the backing file system cannot). */
+export async function setDirectIo(ref: LoopRef, on: boolean): Promise<void> {
+  if (typeof on !== 'boolean') throw invalidArg('on', 'expected a boolean');
+  await simple(ref, 'LOOP_SET_DIRECT_IO', on ? 1 : 0);
+}
+
+async function simple(ref: LoopRef, op: 'LOOP_SET_CAPACITY' | 'LOOP_SET_DIRECT_IO', arg?: number): Promise<void> {
+  const n = loopNumber(ref);
+  const dev = await openLoop(n, constants.O_RDONLY);
+  try {
+    await traced(op, loopPath(n), () => native.loopIoctl(dev.fd, op, arg), { ENXIO: `${loopPath(n)} is not attached` });
+  } finally {
+    await dev.close();
+  }
+}

@@ -1,0 +1,92 @@
+// Device-node upkeep for /dev/mapper/NAME and /dev/loopN. With udev running
+// we wait (bounded) for it to make the node; without udev (containers, the
+// test VM) we mknod it ourselves and remove or rename it with the device.
+import { access, lstat, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { native, type DevNumber } from './binding';
+import { traced } from './control';
+
+export const MAPPER_DIR = '/dev/mapper';
+const UDEV_CONTROL = '/run/udev/control';
+const UDEV_WAIT_MS = 2000;
+
+export const mapperPath = (name: string) => `${MAPPER_DIR}/${name}`;
+
+/** True when a udev daemon is managing /dev (its control socket exists). */
+export async function udevRunning(): Promise<boolean> {
+  return access(UDEV_CONTROL).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function nodeDev(path: string): Promise<DevNumber | undefined> {
+  try {
+    const st = await stat(path);
+    if (!st.isBlockDevice()) return undefined;
+    return { major: Math.floor(st.rdev / 256) & 0xfff, minor: (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8) };
+  } catch {
+    return undefined;
+  }
+}
+
+const sameDev = (a: DevNumber | undefined, b: DevNumber) => a !== undefined && a.major === b.major && a.minor === b.minor;
+
+/** Make sure `path` is a block node for `dev` (mode 0660). */
+export async function ensureBlockNode(path: string, dev: DevNumber): Promise<void> {
+  if (sameDev(await nodeDev(path), dev)) return;
+  if (await udevRunning()) {
+    const deadline = Date.now() + UDEV_WAIT_MS;
+    while (Date.now() < deadline) {
+      await sleep(10);
+      if (sameDev(await nodeDev(path), dev)) return;
+    }
+  }
+  await unlink(path).catch(() => undefined); // a stale node of an earlier device
+  await mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+  await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
+}
+
+/** Remove a node we may have made; udev removes its own. */
+export async function removeNode(path: string): Promise<void> {
+  if (await udevRunning()) return;
+  await unlink(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}
+
+export async function renameNode(from: string, to: string, dev: DevNumber): Promise<void> {
+  if (await udevRunning()) return ensureBlockNode(to, dev);
+  if (sameDev(await nodeDev(from), dev)) await rename(from, to);
+  await ensureBlockNode(to, dev);
+}
+
+/**
+ * Without udev, drop /dev/mapper nodes whose device is gone (e.g. after a
+ * deferred removal completed). `live` holds the names that still exist.
+ */
+export async function pruneMapperNodes(live: ReadonlySet<string>): Promise<void> {
+  if (await udevRunning()) return;
+  let entries: string[];
+  try {
+    entries = await readdir(MAPPER_DIR);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    if (name === 'control' || live.has(name)) continue;
+    const path = mapperPath(name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isBlockDevice()) await unlink(path).catch(() => undefined);
+  }
+}
+
+/** The dev number sysfs gives for a block device such as 'loop3'. */
+export async function sysfsDev(block: string): Promise<DevNumber | undefined> {
+  try {
+    const [major, minor] = (await readFile(`/sys/block/${block}/dev`, 'utf8')).trim().split(':').map(Number);
+    return { major: major!, minor: minor! };
+  } catch {
+    return undefined;
+  }
+}
