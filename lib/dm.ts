@@ -161,8 +161,9 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
   if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
   const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
   const table = o.table === undefined ? undefined : checkTable(o.table, 'options.table');
+  // The kernel answers EBUSY for a name or uuid already taken.
   const created = await dmCall('DM_DEV_CREATE', request, name, {
-    EEXIST: `a device named '${name}' (or with that uuid) already exists`,
+    EBUSY: `a device named '${name}' (or with that uuid) already exists`,
   });
   try {
     await ensureBlockNode(mapperPath(name), created.dev);

@@ -44,7 +44,12 @@ export async function ensureBlockNode(path: string, dev: DevNumber): Promise<voi
   }
   await unlink(path).catch(() => undefined); // a stale node of an earlier device
   await mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
-  await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
+  try {
+    await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
+  } catch (e) {
+    // A concurrent caller made the same node first: fine if it is the right one.
+    if (!sameDev(await nodeDev(path), dev)) throw e;
+  }
 }
 
 /** Remove a node we may have made; udev removes its own. */

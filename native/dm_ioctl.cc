@@ -130,12 +130,13 @@ void Pack(const Request& r, std::vector<char>& buf) {
 
 SysError Decode(const Request& r, const std::vector<char>& buf, Result& out) {
   const struct dm_ioctl& h = out.header;
-  if (h.data_start > buf.size() || h.data_size > buf.size() || h.data_size < h.data_start) {
-    if (r.cmd->reply == Reply::None) return SysError::Ok();
+  if (r.cmd->reply == Reply::None) return SysError::Ok();
+  if (h.data_start > buf.size() || h.data_size > buf.size())
     return {EPROTO, "ioctl", r.cmd->name, "reply sizes outside the buffer"};
-  }
+  // The kernel resets data_size to the bare header before each command and
+  // sets it past data_start only when it wrote data: otherwise there is none.
   const char* data = buf.data() + h.data_start;
-  size_t len = h.data_size - h.data_start;
+  size_t len = h.data_size > h.data_start ? h.data_size - h.data_start : 0;
   std::string err;
   bool ok = true;
   switch (r.cmd->reply) {
