@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 export type DmLibraryCode =
   | 'ERR_DM_INVALID_ARG' // bad input, rejected before any ioctl
   | 'ERR_DM_DECODE' // the kernel's reply could not be decoded
+  | 'ERR_DM_PARSE' // a table or status line does not follow its target's grammar
   | 'ERR_DM_UNAVAILABLE' // no device-mapper / loop support on this kernel
   | 'ERR_DM_ABORTED' // an AbortSignal fired
   | 'ERR_DM_TIMEOUT'; // a bounded retry ran out

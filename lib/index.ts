@@ -10,3 +10,6 @@ export { DmError, type DmErrorFields, type DmLibraryCode } from './errors';
 export type { Target, DeviceRef, DeviceInfo, ListedDevice, Version, TargetVersion, CreateOptions, RemoveOptions, RemoveResult, SuspendOptions, WaitOptions, Geometry, TableOptions } from './dm';
 export type { AttachOptions, LoopDevice, LoopInfo, LoopRef } from './loop';
 export type { DevNumber } from './binding';
+export { ThinPool, THIN_POOL_DEFAULTS, MAX_THIN_ID, METADATA_BLOCK_SIZE, defaultPoolName } from './thin-pool';
+export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions } from './thin-pool';
+export { parseSize } from './size';

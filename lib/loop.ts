@@ -4,12 +4,13 @@
 // (+ block size, direct I/O). Another process can take the free device
 // between GET_FREE and configure (EBUSY): ask for a fresh one, bounded.
 import { constants } from 'node:fs';
-import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber } from './binding';
 import { traced } from './control';
 import { DmError, invalidArg } from './errors';
-import { ensureBlockNode, sysfsDev } from './nodes';
+import { ensureBlockNode } from './nodes';
+import { sysfsDev, sysfsText } from './sysfs';
 import { checkBoolean, checkOptions, checkPath, checkUint } from './validate';
 
 const LOOP_CONTROL = '/dev/loop-control';
@@ -210,14 +211,6 @@ async function described(n: number, held: FileHandle | undefined, dev: FileHandl
       await held.close();
     },
   };
-}
-
-async function sysfsText(block: string, attr: string): Promise<string | undefined> {
-  try {
-    return (await readFile(`/sys/block/${block}/${attr}`, 'utf8')).trim();
-  } catch {
-    return undefined;
-  }
 }
 
 /** Detach the backing file. A device still in use detaches when its last user closes it. */

@@ -1,7 +1,7 @@
 // Device-node upkeep for /dev/mapper/NAME and /dev/loopN. With udev running
 // we wait (bounded) for it to make the node; without udev (containers, the
 // test VM) we mknod it ourselves and remove or rename it with the device.
-import { access, lstat, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber } from './binding';
 import { traced } from './control';
@@ -83,15 +83,5 @@ export async function pruneMapperNodes(live: ReadonlySet<string>): Promise<void>
     const path = mapperPath(name);
     const st = await lstat(path).catch(() => undefined);
     if (st?.isBlockDevice()) await unlink(path).catch(() => undefined);
-  }
-}
-
-/** The dev number sysfs gives for a block device such as 'loop3'. */
-export async function sysfsDev(block: string): Promise<DevNumber | undefined> {
-  try {
-    const [major, minor] = (await readFile(`/sys/block/${block}/dev`, 'utf8')).trim().split(':').map(Number);
-    return { major: major!, minor: minor! };
-  } catch {
-    return undefined;
   }
 }

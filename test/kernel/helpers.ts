@@ -94,3 +94,19 @@ export async function thin(pool: ScratchPool, id: number, bytes = 64 << 20, tag 
   await dm.message(pool.name, `create_thin ${id}`);
   return dm.create(`${RUN}${tag}`, { table: [{ start: 0, length: sectors(bytes), type: 'thin', params: `${pool.path} ${id}` }] });
 }
+
+/**
+ * Run thin_check on a metadata file. thin-provisioning-tools open with
+ * O_DIRECT, which tmpfs refuses, so read it through a read-only loop device.
+ */
+export async function thinCheck(metadataFile: string): Promise<string> {
+  const { execFile } = await import('node:child_process');
+  const dev = await loop.attach(metadataFile, { readOnly: true });
+  try {
+    return await new Promise((resolve, reject) =>
+      execFile('thin_check', [dev.path], (err, stdout, stderr) => (err ? reject(new Error(`thin_check failed: ${stderr}${stdout}`)) : resolve(stdout + stderr))),
+    );
+  } finally {
+    await loop.detach(dev.path);
+  }
+}

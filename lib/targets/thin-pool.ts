@@ -1,0 +1,114 @@
+// thin-pool: <metadata dev> <data dev> <data block size (sectors)> <low water mark (blocks)> [<#features> <feature>...]
+// status:    <transaction id> <used>/<total metadata blocks> <used>/<total data blocks> <held metadata root|->
+//            ro|rw|out_of_data_space [no_]discard_passdown error|queue_if_no_space needs_check|- [<metadata low watermark>]
+//            or just "Fail" / "Error".  (Documentation/admin-guide/device-mapper/thin-provisioning.rst)
+import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
+
+export type ThinPoolFeature = 'skip_block_zeroing' | 'ignore_discard' | 'no_discard_passdown' | 'read_only' | 'error_if_no_space' | (string & {});
+
+export interface ThinPoolParams {
+  metadataDevice: string;
+  dataDevice: string;
+  /** Data block size in 512-byte sectors (128 = 64 KiB). */
+  dataBlockSectors: number;
+  /** Free data blocks below which the pool raises an event. */
+  lowWaterMark: number;
+  /** Feature arguments, in table order. */
+  features: ThinPoolFeature[];
+}
+
+export type ThinPoolMode = 'rw' | 'ro' | 'out_of_data_space';
+
+export interface ThinPoolHealthyStatus {
+  state: 'ok';
+  transactionId: number;
+  usedMetadataBlocks: number;
+  totalMetadataBlocks: number;
+  usedDataBlocks: number;
+  totalDataBlocks: number;
+  /** Root of the held metadata snapshot (reserve_metadata_snap), or null. */
+  heldMetadataRoot: number | null;
+  mode: ThinPoolMode;
+  discardPassdown: boolean;
+  /** true: error_if_no_space; false: queue_if_no_space. */
+  errorIfNoSpace: boolean;
+  needsCheck: boolean;
+  /** Free metadata blocks below which the pool raises an event (absent on older kernels). */
+  metadataLowWatermark?: number;
+}
+
+export type ThinPoolStatus = ThinPoolHealthyStatus | { state: 'fail' } | { state: 'error' };
+
+const TYPE = 'thin-pool';
+
+export const thinPool: TargetGrammar<ThinPoolParams, ThinPoolStatus> = {
+  type: TYPE,
+  format(p) {
+    return joinWords(
+      checkWord(TYPE, 'metadataDevice', p.metadataDevice),
+      checkWord(TYPE, 'dataDevice', p.dataDevice),
+      checkCount(TYPE, 'dataBlockSectors', p.dataBlockSectors),
+      checkCount(TYPE, 'lowWaterMark', p.lowWaterMark),
+      formatCounted(p.features.map((f) => checkWord(TYPE, 'feature', f))),
+    );
+  },
+  parse(text) {
+    const t = new Tokens(TYPE, 'table', text);
+    const p: ThinPoolParams = {
+      metadataDevice: t.word('metadata device'),
+      dataDevice: t.word('data device'),
+      dataBlockSectors: t.uint('data block size'),
+      lowWaterMark: t.uint('low water mark'),
+      features: t.counted('feature'),
+    };
+    t.end();
+    return p;
+  },
+  parseStatus(text) {
+    const t = new Tokens(TYPE, 'status', text);
+    const first = t.peek();
+    if (first === 'Fail' || first === 'Error') {
+      t.word('state');
+      t.end();
+      return { state: first === 'Fail' ? 'fail' : 'error' };
+    }
+    const transactionId = t.uint('transaction id');
+    const [usedMetadataBlocks, totalMetadataBlocks] = t.ratio('metadata blocks');
+    const [usedDataBlocks, totalDataBlocks] = t.ratio('data blocks');
+    const held = t.word('held metadata root');
+    if (held !== '-' && !/^\d+$/.test(held)) throw t.fail(`held metadata root '${held}' is neither '-' nor a block number`);
+    const s: ThinPoolHealthyStatus = {
+      state: 'ok',
+      transactionId,
+      usedMetadataBlocks,
+      totalMetadataBlocks,
+      usedDataBlocks,
+      totalDataBlocks,
+      heldMetadataRoot: held === '-' ? null : Number(held),
+      mode: t.oneOf('mode', ['rw', 'ro', 'out_of_data_space'] as const),
+      discardPassdown: t.oneOf('discard mode', ['discard_passdown', 'no_discard_passdown'] as const) === 'discard_passdown',
+      errorIfNoSpace: t.oneOf('no-space policy', ['error_if_no_space', 'queue_if_no_space'] as const) === 'error_if_no_space',
+      needsCheck: t.oneOf('needs_check', ['needs_check', '-'] as const) === 'needs_check',
+    };
+    if (!t.done) s.metadataLowWatermark = t.uint('metadata low watermark');
+    t.end();
+    return s;
+  },
+};
+
+/** Format a healthy status back into the kernel's text (for tests and fakes). */
+export function formatThinPoolStatus(s: ThinPoolStatus): string {
+  if (s.state === 'fail') return 'Fail';
+  if (s.state === 'error') return 'Error';
+  return joinWords(
+    s.transactionId,
+    `${s.usedMetadataBlocks}/${s.totalMetadataBlocks}`,
+    `${s.usedDataBlocks}/${s.totalDataBlocks}`,
+    s.heldMetadataRoot === null ? '-' : s.heldMetadataRoot,
+    s.mode,
+    s.discardPassdown ? 'discard_passdown' : 'no_discard_passdown',
+    s.errorIfNoSpace ? 'error_if_no_space' : 'queue_if_no_space',
+    s.needsCheck ? 'needs_check' : '-',
+    s.metadataLowWatermark ?? '',
+  );
+}

@@ -1,0 +1,571 @@
+// Thin pools: creation on loop-backed sparse files (Docker's loop-lvm), on
+// given devices (direct-lvm) or by opening an existing pool; thin devices and
+// snapshots inside it; status, usage, resize and teardown.
+import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import { native, type DevNumber } from './binding';
+import * as dm from './dm';
+import { DmError, invalidArg } from './errors';
+import { mapperPath } from './nodes';
+import * as loop from './loop';
+import { parseSize } from './size';
+import { blockName, dmHolders } from './sysfs';
+import { thin as thinGrammar } from './targets/thin';
+import { thinPool as poolGrammar, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
+import { Undo } from './undo';
+import { checkBoolean, checkName, checkOptions, checkPath, checkUint } from './validate';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const SECTOR = 512;
+/** Thin-pool metadata is counted in 4 KiB blocks. */
+export const METADATA_BLOCK_SIZE = 4096;
+/** The kernel uses at most this much metadata (THIN_METADATA_MAX_SECTORS, about 15.9 GiB). */
+export const MAX_METADATA_SIZE = 255 * (1 << 14) * 8 * SECTOR;
+export const MIN_METADATA_SIZE = 2 * MiB;
+export const MIN_BLOCK_SIZE = 64 * KiB;
+export const MAX_BLOCK_SIZE = GiB;
+/** Thin device ids are 24-bit. */
+export const MAX_THIN_ID = 2 ** 24 - 1;
+
+/** Docker's devicemapper defaults. */
+export const THIN_POOL_DEFAULTS = {
+  dataSize: 100 * GiB,
+  metadataSize: 2 * GiB,
+  blockSize: 64 * KiB,
+  lowWaterMark: 32768,
+  prefix: 'devmapper',
+} as const;
+
+export interface PoolTableOptions {
+  /** Data block size: 64K..1G, a multiple of 64K (default 64K). */
+  blockSize?: number | string;
+  /** Free data blocks below which the kernel raises an event (default 32768). */
+  lowWaterMark?: number;
+  /** Fail writes at once when the pool is full instead of queueing them for 60 s (default false). */
+  errorIfNoSpace?: boolean;
+  /** Zero newly provisioned blocks (default false: Docker's skip_block_zeroing). */
+  blockZeroing?: boolean;
+}
+
+export interface LoopBackedOptions extends PoolTableOptions {
+  /** Directory for the `data` and `metadata` sparse files. */
+  dir: string;
+  /** Pool name; default `<prefix>-MAJ:MIN-INO-pool` of `dir`, as Docker named it. */
+  name?: string;
+  /** Name prefix for the default name (default 'devmapper'). */
+  prefix?: string;
+  /** Size of a new data file (default 100G). An existing file keeps its size: use resize(). */
+  dataSize?: number | string;
+  /** Size of a new metadata file (default 2G). */
+  metadataSize?: number | string;
+}
+
+export interface DirectOptions extends PoolTableOptions {
+  name: string;
+  /** Block devices for data and metadata (direct-lvm). */
+  dataDevice: string;
+  metadataDevice: string;
+  /** Zero the metadata device's first 4 KiB so the kernel formats fresh metadata (default false: reuse what is there). */
+  zeroMetadata?: boolean;
+}
+
+export interface PoolStatus {
+  /** 'fail' when the kernel reports the pool failed (the counters are then 0). */
+  mode: ThinPoolMode | 'fail';
+  transactionId: number;
+  usedMetadataBlocks: number;
+  totalMetadataBlocks: number;
+  usedDataBlocks: number;
+  totalDataBlocks: number;
+  heldMetadataRoot: number | null;
+  needsCheck: boolean;
+  discardPassdown: boolean;
+  errorIfNoSpace: boolean;
+  metadataLowWatermark?: number;
+  /** The kernel's status text, as read. */
+  raw: string;
+}
+
+export interface SpaceUsage {
+  /** Bytes. */
+  used: number;
+  total: number;
+  available: number;
+}
+
+export interface PoolUsage {
+  data: SpaceUsage;
+  metadata: SpaceUsage;
+}
+
+export interface LoopBacking {
+  dir: string;
+  dataFile: string;
+  metadataFile: string;
+}
+
+/** Per-pool serialisation of changes, shared by every ThinPool object for that name. */
+const locks = new Map<string, Promise<unknown>>();
+
+function serialised<T>(key: string, body: () => Promise<T>): Promise<T> {
+  const prior = locks.get(key) ?? Promise.resolve();
+  const run = prior.then(body, body);
+  const tail = run.catch(() => undefined);
+  locks.set(key, tail);
+  void tail.then(() => {
+    if (locks.get(key) === tail) locks.delete(key);
+  });
+  return run;
+}
+
+function checkBlockSize(value: unknown): number {
+  const bytes = parseSize(value ?? THIN_POOL_DEFAULTS.blockSize, 'blockSize');
+  if (bytes < MIN_BLOCK_SIZE || bytes > MAX_BLOCK_SIZE || bytes % MIN_BLOCK_SIZE !== 0) {
+    throw invalidArg('blockSize', `${bytes} bytes: a thin pool's block size is 64K..1G and a multiple of 64K`);
+  }
+  return bytes;
+}
+
+function checkMetadataSize(bytes: number, field: string): number {
+  if (bytes < MIN_METADATA_SIZE || bytes > MAX_METADATA_SIZE) {
+    throw invalidArg(field, `${bytes} bytes: thin-pool metadata must be 2M..${(MAX_METADATA_SIZE / GiB).toFixed(1)}G`);
+  }
+  return bytes;
+}
+
+export function checkThinId(id: unknown, field = 'id'): number {
+  return checkUint(id, field, { max: MAX_THIN_ID });
+}
+
+function checkPoolTable(o: PoolTableOptions) {
+  const blockBytes = checkBlockSize(o.blockSize);
+  const lowWaterMark = o.lowWaterMark === undefined ? THIN_POOL_DEFAULTS.lowWaterMark : checkUint(o.lowWaterMark, 'lowWaterMark');
+  const features: string[] = [];
+  if (!checkBoolean(o.blockZeroing, 'blockZeroing')) features.push('skip_block_zeroing');
+  if (checkBoolean(o.errorIfNoSpace, 'errorIfNoSpace')) features.push('error_if_no_space');
+  return { blockSectors: blockBytes / SECTOR, lowWaterMark, features };
+}
+
+const TABLE_KEYS = ['blockSize', 'lowWaterMark', 'errorIfNoSpace', 'blockZeroing'] as const;
+
+/** Whole blocks of `bytes`, in sectors: the pool's length. */
+const poolSectors = (bytes: number, blockSectors: number) => Math.floor(bytes / SECTOR / blockSectors) * blockSectors;
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function zeroHeader(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.write(Buffer.alloc(METADATA_BLOCK_SIZE), 0, METADATA_BLOCK_SIZE, 0);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function deviceSize(path: string): Promise<number> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw new DmError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code}`, { code: (e as NodeJS.ErrnoException).code ?? 'EIO', syscall: 'open', device: path, cause: e });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isBlockDevice()) throw invalidArg('device', `${path} is not a block device`);
+    return await native.blkGetSize64(fh.fd);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Docker's pool name: `<prefix>-MAJ:MIN-INO-pool` of the directory. */
+export async function defaultPoolName(dir: string, prefix: string = THIN_POOL_DEFAULTS.prefix): Promise<string> {
+  const st = await stat(dir, { bigint: true });
+  const major = Number((st.dev >> 8n) & 0xfffn) | Number((st.dev >> 32n) & ~0xfffn);
+  const minor = Number(st.dev & 0xffn) | Number((st.dev >> 12n) & ~0xffn);
+  return checkName(`${prefix}-${major}:${minor}-${st.ino}-pool`, 'name');
+}
+
+export interface ActivateOptions {
+  /** Device-mapper name of the new device. */
+  name: string;
+  /** Size in bytes (or a size string); a multiple of 512. */
+  size: number | string;
+  readOnly?: boolean;
+}
+
+export class ThinPool {
+  private constructor(
+    /** Device-mapper name of the pool. */
+    readonly name: string,
+    /** Its node, /dev/mapper/NAME. */
+    readonly path: string,
+    private params: ThinPoolParams,
+    private sectors: number,
+    /** The sparse files behind a loop-backed pool. */
+    readonly loopBacking: LoopBacking | undefined,
+  ) {}
+
+  /** Data block size in bytes. */
+  get blockSize(): number {
+    return this.params.dataBlockSectors * SECTOR;
+  }
+
+  /** Size of the data area in bytes. */
+  get dataSize(): number {
+    return this.sectors * SECTOR;
+  }
+
+  get lowWaterMark(): number {
+    return this.params.lowWaterMark;
+  }
+
+  /** Feature arguments of the pool table, in order. */
+  get features(): readonly string[] {
+    return this.params.features;
+  }
+
+  /**
+   * A pool on `dir/data` and `dir/metadata` sparse files attached to loop
+   * devices (created on first use). If the pool device already exists it is
+   * opened; if the files exist they are reattached without wiping.
+   */
+  static async createLoopBacked(options: LoopBackedOptions): Promise<ThinPool> {
+    const o = checkOptions<LoopBackedOptions>(options, 'options', ['dir', 'name', 'prefix', 'dataSize', 'metadataSize', ...TABLE_KEYS]);
+    const dir = resolvePath(checkPath(o.dir, 'dir'));
+    const table = checkPoolTable(o);
+    const dataSize = parseSize(o.dataSize ?? THIN_POOL_DEFAULTS.dataSize, 'dataSize');
+    const metadataSize = checkMetadataSize(parseSize(o.metadataSize ?? THIN_POOL_DEFAULTS.metadataSize, 'metadataSize'), 'metadataSize');
+    if (dataSize < table.blockSectors * SECTOR) throw invalidArg('dataSize', `${dataSize} bytes is less than one ${table.blockSectors * SECTOR}-byte block`);
+    if (o.name !== undefined) checkName(o.name, 'name');
+    if (o.prefix !== undefined) checkName(o.prefix, 'prefix');
+    await mkdir(dir, { recursive: true });
+    const name = o.name ?? (await defaultPoolName(dir, o.prefix));
+    const backing: LoopBacking = { dir, dataFile: join(dir, 'data'), metadataFile: join(dir, 'metadata') };
+
+    const live = await dm.info(name).catch(() => undefined);
+    if (live) {
+      const pool = await ThinPool.open(name);
+      if (pool.loopBacking?.dataFile !== backing.dataFile) {
+        throw new DmError(`a device named '${name}' exists but is not a pool on ${backing.dataFile}`, { code: 'EEXIST', device: name });
+      }
+      return pool;
+    }
+
+    return Undo.guard(async (undo) => {
+      const fresh = !(await exists(backing.metadataFile));
+      for (const [file, size] of [[backing.dataFile, dataSize], [backing.metadataFile, metadataSize]] as const) {
+        if (await exists(file)) continue;
+        await (await open(file, 'wx')).close();
+        undo.push(() => unlink(file));
+        await truncate(file, size);
+      }
+      if (fresh) await zeroHeader(backing.metadataFile); // the kernel formats metadata whose superblock is zero
+      // Autoclear: the loops detach by themselves once the pool device is removed.
+      const dataLoop = await loop.attach(backing.dataFile, { autoclear: true });
+      undo.push(() => dataLoop.release());
+      const metaLoop = await loop.attach(backing.metadataFile, { autoclear: true });
+      undo.push(() => metaLoop.release());
+      const sectors = poolSectors((await stat(backing.dataFile)).size, table.blockSectors);
+      if (sectors === 0) throw invalidArg('dataSize', `${backing.dataFile} is smaller than one block`);
+      const params: ThinPoolParams = {
+        metadataDevice: metaLoop.path,
+        dataDevice: dataLoop.path,
+        dataBlockSectors: table.blockSectors,
+        lowWaterMark: table.lowWaterMark,
+        features: table.features,
+      };
+      const dev = await dm.create(name, { table: [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }] });
+      // The pool holds both loops open now; drop our handles so autoclear can act later.
+      await dataLoop.release();
+      await metaLoop.release();
+      return new ThinPool(name, dev.path, params, sectors, backing);
+    });
+  }
+
+  /** A pool on given block devices (Docker's direct-lvm with dm.datadev / dm.metadatadev). */
+  static async create(options: DirectOptions): Promise<ThinPool> {
+    const o = checkOptions<DirectOptions>(options, 'options', ['name', 'dataDevice', 'metadataDevice', 'zeroMetadata', ...TABLE_KEYS]);
+    const name = checkName(o.name, 'name');
+    const dataDevice = checkPath(o.dataDevice, 'dataDevice');
+    const metadataDevice = checkPath(o.metadataDevice, 'metadataDevice');
+    const table = checkPoolTable(o);
+    const zero = checkBoolean(o.zeroMetadata, 'zeroMetadata') ?? false;
+    const [dataBytes, metaBytes] = await Promise.all([deviceSize(dataDevice), deviceSize(metadataDevice)]);
+    checkMetadataSize(Math.min(metaBytes, MAX_METADATA_SIZE), 'metadataDevice');
+    const sectors = poolSectors(dataBytes, table.blockSectors);
+    if (sectors === 0) throw invalidArg('dataDevice', `${dataDevice} is smaller than one block`);
+    if (zero) await zeroHeader(metadataDevice);
+    const params: ThinPoolParams = { metadataDevice, dataDevice, dataBlockSectors: table.blockSectors, lowWaterMark: table.lowWaterMark, features: table.features };
+    const dev = await dm.create(name, { table: [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }] });
+    return new ThinPool(name, dev.path, params, sectors, undefined);
+  }
+
+  /** An existing pool device (Docker's dm.thinpooldev). */
+  static async open(name: string): Promise<ThinPool> {
+    checkName(name, 'name');
+    const table = await dm.table(name);
+    if (table.length !== 1 || table[0]!.type !== 'thin-pool') {
+      throw new DmError(`'${name}' is not a thin pool (its table is ${table.map((t) => t.type).join(', ') || 'empty'})`, { code: 'ERR_DM_INVALID_ARG', device: name });
+    }
+    const params = poolGrammar.parse(table[0]!.params);
+    return new ThinPool(name, mapperPath(name), params, table[0]!.length, await loopBackingOf(params));
+  }
+
+  /** The pool's status, parsed. */
+  async status(): Promise<PoolStatus> {
+    const [line] = await dm.status(this.name);
+    if (!line || line.type !== 'thin-pool') throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
+    const s = poolGrammar.parseStatus(line.params);
+    if (s.state !== 'ok') {
+      return {
+        mode: 'fail', transactionId: 0, usedMetadataBlocks: 0, totalMetadataBlocks: 0, usedDataBlocks: 0, totalDataBlocks: 0,
+        heldMetadataRoot: null, needsCheck: false, discardPassdown: false, errorIfNoSpace: false, raw: line.params,
+      };
+    }
+    const { state: _state, ...rest } = s;
+    return { ...rest, raw: line.params };
+  }
+
+  /** Bytes used, total and available, for data and metadata. */
+  async usage(): Promise<PoolUsage> {
+    const s = await this.status();
+    const space = (used: number, total: number, unit: number): SpaceUsage => ({ used: used * unit, total: total * unit, available: (total - used) * unit });
+    return {
+      data: space(s.usedDataBlocks, s.totalDataBlocks, this.blockSize),
+      metadata: space(s.usedMetadataBlocks, s.totalMetadataBlocks, METADATA_BLOCK_SIZE),
+    };
+  }
+
+  private nextId = 0;
+
+  /** A thin id this process has not used yet (another process may still hold it: createThin() without an id retries). */
+  nextFreeId(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) % (MAX_THIN_ID + 1);
+    return id;
+  }
+
+  private async message(text: string, hints?: Partial<Record<string, string>>): Promise<void> {
+    try {
+      await dm.message(this.name, text);
+    } catch (e) {
+      const advice = e instanceof DmError ? hints?.[e.code] : undefined;
+      if (!advice || !(e instanceof DmError)) throw e;
+      throw new DmError(`${e.message} — ${advice}`, { code: e.code, errno: e.errno, syscall: e.syscall, ioctl: e.ioctl, device: e.device, cause: e });
+    }
+  }
+
+  /** Try `create(id)` with `id`, or with successive free ids when none is given. */
+  private async allocate(id: number | undefined, create: (id: number) => Promise<void>): Promise<number> {
+    if (id !== undefined) {
+      await create(checkThinId(id));
+      return id;
+    }
+    for (let attempt = 0; attempt <= MAX_THIN_ID; attempt++) {
+      const candidate = this.nextFreeId();
+      try {
+        await create(candidate);
+        return candidate;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
+      }
+    }
+    throw new DmError(`pool '${this.name}' has no free thin id`, { code: 'ENOSPC', device: this.name });
+  }
+
+  /** Create thin device `id` (or the next free id); resolves with the id. */
+  async createThin(id?: number): Promise<number> {
+    return serialised(this.name, () =>
+      this.allocate(id, (n) => this.message(`create_thin ${n}`, { EEXIST: `thin id ${n} already exists in pool '${this.name}'` })),
+    );
+  }
+
+  /**
+   * Snapshot thin device `originId` as `id` (or the next free id). Active
+   * origins are suspended for the snapshot and resumed whatever happens.
+   */
+  async createSnapshot(id: number | undefined, originId: number): Promise<number> {
+    checkThinId(originId, 'originId');
+    if (id !== undefined) checkThinId(id);
+    return serialised(this.name, async () => {
+      const origins = (await this.activeDevices()).filter((d) => d.id === originId).map((d) => d.name);
+      const suspended: string[] = [];
+      try {
+        for (const name of origins) {
+          await dm.suspend(name);
+          suspended.push(name);
+        }
+        return await this.allocate(id, (n) =>
+          this.message(`create_snap ${n} ${originId}`, {
+            EEXIST: `thin id ${n} already exists in pool '${this.name}'`,
+            ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'`,
+          }),
+        );
+      } finally {
+        for (const name of suspended.reverse()) await dm.resume(name);
+      }
+    });
+  }
+
+  /** Delete thin device `id` and free its blocks; it must not be active. */
+  async deleteThin(id: number): Promise<void> {
+    checkThinId(id);
+    return serialised(this.name, async () => {
+      const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+      if (active.length > 0) {
+        throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
+      }
+      await this.message(`delete ${id}`, { ENODATA: `thin id ${id} does not exist in pool '${this.name}'` });
+    });
+  }
+
+  /** Map thin device `id` as a block device of `size` bytes named `name`. */
+  async activate(id: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
+    checkThinId(id);
+    const o = checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']);
+    const name = checkName(o.name, 'options.name');
+    const size = parseSize(o.size, 'options.size');
+    if (size === 0 || size % SECTOR !== 0) throw invalidArg('options.size', `${size} bytes: must be a positive multiple of 512`);
+    const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
+    const params = thinGrammar.format({ poolDevice: this.path, deviceId: id });
+    return dm.create(name, { readOnly, table: [{ start: 0, length: size / SECTOR, type: 'thin', params }] });
+  }
+
+  /** Remove the thin device `name`; with `deferred`, when its last user closes it. */
+  async deactivate(name: string, options?: { deferred?: boolean }): Promise<dm.RemoveResult> {
+    checkName(name);
+    const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
+    return dm.remove(name, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
+  }
+
+  /** Change the pool's transaction id from `from` to `to` (EINVAL if it is not `from`). */
+  async setTransactionId(from: number, to: number): Promise<void> {
+    checkUint(from, 'from');
+    checkUint(to, 'to');
+    return serialised(this.name, () =>
+      this.message(`set_transaction_id ${from} ${to}`, { EINVAL: `the pool's transaction id is not ${from}` }),
+    );
+  }
+
+  /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
+  async reserveMetadataSnap(): Promise<void> {
+    return serialised(this.name, () => this.message('reserve_metadata_snap'));
+  }
+
+  async releaseMetadataSnap(): Promise<void> {
+    return serialised(this.name, () => this.message('release_metadata_snap'));
+  }
+
+  /** Thin devices active on this pool right now, with their thin ids (from sysfs holders). */
+  async activeDevices(): Promise<Array<{ name: string; id: number }>> {
+    const info = await dm.info(this.name);
+    const holders = await dmHolders(`dm-${info.minor}`);
+    const devices: Array<{ name: string; id: number }> = [];
+    for (const name of holders) {
+      const table = await dm.table(name).catch(() => []);
+      const t = table.find((x) => x.type === 'thin');
+      if (t) devices.push({ name, id: thinGrammar.parse(t.params).deviceId });
+    }
+    return devices;
+  }
+
+  /**
+   * Grow the pool. Loop-backed: `dataSize` / `metadataSize` grow the files,
+   * the loops pick up the new size and the pool table is reloaded. Direct:
+   * the pool is reloaded at its data device's current size. Shrinking is
+   * refused.
+   */
+  async resize(options: { dataSize?: number | string; metadataSize?: number | string } = {}): Promise<void> {
+    const o = checkOptions<{ dataSize: number | string; metadataSize: number | string }>(options, 'options', ['dataSize', 'metadataSize']);
+    const dataSize = o.dataSize === undefined ? undefined : parseSize(o.dataSize, 'dataSize');
+    const metadataSize = o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
+    return serialised(this.name, async () => {
+      const b = this.loopBacking;
+      if (!b && (dataSize !== undefined || metadataSize !== undefined)) {
+        throw invalidArg('options', `pool '${this.name}' is on block devices: grow them (e.g. lvextend), then call resize() with no sizes`);
+      }
+      if (b) {
+        await growFile(b.dataFile, dataSize, 'dataSize', this.params.dataDevice);
+        await growFile(b.metadataFile, metadataSize, 'metadataSize', this.params.metadataDevice);
+      }
+      const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.params.dataDevice));
+      const sectors = poolSectors(dataBytes, this.params.dataBlockSectors);
+      if (sectors < this.sectors) throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
+      // Load, then suspend and resume: the data length and any metadata growth
+      // take effect on resume. noFlush: a full pool cannot flush queued I/O.
+      await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(this.params) }]);
+      await dm.suspend(this.name, { noFlush: true });
+      await dm.resume(this.name);
+      this.sectors = sectors;
+    });
+  }
+
+  /**
+   * Remove the pool device (and the thin devices active on it); a loop-backed
+   * pool's loop devices are detached and its files kept, so createLoopBacked()
+   * on the same dir reopens it. Fails with EBUSY, changing nothing, while a
+   * thin device is open.
+   */
+  async destroy(): Promise<void> {
+    return serialised(this.name, async () => {
+      const active = await this.activeDevices();
+      const open = [];
+      for (const d of active) if ((await dm.info(d.name)).openCount > 0) open.push(d.name);
+      if (open.length > 0) {
+        throw new DmError(`pool '${this.name}' has open thin devices: ${open.join(', ')}; unmount or close them first`, { code: 'EBUSY', device: this.name });
+      }
+      for (const d of active) await dm.remove(d.name, { retry: true });
+      const loops = [this.params.dataDevice, this.params.metadataDevice];
+      await dm.remove(this.name, { retry: true });
+      if (this.loopBacking) {
+        // Autoclear detaches our own loops; detach ones a foreign tool attached without it.
+        for (const l of loops) {
+          const path = await devicePath(l);
+          const info = await loop.info(path).catch(() => undefined);
+          if (info && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile)) await loop.detach(path);
+        }
+      }
+    });
+  }
+}
+
+/** /dev/... path for a table device that may be printed as MAJ:MIN. */
+async function devicePath(device: string): Promise<string> {
+  const m = /^(\d+):(\d+)$/.exec(device);
+  if (!m) return device;
+  const name = await blockName({ major: Number(m[1]), minor: Number(m[2]) });
+  if (!name) throw new DmError(`no block device ${device}`, { code: 'ENXIO', device });
+  return name.startsWith('dm-') ? `/dev/mapper/${(await dm.info({ major: Number(m[1]), minor: Number(m[2]) })).name}` : `/dev/${name}`;
+}
+
+async function loopFile(device: string): Promise<string | undefined> {
+  const m = /^(\d+):(\d+)$/.exec(device);
+  const dev: DevNumber | undefined = m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
+  const block = dev ? await blockName(dev) : /^\/dev\/(loop\d+)$/.exec(device)?.[1];
+  if (!block?.startsWith('loop')) return undefined;
+  return (await loop.info(Number(block.slice(4))).catch(() => undefined))?.backingFile;
+}
+
+async function loopBackingOf(p: ThinPoolParams): Promise<LoopBacking | undefined> {
+  const [dataFile, metadataFile] = await Promise.all([loopFile(p.dataDevice), loopFile(p.metadataDevice)]);
+  if (!dataFile || !metadataFile) return undefined;
+  return { dir: dataFile.slice(0, dataFile.lastIndexOf('/')), dataFile, metadataFile };
+}
+
+async function growFile(file: string, size: number | undefined, field: string, device: string): Promise<void> {
+  if (size === undefined) return;
+  const current = (await stat(file)).size;
+  if (size < current) throw invalidArg(field, `${file} is ${current} bytes; shrinking a thin pool is not possible`);
+  if (size === current) return;
+  await truncate(file, size);
+  await loop.refreshCapacity(await devicePath(device));
+}

@@ -1,0 +1,297 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { native } from '../../lib/binding';
+import { dm, loop, ThinPool } from '../../lib/index';
+import { RUN, SCRATCH, sparseFile, sweep, thinCheck } from './helpers';
+
+const run = promisify(execFile);
+const MiB = 1 << 20;
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function mounted<T>(dev: string, name: string, body: (dir: string) => Promise<T>, fresh = false): Promise<T> {
+  if (fresh) await run('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', dev]);
+  const dir = `${SCRATCH}/mnt-${name}`;
+  await mkdir(dir, { recursive: true });
+  await native.mount(dev, dir, 'ext4', 0, '');
+  try {
+    return await body(dir);
+  } finally {
+    await native.umount2(dir, 0);
+  }
+}
+
+const loopPool = (tag: string, extra: Partial<Parameters<typeof ThinPool.createLoopBacked>[0]> = {}) =>
+  ThinPool.createLoopBacked({ dir: `${SCRATCH}/${tag}`, name: `${RUN}${tag}-pool`, dataSize: '256M', metadataSize: '16M', ...extra });
+
+beforeAll(sweep);
+afterAll(sweep);
+
+describe('loop-backed pool', () => {
+  it('creates sparse files, loop devices and the pool table with Docker defaults', async () => {
+    const pool = await loopPool('basic');
+    expect(pool.blockSize).toBe(64 * 1024);
+    expect(pool.lowWaterMark).toBe(32768);
+    expect(pool.features).toEqual(['skip_block_zeroing']);
+    const files = pool.loopBacking!;
+    expect((await stat(files.dataFile)).size).toBe(256 * MiB);
+    expect((await stat(files.dataFile)).blocks).toBeLessThan(64); // sparse
+    const s = await pool.status();
+    expect(s).toMatchObject({ mode: 'rw', transactionId: 0, usedDataBlocks: 0, totalDataBlocks: (256 * MiB) / (64 * 1024), heldMetadataRoot: null, needsCheck: false, errorIfNoSpace: false });
+    expect(s.totalMetadataBlocks).toBe((16 * MiB) / 4096);
+    const [t] = await dm.table(pool.name);
+    expect(t!.params.trimEnd()).toMatch(/^7:\d+ 7:\d+ 128 32768 1 skip_block_zeroing$/);
+    await pool.destroy();
+  });
+
+  it('names the pool <prefix>-MAJ:MIN-INO-pool after its directory by default', async () => {
+    const dir = `${SCRATCH}/named`;
+    await mkdir(dir, { recursive: true });
+    const st = await stat(dir);
+    const pool = await ThinPool.createLoopBacked({ dir, prefix: `${RUN}dk`, dataSize: '64M', metadataSize: '4M' });
+    expect(pool.name).toMatch(new RegExp(`^${RUN}dk-\\d+:\\d+-${st.ino}-pool$`));
+    await pool.destroy();
+  });
+
+  it('honours blockSize, lowWaterMark, errorIfNoSpace and blockZeroing', async () => {
+    const pool = await loopPool('opts', { blockSize: '128K', lowWaterMark: 100, errorIfNoSpace: true, blockZeroing: true });
+    const [t] = await dm.table(pool.name);
+    expect(t!.params.trimEnd()).toMatch(/ 256 100 1 error_if_no_space$/);
+    expect((await pool.status()).errorIfNoSpace).toBe(true);
+    await pool.destroy();
+  });
+
+  it('keeps data through destroy and reopen of the same dir, and reopens a live pool', async () => {
+    const pool = await loopPool('reopen');
+    const id = await pool.createThin(5);
+    const dev = await pool.activate(id, { name: `${RUN}reopen-thin`, size: '64M' });
+    const payload = randomBytes(100_000);
+    await mounted(dev.path, 'reopen', (d) => writeFile(`${d}/f`, payload), true);
+    await pool.deactivate(dev.name);
+    expect((await ThinPool.createLoopBacked({ dir: `${SCRATCH}/reopen`, name: pool.name })).name).toBe(pool.name); // live: opened
+    await pool.destroy();
+    expect((await dm.list()).some((d) => d.name === pool.name)).toBe(false);
+
+    const again = await loopPool('reopen');
+    expect((await again.status()).usedDataBlocks).toBeGreaterThan(0);
+    const dev2 = await again.activate(5, { name: `${RUN}reopen-thin`, size: '64M' });
+    expect(sha(await mounted(dev2.path, 'reopen', (d) => readFile(`${d}/f`)))).toBe(sha(payload));
+    await again.destroy();
+  });
+
+  it('destroy leaves no device and no loop, refuses while a thin device is open, and thin_check passes', async () => {
+    const pool = await loopPool('teardown');
+    await pool.createThin(1);
+    const dev = await pool.activate(1, { name: `${RUN}teardown-thin`, size: '16M' });
+    await mounted(dev.path, 'teardown', async () => {
+      await expect(pool.destroy()).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(dev.name) });
+      expect((await dm.info(pool.name)).name).toBe(pool.name); // nothing was torn down
+    }, true);
+    await pool.destroy(); // takes the inactive-but-active thin device with it
+    const names = (await dm.list()).map((d) => d.name);
+    expect(names).not.toContain(pool.name);
+    expect(names).not.toContain(dev.name);
+    const files = [pool.loopBacking!.dataFile, pool.loopBacking!.metadataFile];
+    expect((await loop.list()).filter((l) => files.includes(l.backingFile))).toEqual([]);
+    await thinCheck(pool.loopBacking!.metadataFile);
+  });
+
+  it('opens an existing pool by name', async () => {
+    const pool = await loopPool('open');
+    const opened = await ThinPool.open(pool.name);
+    expect(opened.blockSize).toBe(pool.blockSize);
+    expect(opened.dataSize).toBe(pool.dataSize);
+    expect(opened.loopBacking).toEqual(pool.loopBacking);
+    await expect(ThinPool.open(`${RUN}not-there`)).rejects.toMatchObject({ code: 'ENXIO' });
+    const other = `${RUN}zero-dev`;
+    await dm.create(other, { table: [{ start: 0, length: 8, type: 'zero', params: '' }] });
+    await expect(ThinPool.open(other)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('not a thin pool') });
+    await dm.remove(other);
+    await opened.destroy();
+  });
+});
+
+describe('direct pool on block devices', () => {
+  it('creates on given devices, zeroing metadata when asked, and reloads at a grown device size', async () => {
+    const data = await loop.attach(await sparseFile('direct-data', 128 * MiB));
+    const meta = await loop.attach(await sparseFile('direct-meta', 8 * MiB));
+    const pool = await ThinPool.create({ name: `${RUN}direct-pool`, dataDevice: data.path, metadataDevice: meta.path, zeroMetadata: true });
+    expect(pool.loopBacking).toBeUndefined();
+    expect((await pool.status()).totalDataBlocks).toBe(2048);
+    await expect(pool.resize({ dataSize: '1G' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('block devices') });
+    // Grow the "LV" underneath, then resize with no sizes.
+    await run('truncate', ['-s', `${256 * MiB}`, `${SCRATCH}/direct-data`]);
+    await loop.refreshCapacity(data.path);
+    await pool.resize();
+    expect((await pool.status()).totalDataBlocks).toBe(4096);
+    await pool.destroy();
+    await loop.detach(data.path);
+    await loop.detach(meta.path);
+    await thinCheck(`${SCRATCH}/direct-meta`);
+  });
+});
+
+describe('thin devices and snapshots', () => {
+  let pool: ThinPool;
+  beforeAll(async () => {
+    pool = await loopPool('cow');
+  });
+  afterAll(() => pool.destroy());
+
+  it('snapshot chains are copy-on-write at every layer, taken from a mounted origin', async () => {
+    const base = await pool.createThin(1);
+    const baseDev = await pool.activate(base, { name: `${RUN}base`, size: '64M' });
+    const original = randomBytes(200_000);
+    // Snapshot while the origin is mounted and being written: suspended (frozen) and resumed.
+    await mounted(baseDev.path, 'base', async (d) => {
+      await writeFile(`${d}/shared`, original);
+      expect(await pool.createSnapshot(2, base)).toBe(2);
+      expect((await dm.info(baseDev.name)).suspended).toBe(false);
+      await writeFile(`${d}/after-snap`, 'origin only');
+    }, true);
+    const image = await pool.activate(2, { name: `${RUN}image`, size: '64M' });
+    const changed = randomBytes(200_000);
+    await mounted(image.path, 'image', async (d) => {
+      expect(sha(await readFile(`${d}/shared`))).toBe(sha(original));
+      await expect(readFile(`${d}/after-snap`)).rejects.toMatchObject({ code: 'ENOENT' });
+      await writeFile(`${d}/shared`, changed);
+      await writeFile(`${d}/image-file`, 'image');
+    });
+    // A snapshot of the (inactive) snapshot.
+    expect(await pool.createSnapshot(3, 2)).toBe(3);
+    const container = await pool.activate(3, { name: `${RUN}container`, size: '64M' });
+    await mounted(container.path, 'container', async (d) => {
+      expect(sha(await readFile(`${d}/shared`))).toBe(sha(changed));
+      expect(await readFile(`${d}/image-file`, 'utf8')).toBe('image');
+      await writeFile(`${d}/image-file`, 'container');
+    });
+    // Each lower layer is unchanged by the writes above it.
+    await mounted(image.path, 'image', async (d) => expect(await readFile(`${d}/image-file`, 'utf8')).toBe('image'));
+    await mounted(baseDev.path, 'base', async (d) => {
+      expect(sha(await readFile(`${d}/shared`))).toBe(sha(original));
+      await expect(readFile(`${d}/image-file`)).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+    for (const d of [container, image, baseDev]) await pool.deactivate(d.name);
+    for (const id of [3, 2, 1]) await pool.deleteThin(id);
+  });
+
+  it('status and usage follow the data written', async () => {
+    const id = await pool.createThin(10);
+    const dev = await pool.activate(id, { name: `${RUN}usage`, size: '64M' });
+    const before = await pool.usage();
+    const fh = await (await import('node:fs/promises')).open(dev.path, 'r+');
+    await fh.write(randomBytes(8 * MiB), 0, 8 * MiB, 0);
+    await fh.sync();
+    await fh.close();
+    const after = await pool.usage();
+    expect(after.data.used - before.data.used).toBe(8 * MiB); // 128 blocks of 64K
+    expect(after.data.total).toBe(256 * MiB);
+    expect(after.data.available).toBe(after.data.total - after.data.used);
+    expect(after.metadata.used).toBeGreaterThanOrEqual(before.metadata.used);
+    expect(after.metadata.total).toBe(16 * MiB);
+    await pool.deactivate(dev.name);
+    await pool.deleteThin(id);
+    expect((await pool.usage()).data.used).toBe(before.data.used);
+  });
+
+  it('picks the next free id, skipping ids that exist', async () => {
+    const fresh = await loopPool('ids');
+    await fresh.createThin(0);
+    await fresh.createThin(1);
+    expect(await fresh.createThin()).toBe(2);
+    const ids = await Promise.all(Array.from({ length: 8 }, () => fresh.createThin()));
+    expect(new Set(ids).size).toBe(8);
+    expect(await fresh.createSnapshot(undefined, 0)).toBeGreaterThan(2);
+    await fresh.destroy();
+  });
+
+  it('serialises concurrent snapshots of one active origin and resumes it even when a snapshot fails', async () => {
+    const id = await pool.createThin(20);
+    const origin = await pool.activate(id, { name: `${RUN}origin`, size: '16M' });
+    const results = await Promise.all([21, 22, 23, 24].map((n) => pool.createSnapshot(n, id)));
+    expect(results).toEqual([21, 22, 23, 24]);
+    await expect(pool.createSnapshot(21, id)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect((await dm.info(origin.name)).suspended).toBe(false);
+    await expect(pool.createSnapshot(30, 999)).rejects.toMatchObject({ code: 'ENODATA', message: expect.stringContaining('999') });
+    await expect(pool.deleteThin(id)).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(origin.name) });
+    await pool.deactivate(origin.name);
+    for (const n of [20, 21, 22, 23, 24]) await pool.deleteThin(n);
+    await expect(pool.deleteThin(20)).rejects.toMatchObject({ code: 'ENODATA' });
+  });
+
+  it('transaction id and metadata snapshot', async () => {
+    await pool.setTransactionId(0, 7);
+    expect((await pool.status()).transactionId).toBe(7);
+    await expect(pool.setTransactionId(0, 8)).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('not 0') });
+    await pool.reserveMetadataSnap();
+    expect((await pool.status()).heldMetadataRoot).not.toBeNull();
+    await pool.releaseMetadataSnap();
+    expect((await pool.status()).heldMetadataRoot).toBeNull();
+  });
+
+  it('deferred deactivation of an open thin device', async () => {
+    const id = await pool.createThin(40);
+    const dev = await pool.activate(id, { name: `${RUN}deferred`, size: '16M' });
+    const fh = await (await import('node:fs/promises')).open(dev.path, 'r');
+    expect(await pool.deactivate(dev.name, { deferred: true })).toEqual({ deferred: true });
+    await fh.close();
+    await expect(dm.info(dev.name)).rejects.toMatchObject({ code: 'ENXIO' });
+    await pool.deleteThin(id);
+  });
+});
+
+describe('resize', () => {
+  it('grows data and metadata while a thin device is mounted; the data survives', async () => {
+    const pool = await loopPool('grow', { dataSize: '64M' });
+    const id = await pool.createThin(1);
+    const dev = await pool.activate(id, { name: `${RUN}grow-thin`, size: '256M' });
+    const first = randomBytes(8 * MiB);
+    await mounted(dev.path, 'grow', async (d) => {
+      await writeFile(`${d}/first`, first);
+      await pool.resize({ dataSize: '192M', metadataSize: '32M' });
+      const s = await pool.status();
+      expect(s.totalDataBlocks).toBe((192 * MiB) / (64 * 1024));
+      expect(s.totalMetadataBlocks).toBe((32 * MiB) / 4096);
+      expect(pool.dataSize).toBe(192 * MiB);
+      expect((await stat(pool.loopBacking!.dataFile)).size).toBe(192 * MiB);
+      const more = randomBytes(80 * MiB); // more than the whole pool held before
+      await writeFile(`${d}/more`, more);
+      expect(sha(await readFile(`${d}/more`))).toBe(sha(more));
+    }, true);
+    await mounted(dev.path, 'grow', async (d) => expect(sha(await readFile(`${d}/first`))).toBe(sha(first)));
+    await expect(pool.resize({ dataSize: '128M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('shrinking') });
+    await pool.deactivate(dev.name);
+    await pool.destroy();
+    await thinCheck(pool.loopBacking!.metadataFile);
+  });
+});
+
+describe('bad input', () => {
+  it('is refused with ERR_DM_INVALID_ARG before anything is made', async () => {
+    const before = (await dm.list()).length;
+    const dir = `${SCRATCH}/bad`;
+    for (const [opts, field] of [
+      [{ blockSize: '32K' }, 'blockSize'],
+      [{ blockSize: '96K' }, 'blockSize'],
+      [{ blockSize: '2G' }, 'blockSize'],
+      [{ metadataSize: '1M' }, 'metadataSize'],
+      [{ metadataSize: '16G' }, 'metadataSize'],
+      [{ dataSize: '32K' }, 'dataSize'],
+      [{ dataSize: '12Q' }, 'dataSize'],
+      [{ lowWaterMark: -1 }, 'lowWaterMark'],
+      [{ name: 'a/b' }, 'name'],
+      [{ dataSize: '1G', bogus: 1 }, "unknown option 'bogus'"],
+    ] as const) {
+      await expect(ThinPool.createLoopBacked({ dir, ...opts } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(field) });
+    }
+    const pool = await loopPool('badids');
+    for (const id of [-1, 2 ** 24, 1.5]) await expect(pool.createThin(id)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+    await expect(pool.createSnapshot(1, 2 ** 24)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('originId') });
+    await expect(pool.activate(0, { name: `${RUN}x`, size: 1000 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('multiple of 512') });
+    await expect(pool.activate(0, { name: `${RUN}x` } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+    await pool.destroy();
+    expect((await dm.list()).length).toBe(before);
+  });
+});
