@@ -13,3 +13,4 @@ export type { DevNumber } from './binding';
 export { ThinPool, THIN_POOL_DEFAULTS, MAX_THIN_ID, METADATA_BLOCK_SIZE, defaultPoolName } from './thin-pool';
 export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions } from './thin-pool';
 export { parseSize } from './size';
+export { humanSize } from './format';
