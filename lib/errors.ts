@@ -7,7 +7,11 @@ export type DmLibraryCode =
   | 'ERR_DM_PARSE' // a table or status line does not follow its target's grammar
   | 'ERR_DM_UNAVAILABLE' // no device-mapper / loop support on this kernel
   | 'ERR_DM_ABORTED' // an AbortSignal fired
-  | 'ERR_DM_TIMEOUT'; // a bounded retry ran out
+  | 'ERR_DM_TIMEOUT' // a bounded retry ran out
+  | 'ERR_DM_LOCKED' // another process holds the device set open
+  | 'ERR_DM_POOL_FULL' // the pool is below its minimum free space
+  | 'ERR_DM_CORRUPT' // records and pool disagree in a way recovery cannot mend
+  | 'ERR_DM_TOOL'; // an external tool (mkfs, resize2fs, blkid) failed
 
 export interface DmErrorFields {
   code: string;

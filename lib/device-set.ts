@@ -1,0 +1,677 @@
+// Docker's devicemapper graph driver as a library: a base thin device with a
+// filesystem, devices named by string ids as snapshots of it (or of each
+// other), mount/unmount with reference counts, and records that agree with
+// the pool after a crash at any point.
+//
+// Every change to the pool runs as a transaction (as moby's deviceset did):
+//   1. write transaction.json: op, thin id, and the pool transaction id T+1
+//   2. change the pool (create_thin / create_snap / delete)
+//   3. write or remove the device record
+//   4. set the pool's transaction id T -> T+1 (the commit point)
+//   5. remove transaction.json
+// On open, an open transaction whose T+1 the pool has reached is complete;
+// one it has not reached is undone (a create) or finished (a delete).
+import { constants, readFileSync } from 'node:fs';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
+import { native } from './binding';
+import { traced } from './control';
+import * as dm from './dm';
+import { DmError, invalidArg } from './errors';
+import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, unmountLazily, type FsType } from './filesystem';
+import { humanSize } from './format';
+import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
+import { mapperPath, udevRunning } from './nodes';
+import { parseSize } from './size';
+import { blockName } from './sysfs';
+import { defaultPoolName, MAX_THIN_ID, ThinPool, type PoolUsage } from './thin-pool';
+import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MAX } from './validate';
+
+const GiB = 1024 ** 3;
+const BASE = '';
+const LIBRARY_VERSION: string = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+export interface DeviceSetOptions {
+  /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
+  root: string;
+  /** Size of the base device, and so of every device by default (default 10G). Raising it grows the base. */
+  baseSize?: number | string;
+  /** Filesystem of the base device (default ext4). */
+  fs?: FsType;
+  /** Extra mkfs arguments for the base filesystem. */
+  mkfsArgs?: string[];
+  /** Extra mount options for every mount, e.g. ['noatime']. */
+  mountOptions?: string[];
+  /** Loop-backed pool settings (Docker's dm.loopdatasize, dm.loopmetadatasize, dm.blocksize). */
+  dataSize?: number | string;
+  metadataSize?: number | string;
+  blockSize?: number | string;
+  /** Block devices for a pool the set creates (dm.datadev / dm.metadatadev). */
+  dataDevice?: string;
+  metadataDevice?: string;
+  /** An existing pool to use (dm.thinpooldev). */
+  poolName?: string;
+  /** Refuse to create devices when less than this percentage of data or metadata is free (default 10). */
+  minFreeSpace?: number;
+  /** Remove busy devices when they are released rather than failing (dm.use_deferred_removal). */
+  deferredRemoval?: boolean;
+  /** Delete busy thin devices later, in the background (dm.use_deferred_deletion). */
+  deferredDeletion?: boolean;
+  /** Discard a device's blocks before deleting it, so a loop-backed pool returns space to the host (dm.blkdiscard). */
+  discard?: boolean;
+  /** How often deferred deletions are retried, in ms (default 30000). */
+  cleanupIntervalMs?: number;
+}
+
+export interface CreateOptions {
+  /** Id of the device to snapshot (default: the base device). */
+  parent?: string;
+  /** Bytes (or a size string); larger than the parent grows the device and its filesystem. */
+  size?: number | string;
+}
+
+export interface DeviceDetails {
+  id: string;
+  parent: string | null;
+  /** Thin device id in the pool. */
+  deviceId: number;
+  size: number;
+  /** /dev/mapper/NAME (present while active). */
+  path: string;
+  active: boolean;
+  /** Where this set mounted it, if it did. */
+  mountPoint?: string;
+  /** Waiting for deferred deletion. */
+  deleted: boolean;
+}
+
+/** The storage fields of `docker info`, as data (bytes for sizes). */
+export interface DeviceSetInfo {
+  poolName: string;
+  poolBlockSize: number;
+  baseDeviceSize: number;
+  backingFilesystem: FsType;
+  /** The pool's data and metadata devices. */
+  dataFile: string;
+  metadataFile: string;
+  /** Loop-backed pools: the sparse files. */
+  dataLoopFile?: string;
+  metadataLoopFile?: string;
+  dataSpaceUsed: number;
+  dataSpaceTotal: number;
+  dataSpaceAvailable: number;
+  metadataSpaceUsed: number;
+  metadataSpaceTotal: number;
+  metadataSpaceAvailable: number;
+  /** Bytes of data space kept free (minFreeSpace of the total). */
+  thinPoolMinimumFreeSpace: number;
+  udevSyncSupported: boolean;
+  deferredRemovalEnabled: boolean;
+  deferredDeletionEnabled: boolean;
+  deferredDeletedDeviceCount: number;
+  libraryVersion: string;
+  driverVersion: string;
+  devices: number;
+}
+
+const OPTION_KEYS = [
+  'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
+  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs',
+] as const;
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+function checkStrings(value: unknown, field: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0 && !v.includes('\0'))) {
+    throw invalidArg(field, 'expected an array of non-empty strings');
+  }
+  return value as string[];
+}
+
+interface Settings {
+  root: string;
+  baseSize: number;
+  fs: FsType;
+  mkfsArgs: string[];
+  mountOptions: string[];
+  minFreeSpace: number;
+  deferredRemoval: boolean;
+  deferredDeletion: boolean;
+  discard: boolean;
+  cleanupIntervalMs: number;
+  baseSizeGiven: boolean;
+}
+
+export class DeviceSet {
+  /** Mounts made through this object: id → mount point and reference count. */
+  private readonly mounts = new Map<string, { target: string; count: number }>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly settings: Settings,
+    readonly pool: ThinPool,
+    private readonly ownsPool: boolean,
+    private readonly store: MetadataStore,
+    private set: SetRecord,
+    private readonly lock: FileHandle,
+    /** Device-mapper names are `<prefix>-<id>`; the base device is `<prefix>-base`. */
+    readonly prefix: string,
+  ) {}
+
+  /** Open the set under `root`, creating it (pool, base device, filesystem) on first use. */
+  static async open(options: DeviceSetOptions): Promise<DeviceSet> {
+    const o = checkOptions<DeviceSetOptions>(options, 'options', OPTION_KEYS);
+    const root = resolvePath(checkPath(o.root, 'root'));
+    const fs = o.fs ?? 'ext4';
+    if (fs !== 'ext4' && fs !== 'xfs') throw invalidArg('fs', `'${String(fs)}' is not 'ext4' or 'xfs'`);
+    const settings: Settings = {
+      root,
+      baseSize: parseSize(o.baseSize ?? 10 * GiB, 'baseSize'),
+      baseSizeGiven: o.baseSize !== undefined,
+      fs,
+      mkfsArgs: checkStrings(o.mkfsArgs, 'mkfsArgs'),
+      mountOptions: checkStrings(o.mountOptions, 'mountOptions'),
+      minFreeSpace: o.minFreeSpace === undefined ? 10 : checkUint(o.minFreeSpace, 'minFreeSpace', { max: 99 }),
+      deferredRemoval: checkBoolean(o.deferredRemoval, 'deferredRemoval') ?? false,
+      deferredDeletion: checkBoolean(o.deferredDeletion, 'deferredDeletion') ?? false,
+      discard: checkBoolean(o.discard, 'discard') ?? false,
+      cleanupIntervalMs: o.cleanupIntervalMs === undefined ? 30_000 : checkUint(o.cleanupIntervalMs, 'cleanupIntervalMs', { min: 10 }),
+    };
+    if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024) throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
+    if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
+    if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
+    if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
+
+    for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
+    const lock = await takeLock(root);
+    try {
+      const store = await MetadataStore.open(join(root, 'metadata'));
+      const recorded = await store.readSet();
+      const { pool, owns } = await openPool(root, o, recorded?.poolName);
+      const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
+      if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });
+      if (recorded && recorded.fs !== fs && o.fs !== undefined) throw invalidArg('fs', `the set under ${root} was made with ${recorded.fs}`);
+      settings.fs = set.fs;
+      if (!recorded) await store.writeSet(set);
+      const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
+      const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
+      await ds.recover();
+      await ds.setUpBase();
+      await ds.retryDeletions();
+      ds.timer = setInterval(() => void ds.serial(() => ds.retryDeletions()).catch(() => undefined), settings.cleanupIntervalMs);
+      ds.timer.unref();
+      return ds;
+    } catch (e) {
+      await lock.close();
+      throw e;
+    }
+  }
+
+  private serial<T>(body: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(body, body);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DmError('the device set is closed', { code: 'ERR_DM_INVALID_ARG' });
+  }
+
+  private dmName(id: string): string {
+    return id === BASE ? `${this.prefix}-base` : `${this.prefix}-${id}`;
+  }
+
+  private checkId(id: unknown, field = 'id'): string {
+    if (typeof id !== 'string' || !ID.test(id)) throw invalidArg(field, `${JSON.stringify(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`);
+    if (id === 'base') throw invalidArg(field, "'base' names the base device");
+    if (this.dmName(id).length > DM_NAME_MAX) throw invalidArg(field, `'${id}' makes the device name longer than ${DM_NAME_MAX} bytes`);
+    return id;
+  }
+
+  private record(id: string): DeviceRecord {
+    const r = this.store.get(id);
+    if (!r || r.deleted) throw new DmError(`no device '${id}' in the set`, { code: 'ENOENT', device: id });
+    return r;
+  }
+
+  // --- transactions -------------------------------------------------------
+
+  private async poolTransactionId(): Promise<number> {
+    const s = await this.pool.status();
+    if (s.mode === 'fail') throw new DmError(`pool '${this.pool.name}' has failed; run thin_check on its metadata`, { code: 'EIO', device: this.pool.name });
+    return s.transactionId;
+  }
+
+  /** Run one pool change as a transaction (see the file comment). */
+  private async transaction(op: 'create' | 'delete', id: string, deviceId: number, change: () => Promise<void>, record: (txn: number) => Promise<void>): Promise<void> {
+    const current = await this.poolTransactionId();
+    await this.store.writeTransaction({ openTransactionId: current + 1, op, id, deviceId });
+    try {
+      await change();
+    } catch (e) {
+      await this.store.clearTransaction(); // the pool did not change
+      throw e;
+    }
+    await record(current + 1);
+    await this.pool.setTransactionId(current, current + 1);
+    await this.store.clearTransaction();
+  }
+
+  /** Bring an interrupted transaction to an end so pool and records agree. */
+  private async recover(): Promise<void> {
+    const t = await this.store.readTransaction();
+    if (!t) return;
+    const current = await this.poolTransactionId();
+    if (current === t.openTransactionId) {
+      // Committed: the record was written before the commit point.
+      await this.store.clearTransaction();
+      return;
+    }
+    if (current !== t.openTransactionId - 1) {
+      throw new DmError(`pool '${this.pool.name}' is at transaction ${current} but the set's open transaction is ${t.openTransactionId}`, { code: 'ERR_DM_CORRUPT', device: this.pool.name });
+    }
+    // Not committed: undo a create, finish a delete. Either way the thin id goes
+    // (a delete of a device still busy becomes a deferred deletion).
+    await dm.remove(this.dmName(t.id)).catch(() => undefined);
+    let busy = false;
+    await this.pool.deleteThin(t.deviceId).catch((e: unknown) => {
+      if (e instanceof DmError && e.code === 'EBUSY' && t.op === 'delete') busy = true;
+      else if (!(e instanceof DmError) || e.code !== 'ENODATA') throw e;
+    });
+    const r = this.store.get(t.id);
+    if (r && r.deviceId === t.deviceId) {
+      if (busy) await this.store.put({ ...r, deleted: true });
+      else await this.store.delete(t.id);
+    }
+    await this.pool.setTransactionId(current, t.openTransactionId);
+    await this.store.clearTransaction();
+  }
+
+  /** A thin id no record holds; the pool is asked, and EEXIST moves on (a foreign user of the pool). */
+  private allocateId(): number {
+    const used = new Set(this.store.all().map((r) => r.deviceId));
+    let id = this.set.nextDeviceId;
+    for (let n = 0; n <= MAX_THIN_ID; n++, id = (id + 1) % (MAX_THIN_ID + 1)) {
+      if (!used.has(id)) return id;
+    }
+    throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
+  }
+
+  private async createThinDevice(id: string, parent: DeviceRecord | null, size: number): Promise<DeviceRecord> {
+    for (;;) {
+      const deviceId = this.allocateId();
+      const rec: DeviceRecord = { id, deviceId, size, parent: parent ? parent.id : null, transactionId: 0 };
+      try {
+        await this.transaction(
+          'create',
+          id,
+          deviceId,
+          async () => {
+            if (parent) await this.pool.createSnapshot(deviceId, parent.deviceId);
+            else await this.pool.createThin(deviceId);
+          },
+          async (txn) => {
+            rec.transactionId = txn;
+            if (id === BASE) rec.initialized = false;
+            await this.store.put(rec);
+          },
+        );
+        this.set = { ...this.set, nextDeviceId: (deviceId + 1) % (MAX_THIN_ID + 1) };
+        await this.store.writeSet(this.set);
+        return rec;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
+        this.set = { ...this.set, nextDeviceId: (deviceId + 1) % (MAX_THIN_ID + 1) }; // taken outside our records
+      }
+    }
+  }
+
+  private async deleteThinDevice(rec: DeviceRecord): Promise<'deleted' | 'deferred'> {
+    let outcome: 'deleted' | 'deferred' = 'deleted';
+    await this.transaction(
+      'delete',
+      rec.id,
+      rec.deviceId,
+      async () => {
+        try {
+          await this.pool.deleteThin(rec.deviceId);
+        } catch (e) {
+          if (e instanceof DmError && e.code === 'ENODATA') return; // already gone
+          if (!(e instanceof DmError) || e.code !== 'EBUSY' || !this.settings.deferredDeletion) throw e;
+          outcome = 'deferred';
+        }
+      },
+      async () => {
+        if (outcome === 'deleted') await this.store.delete(rec.id);
+        else await this.store.put({ ...rec, deleted: true });
+      },
+    );
+    return outcome;
+  }
+
+  /** Deferred deletions whose devices are no longer busy. */
+  private async retryDeletions(): Promise<void> {
+    for (const rec of this.store.all().filter((r) => r.deleted)) {
+      const live = await dm.info(this.dmName(rec.id)).catch(() => undefined);
+      if (live && live.openCount > 0) continue;
+      if (live) await dm.remove(live.name).catch(() => undefined);
+      await this.deleteThinDevice(rec).catch(() => undefined);
+    }
+  }
+
+  // --- activation and the base device ----------------------------------------
+
+  private async activate(rec: DeviceRecord): Promise<dm.DeviceInfo> {
+    const name = this.dmName(rec.id);
+    const live = await dm.info(name).catch(() => undefined);
+    if (live) {
+      if (live.deferredRemove) await dm.cancelDeferredRemove(name);
+      return live;
+    }
+    return this.pool.activate(rec.deviceId, { name, size: rec.size });
+  }
+
+  private async deactivate(id: string): Promise<void> {
+    const name = this.dmName(id);
+    if (!(await dm.info(name).catch(() => undefined))) return;
+    await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
+  }
+
+  /** Grow a device record to `size` and its filesystem with it. */
+  private async grow(rec: DeviceRecord, size: number): Promise<DeviceRecord> {
+    const name = this.dmName(rec.id);
+    const live = await dm.info(name).catch(() => undefined);
+    if (live) await dm.remove(name, { retry: true });
+    const grown = { ...rec, size };
+    const dev = await this.pool.activate(rec.deviceId, { name, size });
+    try {
+      await growFilesystem(dev.path, this.settings.fs, join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`));
+    } finally {
+      await dm.remove(name, { retry: true });
+    }
+    await this.store.put(grown);
+    return grown;
+  }
+
+  private async setUpBase(): Promise<void> {
+    let base = this.store.get(BASE);
+    if (base && !base.initialized) {
+      // A crash between creating the base device and making its filesystem: start over.
+      await dm.remove(this.dmName(BASE)).catch(() => undefined);
+      await this.deleteThinDevice(base);
+      base = undefined;
+    }
+    if (!base) {
+      const rec = await this.createThinDevice(BASE, null, this.settings.baseSize);
+      const dev = await this.activate(rec);
+      try {
+        await makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs);
+        this.set = { ...this.set, baseUuid: await filesystemUuid(dev.path) };
+      } finally {
+        await dm.remove(dev.name, { retry: true });
+      }
+      await this.store.writeSet(this.set);
+      await this.store.put({ ...rec, initialized: true });
+      return;
+    }
+    const dev = await this.activate(base);
+    try {
+      const uuid = await filesystemUuid(dev.path);
+      if (uuid !== this.set.baseUuid) {
+        throw new DmError(`the base device's filesystem UUID is '${uuid}', the set recorded '${this.set.baseUuid ?? ''}': the pool's metadata and ${this.store.dir} do not belong together`, { code: 'ERR_DM_CORRUPT', device: dev.name });
+      }
+    } finally {
+      await dm.remove(dev.name, { retry: true });
+    }
+    if (this.settings.baseSizeGiven && this.settings.baseSize < base.size) {
+      throw invalidArg('baseSize', `the base device is ${base.size} bytes; it cannot shrink`);
+    }
+    if (this.settings.baseSize > base.size) await this.grow(base, this.settings.baseSize);
+  }
+
+  // --- the public operations ---------------------------------------------------
+
+  has(id: string): boolean {
+    const r = typeof id === 'string' && id !== BASE ? this.store.get(id) : undefined;
+    return r !== undefined && !r.deleted;
+  }
+
+  /** Ids of every device (not the base, not those pending deletion). */
+  list(): string[] {
+    return this.store.devices().filter((r) => !r.deleted).map((r) => r.id).sort();
+  }
+
+  async get(id: string): Promise<DeviceDetails> {
+    this.checkId(id);
+    const r = this.record(id);
+    const live = await dm.info(this.dmName(id)).catch(() => undefined);
+    const m = this.mounts.get(id);
+    const d: DeviceDetails = { id, parent: r.parent, deviceId: r.deviceId, size: r.size, path: mapperPath(this.dmName(id)), active: live !== undefined, deleted: r.deleted === true };
+    if (m) d.mountPoint = m.target;
+    return d;
+  }
+
+  /** Create device `id` as a snapshot of `parent` (default: the base device). */
+  async create(id: string, options?: CreateOptions): Promise<DeviceDetails> {
+    this.checkOpen();
+    this.checkId(id);
+    const o = checkOptions<CreateOptions>(options, 'options', ['parent', 'size']);
+    if (o.parent !== undefined) this.checkId(o.parent, 'options.parent');
+    const size = o.size === undefined ? undefined : parseSize(o.size, 'options.size');
+    await this.serial(async () => {
+      if (this.store.get(id)) throw new DmError(`device '${id}' already exists`, { code: 'EEXIST', device: id });
+      const parent = o.parent === undefined ? this.store.get(BASE)! : this.record(o.parent);
+      const want = size ?? parent.size;
+      if (want < parent.size) throw invalidArg('options.size', `${want} bytes is smaller than the parent's ${parent.size}`);
+      if (want % 512 !== 0) throw invalidArg('options.size', `${want} bytes is not a multiple of 512`);
+      await this.checkFreeSpace();
+      const rec = await this.createThinDevice(id, parent, parent.size);
+      if (want > parent.size) {
+        try {
+          await this.grow(rec, want);
+        } catch (e) {
+          await this.deleteThinDevice(rec).catch(() => undefined);
+          throw e;
+        }
+      }
+    });
+    return this.get(id);
+  }
+
+  private async checkFreeSpace(): Promise<void> {
+    const u: PoolUsage = await this.pool.usage();
+    const pct = this.settings.minFreeSpace;
+    for (const [what, s] of [['data', u.data], ['metadata', u.metadata]] as const) {
+      if (s.available * 100 < s.total * pct) {
+        throw new DmError(
+          `pool '${this.pool.name}' has ${humanSize(s.available)} of ${humanSize(s.total)} ${what} space free, below the minimum of ${pct}%: ` +
+            `grow it (pool.resize({ ${what}Size }) or 'devmapper pool resize --${what}-size SIZE'), remove devices, or lower minFreeSpace`,
+          { code: 'ERR_DM_POOL_FULL', device: this.pool.name },
+        );
+      }
+    }
+  }
+
+  /** Mount device `id` at `target` (made if missing). Mounting again at the same target counts a reference. */
+  async mount(id: string, target: string, options?: { readOnly?: boolean; options?: string[] }): Promise<void> {
+    this.checkOpen();
+    this.checkId(id);
+    checkPath(target, 'target');
+    const o = checkOptions<{ readOnly: boolean; options: string[] }>(options, 'options', ['readOnly', 'options']);
+    const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
+    const extra = checkStrings(o.options, 'options.options');
+    const where = resolvePath(target);
+    await this.serial(async () => {
+      const rec = this.record(id);
+      const m = this.mounts.get(id);
+      if (m) {
+        if (m.target !== where) throw new DmError(`device '${id}' is already mounted at ${m.target}`, { code: 'EBUSY', device: id });
+        m.count++;
+        return;
+      }
+      const wasActive = (await dm.info(this.dmName(id)).catch(() => undefined)) !== undefined;
+      const dev = await this.activate(rec);
+      try {
+        await mountDevice(dev.path, where, this.settings.fs, { readOnly, data: [...this.settings.mountOptions, ...extra] });
+      } catch (e) {
+        if (!wasActive) await dm.remove(dev.name).catch(() => undefined);
+        throw e;
+      }
+      this.mounts.set(id, { target: where, count: 1 });
+    });
+  }
+
+  /** Drop one mount reference; the last unmounts (lazily) and deactivates the device. */
+  async unmount(id: string): Promise<void> {
+    this.checkId(id);
+    await this.serial(async () => {
+      const m = this.mounts.get(id);
+      if (!m) throw new DmError(`device '${id}' is not mounted by this set`, { code: 'EINVAL', device: id });
+      if (--m.count > 0) return;
+      this.mounts.delete(id);
+      await unmountLazily(m.target);
+      await this.deactivate(id);
+    });
+  }
+
+  /**
+   * Remove device `id`: deactivate, discard if configured, delete the thin
+   * device. With deferred removal/deletion a busy device goes later.
+   */
+  async remove(id: string): Promise<void> {
+    this.checkOpen();
+    this.checkId(id);
+    await this.serial(async () => {
+      const rec = this.record(id);
+      if (this.mounts.has(id)) throw new DmError(`device '${id}' is mounted at ${this.mounts.get(id)!.target}; unmount it first`, { code: 'EBUSY', device: id });
+      if (this.settings.discard) await this.discard(rec);
+      await this.deactivate(id);
+      await this.deleteThinDevice(rec);
+    });
+  }
+
+  private async discard(rec: DeviceRecord): Promise<void> {
+    const name = this.dmName(rec.id);
+    const live = await dm.info(name).catch(() => undefined);
+    if (live && live.openCount > 0) return; // someone still uses it: discarding would destroy their data
+    const dev = live ?? (await this.activate(rec));
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(dev.path, constants.O_WRONLY);
+      const fd = fh.fd;
+      await traced('BLKDISCARD', dev.name, () => native.blkDiscard(fd, 0, rec.size));
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  /** Run the deferred-deletion retry now (it also runs every cleanupIntervalMs). */
+  cleanup(): Promise<void> {
+    return this.serial(() => this.retryDeletions());
+  }
+
+  /** The `docker info` storage fields. */
+  async info(): Promise<DeviceSetInfo> {
+    const [u, version, udev, table] = await Promise.all([this.pool.usage(), dm.version(), udevRunning(), dm.table(this.pool.name)]);
+    const [metaDev, dataDev] = (table[0]?.params ?? '').split(' ');
+    const base = this.store.get(BASE);
+    const info: DeviceSetInfo = {
+      poolName: this.pool.name,
+      poolBlockSize: this.pool.blockSize,
+      baseDeviceSize: base?.size ?? 0,
+      backingFilesystem: this.settings.fs,
+      dataFile: await deviceNode(dataDev ?? ''),
+      metadataFile: await deviceNode(metaDev ?? ''),
+      dataSpaceUsed: u.data.used,
+      dataSpaceTotal: u.data.total,
+      dataSpaceAvailable: u.data.available,
+      metadataSpaceUsed: u.metadata.used,
+      metadataSpaceTotal: u.metadata.total,
+      metadataSpaceAvailable: u.metadata.available,
+      thinPoolMinimumFreeSpace: Math.floor((u.data.total * this.settings.minFreeSpace) / 100),
+      udevSyncSupported: udev,
+      deferredRemovalEnabled: this.settings.deferredRemoval,
+      deferredDeletionEnabled: this.settings.deferredDeletion,
+      deferredDeletedDeviceCount: this.store.all().filter((r) => r.deleted).length,
+      libraryVersion: LIBRARY_VERSION,
+      driverVersion: `${version.major}.${version.minor}.${version.patch}`,
+      devices: this.list().length,
+    };
+    if (this.pool.loopBacking) {
+      info.dataLoopFile = this.pool.loopBacking.dataFile;
+      info.metadataLoopFile = this.pool.loopBacking.metadataFile;
+    }
+    return info;
+  }
+
+  /**
+   * Unmount what this set mounted, deactivate its devices, remove the pool if
+   * the set made it (loop-backed or from devices), and release the lock.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    try {
+      await this.serial(async () => {
+        for (const [id, m] of this.mounts) {
+          await unmountLazily(m.target).catch(() => undefined);
+          this.mounts.delete(id);
+        }
+        for (const r of this.store.all()) {
+          const name = this.dmName(r.id);
+          if (await dm.info(name).catch(() => undefined)) await dm.remove(name, { deferred: this.settings.deferredRemoval, retry: true });
+        }
+        if (this.ownsPool) await this.pool.destroy();
+      });
+    } finally {
+      await this.lock.close();
+    }
+  }
+}
+
+/** The pool: an existing one, one on given devices, or loop-backed under root/devicemapper. */
+async function openPool(root: string, o: Partial<DeviceSetOptions>, recordedName: string | undefined): Promise<{ pool: ThinPool; owns: boolean }> {
+  if (o.poolName !== undefined) return { pool: await ThinPool.open(o.poolName), owns: false };
+  const table = { blockSize: o.blockSize, errorIfNoSpace: false };
+  if (o.dataDevice !== undefined && o.metadataDevice !== undefined) {
+    const poolName = recordedName ?? (await defaultPoolName(join(root, 'devicemapper')));
+    const live = await dm.info(poolName).catch(() => undefined);
+    if (live) return { pool: await ThinPool.open(poolName), owns: true };
+    return { pool: await ThinPool.create({ name: poolName, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice, zeroMetadata: recordedName === undefined, ...table }), owns: true };
+  }
+  const pool = await ThinPool.createLoopBacked({ dir: join(root, 'devicemapper'), dataSize: o.dataSize, metadataSize: o.metadataSize, ...table, ...(recordedName ? { name: recordedName } : {}) });
+  return { pool, owns: true };
+}
+
+/** One process at a time: an exclusive flock on root/lock holding the owner's pid. */
+async function takeLock(root: string): Promise<FileHandle> {
+  const path = join(root, 'lock');
+  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  try {
+    await native.flock(fh.fd, native.sysConstants.LOCK_EX | native.sysConstants.LOCK_NB);
+  } catch (e) {
+    await fh.close();
+    const holder = (await readFile(path, 'utf8').catch(() => '')).trim() || 'unknown';
+    if ((e as { errno?: number }).errno === osConstants.errno.EWOULDBLOCK) {
+      throw new DmError(`the device set under ${root} is open in process ${holder}`, { code: 'ERR_DM_LOCKED', device: root, cause: e });
+    }
+    throw e;
+  }
+  await fh.truncate(0);
+  await fh.write(`${process.pid}\n`, 0);
+  await fh.sync();
+  return fh;
+}
+
+/** '/dev/loop0' for '7:0'; a path stays as it is. */
+async function deviceNode(device: string): Promise<string> {
+  const m = /^(\d+):(\d+)$/.exec(device);
+  if (!m) return device;
+  const name = await blockName({ major: Number(m[1]), minor: Number(m[2]) });
+  return name ? `/dev/${name}` : device;
+}
