@@ -14,6 +14,15 @@ export default defineConfig({
         },
       },
       {
+        // The VM harness itself, on the host (scripts/test.mjs runs it when the VM is used).
+        test: {
+          name: 'harness',
+          include: ['test/harness/**/*.test.ts'],
+          pool: 'forks',
+          testTimeout: 180_000,
+        },
+      },
+      {
         test: {
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],

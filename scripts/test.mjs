@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// npm test: build, run the unit tests on this host, the kernel tests on a
+// real kernel (this one when it has device-mapper and we are root, else the
+// UML VM), and print one closing line: "N passed, N failed, N skipped".
+//
+//   DEVMAPPER_TEST_VM=1  always use the VM;  =0  never (fail if this kernel cannot)
+//   npm test -- FILTER   passes FILTER (e.g. a test file) to vitest
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const results = join(root, '.vm', 'results'); // on the host fs, so the VM can write it too
+const args = process.argv.slice(2);
+
+function run(cmd, argv) {
+  console.log(`\n$ ${[cmd, ...argv].join(' ')}`);
+  return spawnSync(cmd, argv, { cwd: root, stdio: 'inherit' }).status ?? 1;
+}
+
+function fail(message) {
+  console.error(`npm test: ${message}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+if (run('npm', ['run', '--silent', 'build']) !== 0) fail('the build failed');
+
+const hostKernel = existsSync('/dev/mapper/control') && process.getuid?.() === 0;
+const mode = process.env.DEVMAPPER_TEST_VM;
+const useVm = mode === '1' || (mode !== '0' && !hostKernel);
+if (mode === '0' && !hostKernel) fail('DEVMAPPER_TEST_VM=0 but this host has no /dev/mapper/control or we are not root');
+if (useVm && process.getuid?.() !== 0) fail('the kernel tests need root (to run the UML VM, or device-mapper itself)');
+
+rmSync(results, { recursive: true, force: true });
+mkdirSync(results, { recursive: true });
+
+const vitest = (project) => [
+  'vitest', 'run', '--project', project, '--passWithNoTests',
+  '--reporter=default', '--reporter=json', `--outputFile.json=${join(results, `${project}.json`)}`, ...args,
+];
+
+const runs = [{ project: 'unit', status: run('npx', vitest('unit')) }];
+if (useVm) {
+  runs.push({ project: 'harness', status: run('npx', vitest('harness')) });
+  runs.push({ project: 'kernel', status: run(join(root, 'scripts/vm/run'), ['npx', ...vitest('kernel')]) });
+} else {
+  runs.push({ project: 'kernel', status: run('npx', vitest('kernel')) });
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const r of runs) {
+  const file = join(results, `${r.project}.json`);
+  if (!existsSync(file)) {
+    console.error(`npm test: the ${r.project} run wrote no results (exit ${r.status})`);
+    failed++;
+    continue;
+  }
+  const j = JSON.parse(readFileSync(file, 'utf8'));
+  passed += j.numPassedTests;
+  failed += j.numFailedTests;
+  skipped += j.numPendingTests + j.numTodoTests;
+  if (r.status !== 0 && j.numFailedTests === 0) {
+    console.error(`npm test: the ${r.project} run exited ${r.status} (errors outside tests)`);
+    failed++;
+  }
+}
+console.log(`\nkernel tests ran on ${useVm ? 'the UML VM (scripts/vm/run)' : 'this host\'s kernel'}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
