@@ -8,11 +8,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { root, setUp } from './setup.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
+if (process.env.DEVMAPPER_IN_VM !== '1') setUp(); // packages, node_modules, build
 if (!existsSync('/dev/mapper/control') && process.env.DEVMAPPER_IN_VM !== '1') {
   const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], { stdio: 'inherit', cwd: root });
   process.exit(r.status ?? 1);

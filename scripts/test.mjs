@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm test: build, run the unit tests on this host, the kernel tests on a
+// npm test: set up (scripts/setup.mjs), run the unit tests on this host, the kernel tests on a
 // real kernel (this one when it has device-mapper and we are root, else the
 // UML VM), and print one closing line: "N passed, N failed, N skipped".
 //
@@ -7,10 +7,9 @@
 //   npm test -- FILTER   passes FILTER (e.g. a test file) to vitest
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { root, setUp } from './setup.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const results = join(root, '.vm', 'results'); // on the host fs, so the VM can write it too
 const args = process.argv.slice(2);
 
@@ -25,7 +24,11 @@ function fail(message) {
   process.exit(1);
 }
 
-if (run('npm', ['run', '--silent', 'build']) !== 0) fail('the build failed');
+try {
+  setUp(); // apt packages, node_modules and the build, when missing
+} catch (e) {
+  fail(e.message);
+}
 
 const hostKernel = existsSync('/dev/mapper/control') && process.getuid?.() === 0;
 const mode = process.env.DEVMAPPER_TEST_VM;

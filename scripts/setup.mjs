@@ -1,0 +1,39 @@
+// Set-up shared by `npm test` and `npm run demo`, so that each works on a
+// fresh Debian machine: the Debian packages the kernel tests and the demo
+// drive (installed with apt when root and missing), node_modules (npm ci),
+// and the build (addon + TypeScript).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Debian packages: the UML VM, the addon's toolchain, and the tools tests and demo call. */
+const PACKAGES = ['user-mode-linux', 'kmod', 'gcc', 'g++', 'make', 'python3', 'thin-provisioning-tools', 'xfsprogs', 'e2fsprogs', 'util-linux'];
+
+function sh(cmd, args, opts = {}) {
+  return spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts }).status ?? 1;
+}
+
+function installed(pkg) {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
+
+export function setUp() {
+  const missing = existsSync('/usr/bin/dpkg-query') ? PACKAGES.filter((p) => !installed(p)) : [];
+  if (missing.length > 0) {
+    if (process.getuid?.() !== 0) throw new Error(`install these Debian packages first: ${missing.join(' ')}`);
+    console.log(`setup: installing ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    if (sh('apt-get', ['update', '-qq'], { env }) !== 0 || sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env }) !== 0) {
+      throw new Error('apt-get install failed');
+    }
+  }
+  if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
+    console.log('setup: npm ci');
+    if (sh('npm', ['ci']) !== 0) throw new Error('npm ci failed');
+  }
+  if (sh('npm', ['run', '--silent', 'build']) !== 0) throw new Error('the build failed');
+}
