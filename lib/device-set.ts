@@ -199,6 +199,7 @@ export class DeviceSet {
       if (!recorded) await store.writeSet(set);
       const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
+      await ds.mendLeftovers();
       await ds.recover();
       await ds.setUpBase();
       await ds.retryDeletions();
@@ -259,6 +260,21 @@ export class DeviceSet {
     await record(current + 1);
     await this.pool.setTransactionId(current, current + 1);
     await this.store.clearTransaction();
+  }
+
+  /**
+   * What a process killed mid-operation leaves behind: a scratch mount of a
+   * filesystem being grown, a device suspended for a snapshot.
+   */
+  private async mendLeftovers(): Promise<void> {
+    const scratch = join(this.settings.root, 'mnt', '.grow-');
+    const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
+    for (const m of mounts.filter((m) => m.startsWith(scratch))) await unmountLazily(m).catch(() => undefined);
+    for (const d of await dm.list()) {
+      if (!d.name.startsWith(`${this.prefix}-`)) continue;
+      const live = await dm.info(d.name).catch(() => undefined);
+      if (live?.suspended) await dm.resume(d.name);
+    }
   }
 
   /** Bring an interrupted transaction to an end so pool and records agree. */
