@@ -22,7 +22,7 @@ import { DmError, invalidArg } from './errors';
 import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
-import { mapperPath, udevRunning } from './nodes';
+import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { parseSize } from './size';
 import { blockName } from './sysfs';
 import { defaultPoolName, MAX_THIN_ID, ThinPool, type PoolUsage } from './thin-pool';
@@ -384,10 +384,12 @@ export class DeviceSet {
   private async activate(rec: DeviceRecord): Promise<dm.DeviceInfo> {
     const name = this.dmName(rec.id);
     const live = await dm.info(name).catch(() => undefined);
-    if (live) {
+    if (live?.activeTable) {
       if (live.deferredRemove) await dm.cancelDeferredRemove(name);
+      await ensureBlockNode(live.path, live); // a killed process may have made the device but not its node
       return live;
     }
+    if (live) await dm.remove(name); // created, never loaded: the process died in between
     return this.pool.activate(rec.deviceId, { name, size: rec.size });
   }
 
@@ -450,6 +452,11 @@ export class DeviceSet {
   }
 
   // --- the public operations ---------------------------------------------------
+
+  /** The raw records, the base device's (id '') and those pending deletion included: for debugging and checks. */
+  records(): DeviceRecord[] {
+    return this.store.all().map((r) => ({ ...r }));
+  }
 
   has(id: string): boolean {
     const r = typeof id === 'string' && id !== BASE ? this.store.get(id) : undefined;

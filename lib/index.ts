@@ -17,3 +17,4 @@ export { humanSize } from './format';
 export { DeviceSet } from './device-set';
 export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo } from './device-set';
 export type { FsType } from './filesystem';
+export type { DeviceRecord } from './metadata-store';

@@ -6,7 +6,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { native, type DevNumber } from './binding';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
-import { mapperPath } from './nodes';
+import { ensureBlockNode, mapperPath } from './nodes';
 import * as loop from './loop';
 import { parseSize } from './size';
 import { blockName, dmHolders } from './sysfs';
@@ -251,7 +251,11 @@ export class ThinPool {
     const name = o.name ?? (await defaultPoolName(dir, o.prefix));
     const backing: LoopBacking = { dir, dataFile: join(dir, 'data'), metadataFile: join(dir, 'metadata') };
 
-    const live = await dm.info(name).catch(() => undefined);
+    let live = await dm.info(name).catch(() => undefined);
+    if (live && !live.activeTable) {
+      await dm.remove(name); // made, never loaded: a process died in between
+      live = undefined;
+    }
     if (live) {
       const pool = await ThinPool.open(name);
       if (pool.loopBacking?.dataFile !== backing.dataFile) {
@@ -317,6 +321,8 @@ export class ThinPool {
       throw new DmError(`'${name}' is not a thin pool (its table is ${table.map((t) => t.type).join(', ') || 'empty'})`, { code: 'ERR_DM_INVALID_ARG', device: name });
     }
     const params = poolGrammar.parse(table[0]!.params);
+    // Thin tables name the pool by its node: make sure it is there.
+    await ensureBlockNode(mapperPath(name), await dm.info(name));
     return new ThinPool(name, mapperPath(name), params, table[0]!.length, await loopBackingOf(params));
   }
 
@@ -458,7 +464,9 @@ export class ThinPool {
 
   /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
   async reserveMetadataSnap(): Promise<void> {
-    return serialised(this.name, () => this.message('reserve_metadata_snap'));
+    return serialised(this.name, () =>
+      this.message('reserve_metadata_snap', { EBUSY: 'a metadata snapshot is already held; releaseMetadataSnap() first' }),
+    );
   }
 
   async releaseMetadataSnap(): Promise<void> {

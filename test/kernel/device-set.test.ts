@@ -95,6 +95,39 @@ describe('the container-runtime flow', () => {
   });
 });
 
+describe('what a killed process leaves behind', () => {
+  it('replaces a device made but never loaded, remakes a missing pool node, resumes a suspended device', async () => {
+    const ds = await fresh();
+    const root = `${SCRATCH}/set-${n}`;
+    await ds.create('half');
+    await ds.create('frozen');
+    await ds.close();
+    // A child opens the set, leaves the three leftovers, and is SIGKILLed.
+    const lib = JSON.stringify(`${__dirname}/../../dist/index.js`);
+    const script = `
+      const { DeviceSet, dm } = require(${lib});
+      (async () => {
+        const ds = await DeviceSet.open({ root: ${JSON.stringify(root)} });
+        await ds.mount('frozen', ${JSON.stringify(mnt('frozen'))});
+        await dm.suspend(ds.prefix + '-frozen', { skipLockfs: true });
+        await dm.create(ds.prefix + '-half');
+        require('fs').unlinkSync('/dev/mapper/' + ds.pool.name);
+        process.kill(process.pid, 'SIGKILL');
+      })();`;
+    const died = await run(process.execPath, ['-e', script]).then(() => 'exited', (e: { signal?: string }) => e.signal);
+    expect(died).toBe('SIGKILL');
+    const again = await DeviceSet.open({ root });
+    const frozen = await dm.info(`${again.prefix}-frozen`);
+    expect(frozen.suspended).toBe(false); // resumed by open
+    await again.mount('half', mnt('half')); // the table-less device was replaced; the pool node remade
+    await writeFile(`${mnt('half')}/ok`, 'ok');
+    expect(await readFile(`${mnt('half')}/ok`, 'utf8')).toBe('ok');
+    await again.unmount('half');
+    await run('umount', ['-l', mnt('frozen')]); // the dead child's mount
+    await again.close();
+  });
+});
+
 describe('sizes and filesystems', () => {
   it('grows a device and its filesystem when created larger than its parent', async () => {
     const ds = await fresh();
