@@ -393,7 +393,7 @@ export async function wait(ref: DeviceRef, eventNr: number, options?: WaitOption
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('options.signal', 'expected an AbortSignal');
   if (method === 'ioctl') {
     if (signal) throw invalidArg('options.signal', "method 'ioctl' blocks in the kernel and cannot be aborted");
-    return (await dmCall('DM_DEV_WAIT', { ...request, eventNr }, label)).eventNr;
+    return devWait(request, eventNr, label);
   }
   throwIfAborted(signal, label);
   const fh = await openControl();
@@ -402,7 +402,13 @@ export async function wait(ref: DeviceRef, eventNr: number, options?: WaitOption
     let pinned = request;
     for (;;) {
       // Arm first, then look: an event between the two still wakes the poll.
-      await dmCallOn(fh.fd, 'DM_DEV_ARM_POLL', {}, label);
+      try {
+        await dmCallOn(fh.fd, 'DM_DEV_ARM_POLL', {}, label);
+      } catch (e) {
+        // Kernels before device-mapper 4.37 have no arm-poll: block in DM_DEV_WAIT instead.
+        if (e instanceof DmError && (e.code === 'ENOTTY' || e.code === 'EINVAL') && !signal) return devWait(pinned, eventNr, label);
+        throw e;
+      }
       const now = await dmCall('DM_DEV_STATUS', pinned, label);
       if (now.eventNr !== eventNr) return now.eventNr;
       pinned = { dev: now.dev }; // follow the device through renames
@@ -412,6 +418,10 @@ export async function wait(ref: DeviceRef, eventNr: number, options?: WaitOption
     watcher.close();
     await fh.close();
   }
+}
+
+async function devWait(request: DmIoctlRequest, eventNr: number, label: string): Promise<number> {
+  return (await dmCall('DM_DEV_WAIT', { ...request, eventNr }, label)).eventNr;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
