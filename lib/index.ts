@@ -18,3 +18,4 @@ export { DeviceSet } from './device-set';
 export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo } from './device-set';
 export type { FsType } from './filesystem';
 export type { DeviceRecord } from './metadata-store';
+export * as targets from './targets/index';

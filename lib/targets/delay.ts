@@ -1,0 +1,60 @@
+// delay: <dev> <offset> <delay ms> [<write dev> <write offset> <write delay> [<flush dev> <flush offset> <flush delay>]]
+// status: <delayed reads> <delayed writes> [<delayed flushes>]   (dm-delay.c)
+import { invalidArg } from '../errors';
+import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
+
+export interface DelayClass {
+  device: string;
+  offset: number;
+  delayMs: number;
+}
+
+export interface DelayParams {
+  /** Reads (and, without `write`, everything). */
+  read: DelayClass;
+  write?: DelayClass;
+  /** Only with `write`. */
+  flush?: DelayClass;
+}
+
+export interface DelayStatus {
+  reads: number;
+  writes: number;
+  flushes?: number;
+}
+
+const TYPE = 'delay';
+
+const formatClass = (c: DelayClass, field: string) =>
+  joinWords(checkWord(TYPE, `${field}.device`, c.device), checkCount(TYPE, `${field}.offset`, c.offset), checkCount(TYPE, `${field}.delayMs`, c.delayMs));
+
+function readClass(t: Tokens, what: string): DelayClass {
+  return { device: t.word(`${what} device`), offset: t.uint(`${what} offset`), delayMs: t.uint(`${what} delay`) };
+}
+
+export const delay: TargetGrammar<DelayParams, DelayStatus> = {
+  type: TYPE,
+  format(p) {
+    if (p.flush && !p.write) throw invalidArg('delay flush', 'a flush class needs a write class');
+    return joinWords(formatClass(p.read, 'read'), p.write ? formatClass(p.write, 'write') : '', p.flush ? formatClass(p.flush, 'flush') : '');
+  },
+  parse(text) {
+    const t = new Tokens(TYPE, 'table', text);
+    const p: DelayParams = { read: readClass(t, 'read') };
+    if (!t.done) p.write = readClass(t, 'write');
+    if (!t.done) p.flush = readClass(t, 'flush');
+    t.end();
+    return p;
+  },
+  parseStatus(text) {
+    const t = new Tokens(TYPE, 'status', text);
+    const s: DelayStatus = { reads: t.uint('delayed reads'), writes: t.uint('delayed writes') };
+    if (!t.done) s.flushes = t.uint('delayed flushes');
+    t.end();
+    return s;
+  },
+};
+
+export function formatDelayStatus(s: DelayStatus): string {
+  return joinWords(s.reads, s.writes, s.flushes ?? '');
+}

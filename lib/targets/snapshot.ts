@@ -1,0 +1,99 @@
+// snapshot:        <origin> <COW device> P|N|PO <chunk size (sectors)> [<#features> <feature>...]
+//   (P persistent, N transient, PO persistent with overflow; the kernel reads it case-blind)
+// status:          <allocated>/<total sectors> <metadata sectors>, or Invalid | Merge failed | Overflow | Unknown
+// snapshot-origin: <origin>; status empty.   (dm-snap.c, Documentation/admin-guide/device-mapper/snapshot.rst)
+import { invalidArg } from '../errors';
+import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
+
+export type SnapshotPersistence = 'P' | 'N' | 'PO';
+export type SnapshotFeature = 'discard_zeroes_cow' | 'discard_passdown_origin' | (string & {});
+
+export interface SnapshotParams {
+  origin: string;
+  /** The copy-on-write store. */
+  cow: string;
+  persistence: SnapshotPersistence;
+  /** Chunk size in sectors. */
+  chunkSectors: number;
+  features: SnapshotFeature[];
+}
+
+export type SnapshotStatus =
+  | { state: 'ok'; allocatedSectors: number; totalSectors: number; metadataSectors: number }
+  | { state: 'invalid' | 'merge-failed' | 'overflow' | 'unknown' };
+
+const TYPE = 'snapshot';
+const WORDS: Record<string, SnapshotStatus['state']> = { Invalid: 'invalid', Overflow: 'overflow', Unknown: 'unknown' };
+
+export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
+  type: TYPE,
+  format(p) {
+    if (!['P', 'N', 'PO'].includes(p.persistence)) throw invalidArg('snapshot persistence', `${JSON.stringify(p.persistence)} is not P, N or PO`);
+    return joinWords(
+      checkWord(TYPE, 'origin', p.origin),
+      checkWord(TYPE, 'cow', p.cow),
+      p.persistence,
+      checkCount(TYPE, 'chunkSectors', p.chunkSectors),
+      formatCounted(p.features.map((f) => checkWord(TYPE, 'feature', f))),
+    );
+  },
+  parse(text) {
+    const t = new Tokens(TYPE, 'table', text);
+    const origin = t.word('origin');
+    const cow = t.word('COW device');
+    const persistence = t.word('persistence').toUpperCase();
+    if (persistence !== 'P' && persistence !== 'N' && persistence !== 'PO') throw t.fail(`persistence '${persistence}' is not P, N or PO`);
+    const p: SnapshotParams = { origin, cow, persistence, chunkSectors: t.uint('chunk size'), features: t.counted('feature') };
+    t.end();
+    return p;
+  },
+  parseStatus(text) {
+    const t = new Tokens(TYPE, 'status', text);
+    const first = t.peek();
+    if (first === 'Merge') {
+      t.word('state');
+      if (t.word('state') !== 'failed') throw t.fail("expected 'Merge failed'");
+      t.end();
+      return { state: 'merge-failed' };
+    }
+    if (first !== undefined && WORDS[first]) {
+      t.word('state');
+      t.end();
+      return { state: WORDS[first] } as SnapshotStatus;
+    }
+    const [allocatedSectors, totalSectors] = t.ratio('allocated/total sectors');
+    const metadataSectors = t.uint('metadata sectors');
+    t.end();
+    return { state: 'ok', allocatedSectors, totalSectors, metadataSectors };
+  },
+};
+
+export function formatSnapshotStatus(s: SnapshotStatus): string {
+  switch (s.state) {
+    case 'ok':
+      return `${s.allocatedSectors}/${s.totalSectors} ${s.metadataSectors}`;
+    case 'merge-failed':
+      return 'Merge failed';
+    default:
+      return s.state[0]!.toUpperCase() + s.state.slice(1);
+  }
+}
+
+export interface SnapshotOriginParams {
+  origin: string;
+}
+
+export const snapshotOrigin: TargetGrammar<SnapshotOriginParams, Record<string, never>> = {
+  type: 'snapshot-origin',
+  format: (p) => checkWord('snapshot-origin', 'origin', p.origin),
+  parse(text) {
+    const t = new Tokens('snapshot-origin', 'table', text);
+    const p = { origin: t.word('origin') };
+    t.end();
+    return p;
+  },
+  parseStatus(text) {
+    new Tokens('snapshot-origin', 'status', text).end();
+    return {};
+  },
+};
