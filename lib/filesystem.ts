@@ -35,16 +35,48 @@ export async function filesystemUuid(device: string): Promise<string> {
 
 export interface MountOptions {
   readOnly?: boolean;
-  /** Comma-separated mount data, e.g. 'discard,noatime'. */
+  /** Mount options as mount(8) takes them, e.g. ['noatime', 'discard']: generic ones become flags, the rest filesystem data. */
   data?: string[];
+}
+
+const C = native.sysConstants;
+
+/** Generic options are VFS flags, not filesystem data: split them out as mount(8) does. */
+const FLAG_OPTIONS: Record<string, { set?: number; clear?: number }> = {
+  ro: { set: C.MS_RDONLY }, rw: { clear: C.MS_RDONLY },
+  nosuid: { set: C.MS_NOSUID }, suid: { clear: C.MS_NOSUID },
+  nodev: { set: C.MS_NODEV }, dev: { clear: C.MS_NODEV },
+  noexec: { set: C.MS_NOEXEC }, exec: { clear: C.MS_NOEXEC },
+  sync: { set: C.MS_SYNCHRONOUS }, async: { clear: C.MS_SYNCHRONOUS },
+  dirsync: { set: C.MS_DIRSYNC },
+  noatime: { set: C.MS_NOATIME }, atime: { clear: C.MS_NOATIME },
+  nodiratime: { set: C.MS_NODIRATIME }, diratime: { clear: C.MS_NODIRATIME },
+  relatime: { set: C.MS_RELATIME }, norelatime: { clear: C.MS_RELATIME },
+  strictatime: { set: C.MS_STRICTATIME },
+  lazytime: { set: C.MS_LAZYTIME }, nolazytime: { clear: C.MS_LAZYTIME },
+  mand: { set: C.MS_MANDLOCK }, nomand: { clear: C.MS_MANDLOCK },
+  defaults: {},
+};
+
+/** Mount flags and the filesystem-specific data string for a list of options. */
+export function mountFlags(options: readonly string[], readOnly = false): { flags: number; data: string } {
+  let flags = readOnly ? C.MS_RDONLY : 0;
+  const data: string[] = [];
+  for (const o of options) {
+    const f = FLAG_OPTIONS[o];
+    if (!f) data.push(o);
+    else flags = (flags | (f.set ?? 0)) & ~(f.clear ?? 0);
+  }
+  if (readOnly) flags |= C.MS_RDONLY;
+  return { flags, data: data.join(',') };
 }
 
 export async function mountDevice(device: string, target: string, fs: FsType, o: MountOptions = {}): Promise<void> {
   await mkdir(target, { recursive: true });
-  const data = [...(o.data ?? [])];
-  if (fs === 'xfs' && !data.includes('nouuid')) data.push('nouuid'); // snapshots share their origin's UUID
-  const flags = o.readOnly ? native.sysConstants.MS_RDONLY : 0;
-  await traced('mount', target, () => native.mount(device, target, fs, flags, data.join(',')));
+  const options = [...(o.data ?? [])];
+  if (fs === 'xfs' && !options.includes('nouuid')) options.push('nouuid'); // snapshots share their origin's UUID
+  const { flags, data } = mountFlags(options, o.readOnly);
+  await traced('mount', target, () => native.mount(device, target, fs, flags, data));
 }
 
 /** Lazy unmount, as Docker did: open files keep the device busy, not the call. */

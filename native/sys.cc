@@ -101,6 +101,8 @@ void InitSys(Napi::Env env, Napi::Object exports) {
 #define C(n) c.Set(#n, Napi::Number::New(env, static_cast<double>(n)))
   C(S_IFBLK); C(S_IFCHR); C(LOCK_SH); C(LOCK_EX); C(LOCK_NB); C(LOCK_UN);
   C(MS_RDONLY); C(MS_NOSUID); C(MS_NODEV); C(MS_NOEXEC); C(MS_REMOUNT); C(MS_BIND);
+  C(MS_SYNCHRONOUS); C(MS_DIRSYNC); C(MS_NOATIME); C(MS_NODIRATIME); C(MS_RELATIME); C(MS_STRICTATIME);
+  C(MS_LAZYTIME); C(MS_MANDLOCK);
   C(MNT_FORCE); C(MNT_DETACH); C(UMOUNT_NOFOLLOW);
 #undef C
   exports.Set("sysConstants", c);

@@ -158,6 +158,20 @@ describe('sizes and filesystems', () => {
     await expect(DeviceSet.open({ root, baseSize: '64M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('cannot shrink') });
   });
 
+  it('passes mkfsArgs to mkfs and mountOptions (plus per-mount options) to mount', async () => {
+    const ds = await fresh({ mkfsArgs: ['-L', 'dmlabel'], mountOptions: ['noatime'] });
+    await ds.create('opts');
+    await ds.mount('opts', mnt('opts'), { options: ['nodiratime'], readOnly: true });
+    const line = (await readFile('/proc/self/mounts', 'utf8')).split('\n').find((l) => l.split(' ')[1] === mnt('opts'))!;
+    expect(line.split(' ')[3]).toMatch(/^ro,.*noatime/);
+    expect(line.split(' ')[3]).toContain('nodiratime');
+    await expect(writeFile(`${mnt('opts')}/f`, 'x')).rejects.toMatchObject({ code: 'EROFS' });
+    const { stdout } = await run('blkid', ['-p', '-s', 'LABEL', '-o', 'value', (await ds.get('opts')).path]);
+    expect(stdout.trim()).toBe('dmlabel');
+    await ds.unmount('opts');
+    await ds.close();
+  });
+
   it('works with xfs (mounted nouuid, so a snapshot mounts beside its origin)', async () => {
     const ds = await fresh({ fs: 'xfs', baseSize: '320M' });
     expect((await ds.info()).backingFilesystem).toBe('xfs');
