@@ -11,7 +11,7 @@ import * as loop from './loop';
 import { parseSize } from './size';
 import { blockName, dmHolders } from './sysfs';
 import { thin as thinGrammar } from './targets/thin';
-import { thinPool as poolGrammar, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
+import { thinPool as poolGrammar, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
 import { Undo } from './undo';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint } from './validate';
 
@@ -71,22 +71,13 @@ export interface DirectOptions extends PoolTableOptions {
   zeroMetadata?: boolean;
 }
 
-export interface PoolStatus {
+/** The pool's status: the thin-pool status fields, with a failed pool as mode 'fail'. */
+export type PoolStatus = Omit<ThinPoolHealthyStatus, 'state' | 'mode'> & {
   /** 'fail' when the kernel reports the pool failed (the counters are then 0). */
   mode: ThinPoolMode | 'fail';
-  transactionId: number;
-  usedMetadataBlocks: number;
-  totalMetadataBlocks: number;
-  usedDataBlocks: number;
-  totalDataBlocks: number;
-  heldMetadataRoot: number | null;
-  needsCheck: boolean;
-  discardPassdown: boolean;
-  errorIfNoSpace: boolean;
-  metadataLowWatermark?: number;
   /** The kernel's status text, as read. */
   raw: string;
-}
+};
 
 export interface SpaceUsage {
   /** Bytes. */
