@@ -7,7 +7,22 @@ import { DmError, fromNative } from './errors';
 
 export const DM_CONTROL = '/dev/mapper/control';
 
-const trace = debuglog('devmapper');
+const nodeDebug = debuglog('devmapper');
+let forced = false;
+
+/**
+ * Trace every ioctl to stderr, as NODE_DEBUG=devmapper does (Node reads
+ * NODE_DEBUG only at start-up; the CLI's --debug calls this instead).
+ */
+export function enableTrace(): void {
+  forced = true;
+}
+
+const trace = Object.defineProperty(
+  (format: string, ...args: unknown[]) => (forced ? console.error(`DEVMAPPER ${process.pid}: ${format}`, ...args) : nodeDebug(format, ...args)),
+  'enabled',
+  { get: () => forced || nodeDebug.enabled }, // a getter: NODE_DEBUG is looked at lazily
+) as ((format: string, ...args: unknown[]) => void) & { readonly enabled: boolean };
 
 let control: Promise<FileHandle> | undefined;
 

@@ -11,7 +11,7 @@
 //   5. remove transaction.json
 // On open, an open transaction whose T+1 the pool has reached is complete;
 // one it has not reached is undone (a create) or finished (a delete).
-import { constants, readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -24,13 +24,13 @@ import { humanSize } from './format';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { parseSize } from './size';
+import { LIBRARY_VERSION } from './version';
 import { blockName } from './sysfs';
 import { defaultPoolName, MAX_THIN_ID, ThinPool, type PoolUsage } from './thin-pool';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MAX } from './validate';
 
 const GiB = 1024 ** 3;
 const BASE = '';
-const LIBRARY_VERSION: string = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 export interface DeviceSetOptions {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
@@ -200,6 +200,7 @@ export class DeviceSet {
       const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
       await ds.mendLeftovers();
+      await ds.findMounts();
       await ds.recover();
       await ds.setUpBase();
       await ds.retryDeletions();
@@ -274,6 +275,16 @@ export class DeviceSet {
       if (!d.name.startsWith(`${this.prefix}-`)) continue;
       const live = await dm.info(d.name).catch(() => undefined);
       if (live?.suspended) await dm.resume(d.name);
+    }
+  }
+
+  /** Mounts of this set's devices made earlier (another process, a CLI call): count them as one reference each. */
+  private async findMounts(): Promise<void> {
+    const lines = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' '));
+    for (const r of this.store.all()) {
+      if (r.id === BASE) continue;
+      const target = lines.find((f) => f[0] === mapperPath(this.dmName(r.id)))?.[1];
+      if (target) this.mounts.set(r.id, { target: target.replace(/\\040/g, ' '), count: 1 });
     }
   }
 
@@ -634,12 +645,16 @@ export class DeviceSet {
   /**
    * Unmount what this set mounted, deactivate its devices, remove the pool if
    * the set made it (loop-backed or from devices), and release the lock.
+   * With `keep`, only release the lock: mounts, devices and pool stay for the
+   * next open (what a command-line tool does between calls).
    */
-  async close(): Promise<void> {
+  async close(options?: { keep?: boolean }): Promise<void> {
+    const keep = checkBoolean(checkOptions<{ keep: boolean }>(options, 'options', ['keep']).keep, 'options.keep') ?? false;
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     try {
+      if (keep) return;
       await this.serial(async () => {
         for (const [id, m] of this.mounts) {
           await unmountLazily(m.target).catch(() => undefined);

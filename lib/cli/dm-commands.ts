@@ -1,0 +1,159 @@
+// dmsetup-like verbs over the raw API.
+import type { Command } from 'commander';
+import * as dm from '../dm';
+import { invalidArg } from '../errors';
+import { LIBRARY_VERSION } from '../version';
+import { grammars } from '../targets/index';
+import { columns, emit, keyValues, type OutputOptions } from './output';
+import { formatTableText, parseTableText } from './table-line';
+
+
+export function addDmCommands(program: Command, out: () => OutputOptions): void {
+  program
+    .command('version')
+    .description('library, kernel driver and target versions')
+    .addHelpText('after', '\nExample:\n  devmapper version --json')
+    .action(async () => {
+      const [driver, targets] = await Promise.all([dm.version(), dm.targets()]);
+      const value = { library: LIBRARY_VERSION, driver, targets };
+      emit(out(), value, () =>
+        [
+          `Library version: ${value.library}`,
+          `Driver version:  ${driver.major}.${driver.minor}.${driver.patch}`,
+          'Targets:',
+          columns(['NAME', 'VERSION'], targets.map((t) => [t.name, t.version.join('.')])),
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('ls')
+    .description('list device-mapper devices')
+    .addHelpText('after', '\nExample:\n  devmapper ls --json')
+    .action(async () => {
+      const list = await dm.list();
+      emit(out(), list, () => (list.length === 0 ? 'No devices found' : columns(['NAME', 'MAJ:MIN', 'EVENT', 'UUID'], list.map((d) => [d.name, `${d.major}:${d.minor}`, d.eventNr, d.uuid ?? '']))));
+    });
+
+  program
+    .command('info <name>')
+    .description('state of one device')
+    .addHelpText('after', '\nExample:\n  devmapper info docker-8:1-1234-pool')
+    .action(async (name: string) => {
+      const i = await dm.info(name);
+      emit(out(), i, () =>
+        keyValues([
+          ['Name', i.name],
+          ['State', i.suspended ? 'SUSPENDED' : 'ACTIVE'],
+          ['Tables present', [i.activeTable && 'LIVE', i.inactiveTable && 'INACTIVE'].filter(Boolean).join(' & ') || 'None'],
+          ['Read only', i.readOnly],
+          ['Open count', i.openCount],
+          ['Event number', i.eventNr],
+          ['Major, minor', `${i.major}, ${i.minor}`],
+          ['Number of targets', i.targetCount],
+          ['UUID', i.uuid || undefined],
+          ['Deferred remove', i.deferredRemove || undefined],
+        ]),
+      );
+    });
+
+  program
+    .command('table <name>')
+    .description('the loaded table, one target per line')
+    .option('--inactive', 'the inactive (loaded, not resumed) table')
+    .addHelpText('after', '\nExample:\n  devmapper table mydev --inactive')
+    .action(async (name: string, o: { inactive?: boolean }) => {
+      const t = await dm.table(name, { inactive: o.inactive ?? false });
+      emit(out(), t, () => formatTableText(t));
+    });
+
+  program
+    .command('status <name>')
+    .description("each target's status, parsed where the target type is known")
+    .option('--raw', "print the kernel's status lines as they are")
+    .addHelpText('after', '\nExample:\n  devmapper status docker-8:1-1234-pool')
+    .action(async (name: string, o: { raw?: boolean }) => {
+      const lines = await dm.status(name);
+      const parsed = lines.map((t) => ({ ...t, parsed: grammars[t.type]?.parseStatus(t.params) }));
+      if (o.raw && !out().json) return console.log(formatTableText(lines));
+      emit(out(), parsed, () =>
+        parsed
+          .map((t) => {
+            const head = `${t.start} ${t.length} ${t.type}`;
+            if (!t.parsed || Object.keys(t.parsed).length === 0) return `${head} ${t.params}`.trimEnd();
+            return `${head}\n${keyValues(Object.entries(t.parsed as Record<string, unknown>).map(([k, v]) => [k, v === null ? '-' : String(v)]))}`;
+          })
+          .join('\n'),
+      );
+    });
+
+  program
+    .command('create <name>')
+    .description('create a device; with --table also load and resume it')
+    .option('--table <lines>', 'table lines "<start> <length> <type> <params>", separated by newlines or ";"')
+    .option('--uuid <uuid>', 'device uuid')
+    .option('--read-only', 'load the table read-only')
+    .addHelpText('after', '\nExample:\n  devmapper create zeros --table "0 2048 zero"')
+    .action(async (name: string, o: { table?: string; uuid?: string; readOnly?: boolean }) => {
+      const info = await dm.create(name, {
+        ...(o.table !== undefined ? { table: parseTableText(o.table) } : {}),
+        ...(o.uuid !== undefined ? { uuid: o.uuid } : {}),
+        readOnly: o.readOnly ?? false,
+      });
+      emit(out(), info, () => info.path);
+    });
+
+  program
+    .command('remove <name>')
+    .description('remove a device')
+    .option('--deferred', 'if it is open, remove it on last close')
+    .option('--retry', 'retry while it is busy (about 5 s)')
+    .addHelpText('after', '\nExample:\n  devmapper remove mydev --deferred')
+    .action(async (name: string, o: { deferred?: boolean; retry?: boolean }) => {
+      const r = await dm.remove(name, { deferred: o.deferred ?? false, retry: o.retry ?? false });
+      emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
+    });
+
+  program
+    .command('suspend <name>')
+    .description('suspend I/O')
+    .option('--noflush', 'do not flush queued I/O')
+    .option('--nolockfs', 'do not freeze a mounted filesystem')
+    .addHelpText('after', '\nExample:\n  devmapper suspend mydev --nolockfs')
+    .action(async (name: string, o: { noflush?: boolean; nolockfs?: boolean }) => {
+      await dm.suspend(name, { noFlush: o.noflush ?? false, skipLockfs: o.nolockfs ?? false });
+    });
+
+  program
+    .command('resume <name>')
+    .description('resume I/O; a loaded inactive table becomes live')
+    .addHelpText('after', '\nExample:\n  devmapper resume mydev')
+    .action(async (name: string) => {
+      await dm.resume(name);
+    });
+
+  program
+    .command('message <name> <sector> <text...>')
+    .description("send a message to the target at sector; prints the target's reply")
+    .addHelpText('after', '\nExample:\n  devmapper message docker-8:1-1234-pool 0 create_thin 7')
+    .action(async (name: string, sector: string, text: string[]) => {
+      const reply = await dm.message(name, text.join(' '), { sector: toInt(sector, 'sector') });
+      emit(out(), { reply }, () => reply);
+    });
+
+  program
+    .command('wait <name> [event]')
+    .description('wait until the event number differs from EVENT (default: the current one); prints the new one')
+    .addHelpText('after', '\nExample:\n  devmapper wait docker-8:1-1234-pool')
+    .action(async (name: string, event?: string) => {
+      const from = event === undefined ? (await dm.info(name)).eventNr : toInt(event, 'event');
+      const next = await dm.wait(name, from);
+      emit(out(), { eventNr: next }, () => String(next));
+    });
+}
+
+export function toInt(text: string, field: string): number {
+  if (!/^\d+$/.test(text)) throw invalidArg(field, `'${text}' is not a whole number`);
+  return Number(text);
+}
+

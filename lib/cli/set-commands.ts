@@ -1,0 +1,100 @@
+// Device sets: Docker's graph-driver operations from the shell. Each call
+// opens the set, acts, and closes it with { keep: true } so mounts and the
+// pool stay for the next call.
+import type { Command } from 'commander';
+import { DeviceSet, type DeviceSetInfo } from '../device-set';
+import { humanSize } from '../format';
+import { columns, emit, keyValues, type OutputOptions } from './output';
+
+interface SetOptions {
+  root: string;
+}
+
+async function withSet<T>(o: SetOptions, body: (ds: DeviceSet) => Promise<T>): Promise<T> {
+  const ds = await DeviceSet.open({ root: o.root });
+  try {
+    return await body(ds);
+  } finally {
+    await ds.close({ keep: true });
+  }
+}
+
+/** The storage block of `docker info`, as the seed document shows it. */
+export function dockerInfo(i: DeviceSetInfo): string {
+  return keyValues([
+    ['Pool Name', i.poolName],
+    ['Pool Blocksize', humanSize(i.poolBlockSize)],
+    ['Base Device Size', humanSize(i.baseDeviceSize)],
+    ['Backing Filesystem', i.backingFilesystem],
+    ['Data file', i.dataFile],
+    ['Metadata file', i.metadataFile],
+    ['Data Space Used', humanSize(i.dataSpaceUsed)],
+    ['Data Space Total', humanSize(i.dataSpaceTotal)],
+    ['Data Space Available', humanSize(i.dataSpaceAvailable)],
+    ['Metadata Space Used', humanSize(i.metadataSpaceUsed)],
+    ['Metadata Space Total', humanSize(i.metadataSpaceTotal)],
+    ['Metadata Space Available', humanSize(i.metadataSpaceAvailable)],
+    ['Thin Pool Minimum Free Space', humanSize(i.thinPoolMinimumFreeSpace)],
+    ['Udev Sync Supported', i.udevSyncSupported],
+    ['Deferred Removal Enabled', i.deferredRemovalEnabled],
+    ['Deferred Deletion Enabled', i.deferredDeletionEnabled],
+    ['Deferred Deleted Device Count', i.deferredDeletedDeviceCount],
+    ['Data loop file', i.dataLoopFile],
+    ['Metadata loop file', i.metadataLoopFile],
+    ['Library Version', i.libraryVersion],
+  ]);
+}
+
+export function addSetCommands(program: Command, out: () => OutputOptions): void {
+  const s = program.command('set').description("device sets: Docker's devicemapper graph driver");
+  const root = (c: Command) => c.requiredOption('--root <dir>', 'the set\'s directory (devicemapper/, metadata/, mnt/)');
+
+  root(s.command('info'))
+    .description('the docker info storage fields (creates the set on first use)')
+    .addHelpText('after', '\nExample:\n  devmapper set info --root /var/lib/myruntime/devicemapper --json')
+    .action(async (o: SetOptions) => {
+      const info = await withSet(o, (ds) => ds.info());
+      emit(out(), info, () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
+    });
+
+  root(s.command('create <id>'))
+    .description('create device ID as a snapshot of --parent (default: the base device)')
+    .option('--parent <id>', 'device to snapshot')
+    .option('--size <size>', 'larger than the parent: grow the device and its filesystem')
+    .addHelpText('after', '\nExample:\n  devmapper set create container1 --parent image1 --root /var/lib/rt/dm')
+    .action(async (id: string, o: SetOptions & { parent?: string; size?: string }) => {
+      const d = await withSet(o, (ds) => ds.create(id, { ...(o.parent ? { parent: o.parent } : {}), ...(o.size ? { size: o.size } : {}) }));
+      emit(out(), d, () => id);
+    });
+
+  root(s.command('mount <id> <path>'))
+    .description('mount device ID at PATH (made if missing)')
+    .option('--read-only', 'mount read-only')
+    .option('-o, --options <list>', 'mount options, comma-separated')
+    .addHelpText('after', '\nExample:\n  devmapper set mount container1 /run/ctr/1/rootfs --root /var/lib/rt/dm')
+    .action(async (id: string, path: string, o: SetOptions & { readOnly?: boolean; options?: string }) => {
+      await withSet(o, (ds) => ds.mount(id, path, { readOnly: o.readOnly ?? false, options: o.options ? o.options.split(',') : [] }));
+    });
+
+  root(s.command('unmount <id>'))
+    .description('unmount device ID and deactivate it')
+    .addHelpText('after', '\nExample:\n  devmapper set unmount container1 --root /var/lib/rt/dm')
+    .action(async (id: string, o: SetOptions) => {
+      await withSet(o, (ds) => ds.unmount(id));
+    });
+
+  root(s.command('rm <id>'))
+    .description('remove device ID')
+    .addHelpText('after', '\nExample:\n  devmapper set rm container1 --root /var/lib/rt/dm')
+    .action(async (id: string, o: SetOptions) => {
+      await withSet(o, (ds) => ds.remove(id));
+    });
+
+  root(s.command('ls'))
+    .description('list the devices of a set')
+    .addHelpText('after', '\nExample:\n  devmapper set ls --root /var/lib/rt/dm --json')
+    .action(async (o: SetOptions) => {
+      const devices = await withSet(o, async (ds) => Promise.all(ds.list().map((id) => ds.get(id))));
+      emit(out(), devices, () => columns(['ID', 'PARENT', 'THIN-ID', 'SIZE', 'MOUNTED'], devices.map((d) => [d.id, d.parent || '(base)', d.deviceId, humanSize(d.size), d.mountPoint ?? ''])));
+    });
+}

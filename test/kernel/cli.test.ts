@@ -1,0 +1,100 @@
+// The devmapper command against the real kernel, as a person would run it.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dm } from '../../lib/index';
+import { RUN, SCRATCH, sparseFile, sweep } from './helpers';
+
+const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })));
+}
+async function json<T = unknown>(...args: string[]): Promise<T> {
+  const r = await cli('--json', ...args);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as T;
+}
+
+beforeAll(sweep);
+afterAll(async () => {
+  for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
+  await sweep();
+});
+
+describe('devmapper CLI', () => {
+  it('version, create, ls, info, table, status, message, suspend, resume, remove', async () => {
+    const v = await json<{ driver: { major: number }; targets: Array<{ name: string }> }>('version');
+    expect(v.driver.major).toBe(4);
+    expect(v.targets.map((t) => t.name)).toContain('thin-pool');
+    const name = `${RUN}cli`;
+    expect((await cli('create', name, '--table', '0 1024 zero; 1024 1024 error')).stdout.trim()).toBe(`/dev/mapper/${name}`);
+    expect((await json<Array<{ name: string }>>('ls')).map((d) => d.name)).toContain(name);
+    expect((await cli('table', name)).stdout.trim()).toBe('0 1024 zero\n1024 1024 error');
+    expect((await cli('info', name)).stdout).toMatch(/State: ACTIVE[\s\S]*Tables present: LIVE/);
+    expect(await cli('suspend', name)).toMatchObject({ code: 0 });
+    expect((await json<{ suspended: boolean }>('info', name)).suspended).toBe(true);
+    expect(await cli('resume', name)).toMatchObject({ code: 0 });
+    expect((await cli('message', name, '0', '@stats_create', '-', '/1')).stdout.trim()).toMatch(/^\d+$/);
+    const busy = await cli('remove', 'no-such-device-here');
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toContain("no such device-mapper device 'no-such-device-here'");
+    expect(await cli('remove', name)).toMatchObject({ code: 0 });
+  });
+
+  it('loop attach, ls, info, detach', async () => {
+    const file = await sparseFile('cli-loop', 8 << 20);
+    const dev = (await cli('loop', 'attach', file, '--offset', '1M')).stdout.trim();
+    expect(dev).toMatch(/^\/dev\/loop\d+$/);
+    expect(await json('loop', 'info', dev)).toMatchObject({ backingFile: file, offset: 1 << 20, size: 7 << 20 });
+    expect((await cli('loop', 'ls')).stdout).toContain(file);
+    expect(await cli('loop', 'detach', dev)).toMatchObject({ code: 0 });
+  });
+
+  it('pool create, thin create/snapshot/activate/deactivate/delete, pool status/resize/destroy', async () => {
+    const dir = `${SCRATCH}/cli-pool`;
+    const pool = (await cli('pool', 'create', '--dir', dir, '--name', `${RUN}clipool`, '--data-size', '256M', '--metadata-size', '8M')).stdout.trim();
+    expect(pool).toBe(`${RUN}clipool`);
+    expect((await cli('thin', 'create', pool)).stdout.trim()).toBe('0');
+    expect((await cli('thin', 'snapshot', pool, '5', '0')).stdout.trim()).toBe('5');
+    expect((await cli('thin', 'activate', pool, '5', '--name', `${RUN}clithin`, '--size', '64M')).stdout.trim()).toBe(`/dev/mapper/${RUN}clithin`);
+    const status = await cli('status', pool);
+    expect(status.stdout).toMatch(/thin-pool\n[\s\S]*mode: rw/);
+    expect((await cli('status', pool, '--raw')).stdout).toMatch(/thin-pool 0 \d+\/\d+ 0\/4096 - rw/);
+    const human = await cli('pool', 'status', pool);
+    expect(human.stdout).toMatch(/Pool Blocksize: 65.54 kB[\s\S]*Data Space Total: 268.4 MB/);
+    expect(await cli('thin', 'deactivate', `${RUN}clithin`)).toMatchObject({ code: 0 });
+    expect(await cli('thin', 'delete', pool, '5')).toMatchObject({ code: 0 });
+    expect((await cli('pool', 'resize', pool, '--data-size', '512M')).stdout).toContain('data 536.9 MB');
+    expect((await json<{ totalDataBlocks: number }>('pool', 'status', pool)).totalDataBlocks).toBe(8192);
+    expect(await cli('pool', 'destroy', pool)).toMatchObject({ code: 0 });
+    await expect(dm.info(pool)).rejects.toMatchObject({ code: 'ENXIO' });
+  });
+
+  it('set info (docker info block), create, mount, write, unmount, ls, rm across separate calls', async () => {
+    const root = `${SCRATCH}/cli-set`;
+    const info = await cli('set', 'info', '--root', root);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/^Storage Driver: devicemapper\n Pool Name: devmapper-\d+:\d+-\d+-pool\n Pool Blocksize: 65.54 kB\n Base Device Size: 10.74 GB\n Backing Filesystem: ext4\n Data file: \/dev\/loop\d+/);
+    expect(info.stdout).toMatch(/Data Space Total: 107.4 GB[\s\S]*Metadata Space Total: 2.147 GB[\s\S]*Deferred Deleted Device Count: 0/);
+    const j = await json<{ dataSpaceTotal: number; baseDeviceSize: number }>('set', 'info', '--root', root);
+    expect(j).toMatchObject({ dataSpaceTotal: 100 * 2 ** 30, baseDeviceSize: 10 * 2 ** 30 });
+    expect(await cli('set', 'create', 'img', '--root', root)).toMatchObject({ code: 0 });
+    expect(await cli('set', 'create', 'ctr', '--parent', 'img', '--root', root)).toMatchObject({ code: 0 });
+    const mnt = `${SCRATCH}/cli-mnt`;
+    expect(await cli('set', 'mount', 'ctr', mnt, '--root', root)).toMatchObject({ code: 0 });
+    await writeFile(`${mnt}/hello`, 'from the cli'); // mounted between calls
+    expect(await readFile(`${mnt}/hello`, 'utf8')).toBe('from the cli');
+    const ls = await json<Array<{ id: string; mountPoint?: string }>>('set', 'ls', '--root', root);
+    expect(ls.find((d) => d.id === 'ctr')?.mountPoint).toBe(mnt);
+    expect((await cli('set', 'rm', 'ctr', '--root', root)).code).toBe(1); // still mounted
+    expect(await cli('set', 'unmount', 'ctr', '--root', root)).toMatchObject({ code: 0 });
+    expect(await cli('set', 'rm', 'ctr', '--root', root)).toMatchObject({ code: 0 });
+    expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(/^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/);
+  });
+
+  it('--debug traces ioctls with their durations', async () => {
+    const r = await cli('--debug', 'ls');
+    expect(r.stderr).toMatch(/DEVMAPPER \d+: DM_LIST_DEVICES\s+ok [\d.]+ms/);
+  });
+});
