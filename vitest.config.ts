@@ -14,10 +14,10 @@ export default defineConfig({
         },
       },
       {
-        // The VM harness itself, on the host (scripts/test.mjs runs it when the VM is used).
+        // On the host, as a user: the VM harness itself and the packed package.
         test: {
-          name: 'harness',
-          include: ['test/harness/**/*.test.ts'],
+          name: 'host',
+          include: ['test/host/**/*.test.ts'],
           pool: 'forks',
           testTimeout: 180_000,
         },

@@ -44,13 +44,11 @@ const vitest = (project) => [
   '--reporter=default', '--reporter=json', `--outputFile.json=${join(results, `${project}.json`)}`, ...args,
 ];
 
-const runs = [{ project: 'unit', status: run('npx', vitest('unit')) }];
-if (useVm) {
-  runs.push({ project: 'harness', status: run('npx', vitest('harness')) });
-  runs.push({ project: 'kernel', status: run(join(root, 'scripts/vm/run'), ['npx', ...vitest('kernel')]) });
-} else {
-  runs.push({ project: 'kernel', status: run('npx', vitest('kernel')) });
-}
+const runs = [
+  { project: 'unit', status: run('npx', vitest('unit')) },
+  { project: 'host', status: run('npx', vitest('host')) },
+  { project: 'kernel', status: useVm ? run(join(root, 'scripts/vm/run'), ['npx', ...vitest('kernel')]) : run('npx', vitest('kernel')) },
+];
 
 let passed = 0;
 let failed = 0;
