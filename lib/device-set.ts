@@ -15,6 +15,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
+import { inspect, type InspectOptionsStylized } from 'node:util';
 import { native } from './binding';
 import { traced } from './control';
 import * as dm from './dm';
@@ -463,6 +464,12 @@ export class DeviceSet {
   }
 
   // --- the public operations ---------------------------------------------------
+
+  /** How the REPL and console.log show a set. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    const o = { root: this.settings.root, pool: this.pool.name, fs: this.settings.fs, baseSize: humanSize(this.store.get(BASE)?.size ?? 0), devices: this.list(), mounted: Object.fromEntries([...this.mounts].map(([id, m]) => [id, m.target])), closed: this.closed };
+    return `DeviceSet ${inspect(o, { ...options, depth: 2 })}`;
+  }
 
   /** The raw records, the base device's (id '') and those pending deletion included: for debugging and checks. */
   records(): DeviceRecord[] {

@@ -3,9 +3,11 @@
 // snapshots inside it; status, usage, resize and teardown.
 import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
+import { inspect, type InspectOptionsStylized } from 'node:util';
 import { native, type DevNumber } from './binding';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
+import { humanSize } from './format';
 import { ensureBlockNode, mapperPath } from './nodes';
 import * as loop from './loop';
 import { parseSize } from './size';
@@ -222,6 +224,12 @@ export class ThinPool {
   /** Feature arguments of the pool table, in order. */
   get features(): readonly string[] {
     return this.params.features;
+  }
+
+  /** How the REPL and console.log show a pool: sizes for people. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    const o = { path: this.path, blockSize: humanSize(this.blockSize), dataSize: humanSize(this.dataSize), lowWaterMark: this.lowWaterMark, features: this.features, dataDevice: this.params.dataDevice, metadataDevice: this.params.metadataDevice, ...(this.loopBacking ? { loopBacking: this.loopBacking } : {}) };
+    return `ThinPool '${this.name}' ${inspect(o, { ...options, depth: 2 })}`;
   }
 
   /**

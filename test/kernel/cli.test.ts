@@ -93,6 +93,35 @@ describe('devmapper CLI', () => {
     expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(/^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/);
   });
 
+  it('repl: the library in scope, top-level await, pools printed for people', async () => {
+    const dir = `${SCRATCH}/repl-pool`;
+    const input = [
+      'const v = await dm.version(); console.log("VERSION", v.major)',
+      `const p = await ThinPool.createLoopBacked({ dir: '${dir}', name: '${RUN}replpool', dataSize: '1G', metadataSize: '8M' })`,
+      'p',
+      'await p.destroy()',
+      '.exit',
+      '',
+    ].join('\n');
+    // Type each line at the prompt, as a person would (a piped REPL reads ahead otherwise).
+    const lines = input.split('\n');
+    const out = await new Promise<string>((resolve) => {
+      const child = execFile(process.execPath, [bin, 'repl'], (_err, stdout) => resolve(stdout));
+      let seen = 0;
+      let buffer = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        buffer += d.toString();
+        const prompts = buffer.split('devmapper> ').length - 1;
+        while (seen < prompts && lines.length > 0) {
+          seen++;
+          child.stdin!.write(`${lines.shift()!}\n`);
+        }
+      });
+    });
+    expect(out).toContain('VERSION 4');
+    expect(out).toMatch(new RegExp(`ThinPool '${RUN}replpool' \\{[\\s\\S]*blockSize: '65.54 kB'[\\s\\S]*dataSize: '1.074 GB'`));
+  });
+
   it('--debug traces ioctls with their durations', async () => {
     const r = await cli('--debug', 'ls');
     expect(r.stderr).toMatch(/DEVMAPPER \d+: DM_LIST_DEVICES\s+ok [\d.]+ms/);
