@@ -158,5 +158,6 @@ export interface Native {
   FdWatcher: new (fd: number) => FdWatcher;
 }
 
-// lib/ and dist/ both sit one level below the package root.
-export const native: Native = nodeGypBuild(join(__dirname, '..')) as Native;
+// lib/ and dist/ both sit one level below the package root. DEVMAPPER_ADDON
+// names another build to load instead (the sanitizer build: npm run test:asan).
+export const native: Native = (process.env.DEVMAPPER_ADDON ? require(process.env.DEVMAPPER_ADDON) : nodeGypBuild(join(__dirname, '..'))) as Native;

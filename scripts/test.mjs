@@ -44,11 +44,32 @@ const vitest = (project) => [
   '--reporter=default', '--reporter=json', `--outputFile.json=${join(results, `${project}.json`)}`, ...args,
 ];
 
+const onKernel = (argv) => (useVm ? run(join(root, 'scripts/vm/run'), argv) : run(argv[0], argv.slice(1)));
 const runs = [
   { project: 'unit', status: run('npx', vitest('unit')) },
   { project: 'host', status: run('npx', vitest('host')) },
-  { project: 'kernel', status: useVm ? run(join(root, 'scripts/vm/run'), ['npx', ...vitest('kernel')]) : run('npx', vitest('kernel')) },
+  { project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) },
 ];
+
+// The same tests against sanitizer builds of the addon (CMakeLists.txt):
+// ASan + UBSan for the unit tests on this host; UBSan alone for the kernel
+// tests, because ASan's shadow memory does not fit in the UML guest's address
+// space. DEVMAPPER_TEST_SANITIZE=0 skips this.
+if (process.env.DEVMAPPER_TEST_SANITIZE !== '0') {
+  const built = run('npm', ['run', '--silent', 'build:asan']) === 0 && run('npm', ['run', '--silent', 'build:ubsan']) === 0;
+  if (!built) fail('the sanitizer builds failed');
+  const ubsan = 'UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1';
+  const libasan = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout.trim();
+  const named = (project, as) => vitest(project).map((a) => a.replace(`${project}.json`, `${as}.json`));
+  runs.push({
+    project: 'unit-asan',
+    status: run('env', [`LD_PRELOAD=${libasan}`, 'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1', ubsan, `DEVMAPPER_ADDON=${join(root, 'build-asan/Release/devmapper.node')}`, 'npx', ...named('unit', 'unit-asan')]),
+  });
+  runs.push({
+    project: 'kernel-ubsan',
+    status: onKernel(['env', ubsan, `DEVMAPPER_ADDON=${join(root, 'build-ubsan/Release/devmapper.node')}`, 'npx', ...named('kernel', 'kernel-ubsan'), '--exclude', 'test/kernel/device-set-crash.test.ts']),
+  });
+}
 
 let passed = 0;
 let failed = 0;

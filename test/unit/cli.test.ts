@@ -22,7 +22,7 @@ it('every verb has --help with an example', async () => {
     expect(r.code, VERBS[i]!.join(' ')).toBe(0);
     expect(r.stdout, VERBS[i]!.join(' ')).toMatch(/Examples?[^:]*:\n {2}devmapper /);
   });
-});
+}, 60_000); // 31 processes: slow under the sanitizer run
 
 it('exits 2 on usage errors', async () => {
   expect((await cli(['bogus'])).code).toBe(2);
