@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Debian packages: the UML VM, the addon's toolchain, and the tools tests and demo call. */
-const PACKAGES = ['user-mode-linux', 'kmod', 'gcc', 'g++', 'make', 'python3', 'thin-provisioning-tools', 'xfsprogs', 'e2fsprogs', 'util-linux'];
+const PACKAGES = ['user-mode-linux', 'kmod', 'gcc', 'g++', 'make', 'cmake', 'python3', 'thin-provisioning-tools', 'xfsprogs', 'e2fsprogs', 'util-linux'];
 
 function sh(cmd, args, opts = {}) {
   return spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts }).status ?? 1;
