@@ -24,6 +24,7 @@ import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, unmountLaz
 import { humanSize } from './format';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
+import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
 import { LIBRARY_VERSION } from './version';
 import { blockName } from './sysfs';
@@ -63,6 +64,8 @@ export interface DeviceSetOptions {
   discard?: boolean;
   /** How often deferred deletions are retried, in ms (default 30000). */
   cleanupIntervalMs?: number;
+  /** Told when a long step starts and ends (making or growing a filesystem, discarding). */
+  onProgress?: ProgressHandler;
 }
 
 export interface CreateOptions {
@@ -118,7 +121,7 @@ export interface DeviceSetInfo {
 
 const OPTION_KEYS = [
   'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs',
+  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -143,6 +146,7 @@ interface Settings {
   discard: boolean;
   cleanupIntervalMs: number;
   baseSizeGiven: boolean;
+  progress: ProgressHandler | undefined;
 }
 
 export class DeviceSet {
@@ -181,6 +185,7 @@ export class DeviceSet {
       deferredDeletion: checkBoolean(o.deferredDeletion, 'deferredDeletion') ?? false,
       discard: checkBoolean(o.discard, 'discard') ?? false,
       cleanupIntervalMs: o.cleanupIntervalMs === undefined ? 30_000 : checkUint(o.cleanupIntervalMs, 'cleanupIntervalMs', { min: 10 }),
+      progress: checkProgress(o.onProgress),
     };
     if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024) throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
     if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
@@ -419,7 +424,10 @@ export class DeviceSet {
     const grown = { ...rec, size };
     const dev = await this.pool.activate(rec.deviceId, { name, size });
     try {
-      await growFilesystem(dev.path, this.settings.fs, join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`));
+      const what = rec.id === BASE ? 'the base device' : `'${rec.id}'`;
+      await step(this.settings.progress, `growing the ${this.settings.fs} filesystem of ${what} to ${humanSize(size)}`, () =>
+        growFilesystem(dev.path, this.settings.fs, join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`)),
+      );
     } finally {
       await dm.remove(name, { retry: true });
     }
@@ -439,7 +447,9 @@ export class DeviceSet {
       const rec = await this.createThinDevice(BASE, null, this.settings.baseSize);
       const dev = await this.activate(rec);
       try {
-        await makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs);
+        await step(this.settings.progress, `making ${this.settings.fs} on the ${humanSize(rec.size)} base device`, () =>
+          makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs),
+        );
         this.set = { ...this.set, baseUuid: await filesystemUuid(dev.path) };
       } finally {
         await dm.remove(dev.name, { retry: true });
@@ -604,7 +614,7 @@ export class DeviceSet {
     try {
       fh = await open(dev.path, constants.O_WRONLY);
       const fd = fh.fd;
-      await traced('BLKDISCARD', dev.name, () => native.blkDiscard(fd, 0, rec.size));
+      await step(this.settings.progress, `discarding the ${humanSize(rec.size)} of '${rec.id}'`, () => traced('BLKDISCARD', dev.name, () => native.blkDiscard(fd, 0, rec.size)));
     } finally {
       await fh?.close();
     }

@@ -14,6 +14,7 @@ export { ThinPool, THIN_POOL_DEFAULTS, MAX_THIN_ID, METADATA_BLOCK_SIZE, default
 export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions } from './thin-pool';
 export { parseSize } from './size';
 export { humanSize } from './format';
+export type { ProgressHandler } from './progress';
 export { DeviceSet } from './device-set';
 export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo } from './device-set';
 export type { FsType } from './filesystem';

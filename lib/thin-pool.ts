@@ -10,6 +10,7 @@ import { DmError, invalidArg } from './errors';
 import { humanSize } from './format';
 import { ensureBlockNode, mapperPath } from './nodes';
 import * as loop from './loop';
+import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
 import { blockName, dmHolders } from './sysfs';
 import { thin as thinGrammar } from './targets/thin';
@@ -491,8 +492,9 @@ export class ThinPool {
    * the pool is reloaded at its data device's current size. Shrinking is
    * refused.
    */
-  async resize(options: { dataSize?: number | string; metadataSize?: number | string } = {}): Promise<void> {
-    const o = checkOptions<{ dataSize: number | string; metadataSize: number | string }>(options, 'options', ['dataSize', 'metadataSize']);
+  async resize(options: { dataSize?: number | string; metadataSize?: number | string; onProgress?: ProgressHandler } = {}): Promise<void> {
+    const o = checkOptions<{ dataSize: number | string; metadataSize: number | string; onProgress: ProgressHandler }>(options, 'options', ['dataSize', 'metadataSize', 'onProgress']);
+    const progress = checkProgress(o.onProgress, 'options.onProgress');
     const dataSize = o.dataSize === undefined ? undefined : parseSize(o.dataSize, 'dataSize');
     const metadataSize = o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
     return serialised(this.name, async () => {
@@ -509,9 +511,11 @@ export class ThinPool {
       if (sectors < this.sectors) throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
       // Load, then suspend and resume: the data length and any metadata growth
       // take effect on resume. noFlush: a full pool cannot flush queued I/O.
-      await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(this.params) }]);
-      await dm.suspend(this.name, { noFlush: true });
-      await dm.resume(this.name);
+      await step(progress, `reloading pool '${this.name}' at ${humanSize(sectors * SECTOR)}`, async () => {
+        await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(this.params) }]);
+        await dm.suspend(this.name, { noFlush: true });
+        await dm.resume(this.name);
+      });
       this.sectors = sectors;
     });
   }

@@ -5,6 +5,7 @@ import { humanSize } from '../format';
 import { ThinPool, type PoolStatus } from '../thin-pool';
 import { toInt } from './dm-commands';
 import { emit, keyValues, type OutputOptions } from './output';
+import { terminalProgress } from './progress-line';
 
 function poolReport(pool: ThinPool, s: PoolStatus, usage: Awaited<ReturnType<ThinPool['usage']>>): string {
   return keyValues([
@@ -63,7 +64,8 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     .addHelpText('after', '\nExample (the seed document\'s "device_tool resize 200GB"):\n  devmapper pool resize docker-8:1-1234-pool --data-size 200G')
     .action(async (name: string, o: { dataSize?: string; metadataSize?: string }) => {
       const pool = await ThinPool.open(name);
-      await pool.resize({ ...(o.dataSize ? { dataSize: o.dataSize } : {}), ...(o.metadataSize ? { metadataSize: o.metadataSize } : {}) });
+      const onProgress = terminalProgress();
+      await pool.resize({ ...(o.dataSize ? { dataSize: o.dataSize } : {}), ...(o.metadataSize ? { metadataSize: o.metadataSize } : {}), ...(onProgress ? { onProgress } : {}) });
       const usage = await pool.usage();
       emit(out(), usage, () => `${name}: data ${humanSize(usage.data.total)}, metadata ${humanSize(usage.metadata.total)}`);
     });

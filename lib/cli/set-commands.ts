@@ -5,13 +5,15 @@ import type { Command } from 'commander';
 import { DeviceSet, type DeviceSetInfo } from '../device-set';
 import { humanSize } from '../format';
 import { columns, emit, keyValues, type OutputOptions } from './output';
+import { terminalProgress } from './progress-line';
 
 interface SetOptions {
   root: string;
 }
 
 async function withSet<T>(o: SetOptions, body: (ds: DeviceSet) => Promise<T>): Promise<T> {
-  const ds = await DeviceSet.open({ root: o.root });
+  const onProgress = terminalProgress();
+  const ds = await DeviceSet.open({ root: o.root, ...(onProgress ? { onProgress } : {}) });
   try {
     return await body(ds);
   } finally {

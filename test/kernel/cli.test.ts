@@ -122,6 +122,17 @@ describe('devmapper CLI', () => {
     expect(out).toMatch(new RegExp(`ThinPool '${RUN}replpool' \\{[\\s\\S]*blockSize: '65.54 kB'[\\s\\S]*dataSize: '1.074 GB'`));
   });
 
+  it('shows progress of long steps on a terminal, and nothing when piped', async () => {
+    // script(1) gives the command a pseudo-terminal.
+    const tty = await new Promise<string>((resolve) =>
+      execFile('script', ['-qec', `${process.execPath} ${bin} set info --root ${SCRATCH}/progress-tty`, '/dev/null'], (_e, stdout) => resolve(stdout)),
+    );
+    expect(tty).toMatch(/✓ making ext4 on the 10.74 GB base device \([\d.]+s\)/);
+    const piped = await cli('set', 'info', '--root', `${SCRATCH}/progress-pipe`);
+    expect(piped.code).toBe(0);
+    expect(piped.stdout + piped.stderr).not.toContain('making ext4');
+  });
+
   it('--debug traces ioctls with their durations', async () => {
     const r = await cli('--debug', 'ls');
     expect(r.stderr).toMatch(/DEVMAPPER \d+: DM_LIST_DEVICES\s+ok [\d.]+ms/);
