@@ -21,6 +21,19 @@ it('returns the command exit status and forwards its output, environment and dir
   expect(r.out).not.toContain('\r');
 });
 
+it('works from a directory under /tmp, which the guest covers with its own tmpfs', async () => {
+  const { mkdtemp, readFile, writeFile, rm } = await import('node:fs/promises');
+  const dir = await mkdtemp('/tmp/vm-cwd-');
+  await writeFile(`${dir}/in`, 'from the host');
+  const r = await new Promise<{ code: number; out: string }>((resolve) =>
+    execFile(vm, ['sh', '-c', 'cat in; echo from the guest > out'], { cwd: dir }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })),
+  );
+  expect(r.code).toBe(0);
+  expect(r.out).toContain('from the host');
+  expect(await readFile(`${dir}/out`, 'utf8')).toBe('from the guest\n');
+  await rm(dir, { recursive: true, force: true });
+});
+
 it('boots a kernel with device-mapper, thin-pool and loop', async () => {
   const r = await runVm(['sh', '-c', 'uname -r; ls -l /dev/mapper/control /dev/loop-control; dmsetup targets']);
   expect(r.code).toBe(0);
