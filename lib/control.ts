@@ -1,7 +1,8 @@
 // The path every device-mapper ioctl takes: one shared control fd, the
 // per-command buffer-size memory, DmError mapping and NODE_DEBUG tracing.
+import { open as openFd } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { debuglog } from 'node:util';
+import { debuglog, promisify } from 'node:util';
 import { native, type DmCommand, type DmIoctlReply, type DmIoctlRequest } from './binding';
 import { DmError, fromNative } from './errors';
 
@@ -24,28 +25,35 @@ const trace = Object.defineProperty(
   { get: () => forced || nodeDebug.enabled }, // a getter: NODE_DEBUG is looked at lazily
 ) as ((format: string, ...args: unknown[]) => void) & { readonly enabled: boolean };
 
-let control: Promise<FileHandle> | undefined;
 
-/** Open a fresh control fd (arm-poll state is per open file). */
+function controlError(e: unknown): DmError {
+  const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+  const message =
+    code === 'ENOENT'
+      ? `${DM_CONTROL} is missing: this kernel has no device-mapper loaded (modprobe dm-mod), or run inside the VM (npm run vm -- CMD)`
+      : code === 'EACCES' || code === 'EPERM'
+        ? `cannot open ${DM_CONTROL}: device-mapper needs CAP_SYS_ADMIN; run as root`
+        : `cannot open ${DM_CONTROL}: ${code}`;
+  return new DmError(message, { code: code === 'ENOENT' ? 'ERR_DM_UNAVAILABLE' : code, syscall: 'open', device: DM_CONTROL, cause: e });
+}
+
+/** Open a fresh control fd (arm-poll state is per open file); the caller closes it. */
 export async function openControl(): Promise<FileHandle> {
   try {
     return await open(DM_CONTROL, 'r+');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    const message =
-      code === 'ENOENT'
-        ? `${DM_CONTROL} is missing: this kernel has no device-mapper loaded (modprobe dm-mod), or run inside the VM (npm run vm -- CMD)`
-        : code === 'EACCES' || code === 'EPERM'
-          ? `cannot open ${DM_CONTROL}: device-mapper needs CAP_SYS_ADMIN; run as root`
-          : `cannot open ${DM_CONTROL}: ${code}`;
-    throw new DmError(message, { code: code === 'ENOENT' ? 'ERR_DM_UNAVAILABLE' : code, syscall: 'open', device: DM_CONTROL, cause: e });
+    throw controlError(e);
   }
 }
 
-function sharedControl(): Promise<FileHandle> {
-  control ??= openControl().catch((e: unknown) => {
+// Shared for the life of the process: a plain fd, which nothing closes behind
+// our back (a FileHandle is closed, with a warning, once it is garbage).
+let control: Promise<number> | undefined;
+
+function sharedControl(): Promise<number> {
+  control ??= promisify(openFd)(DM_CONTROL, 'r+').catch((e: unknown) => {
     control = undefined; // let a later call try again (e.g. after modprobe)
-    throw e;
+    throw controlError(e);
   });
   return control;
 }
@@ -58,8 +66,7 @@ export type Hints = Partial<Record<string, string>>;
 
 /** Issue one device-mapper ioctl on the shared control fd. */
 export async function dmCall(command: DmCommand, request: DmIoctlRequest, device?: string, hints?: Hints): Promise<DmIoctlReply> {
-  const fh = await sharedControl();
-  return dmCallOn(fh.fd, command, request, device, hints);
+  return dmCallOn(await sharedControl(), command, request, device, hints);
 }
 
 /** Issue one device-mapper ioctl on a given control fd. */

@@ -194,10 +194,12 @@ export class DeviceSet {
 
     for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
     const lock = await takeLock(root);
+    let activated: ThinPool | undefined; // a pool this call brought up, taken down again if open fails
     try {
       const store = await MetadataStore.open(join(root, 'metadata'));
       const recorded = await store.readSet();
-      const { pool, owns } = await openPool(root, o, recorded?.poolName);
+      const { pool, owns, created } = await openPool(root, o, recorded?.poolName);
+      if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
       if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });
       if (recorded && recorded.fs !== fs && o.fs !== undefined) throw invalidArg('fs', `the set under ${root} was made with ${recorded.fs}`);
@@ -214,6 +216,7 @@ export class DeviceSet {
       ds.timer.unref();
       return ds;
     } catch (e) {
+      await activated?.destroy().catch(() => undefined);
       await lock.close();
       throw e;
     }
@@ -689,18 +692,23 @@ export class DeviceSet {
   }
 }
 
-/** The pool: an existing one, one on given devices, or loop-backed under root/devicemapper. */
-async function openPool(root: string, o: Partial<DeviceSetOptions>, recordedName: string | undefined): Promise<{ pool: ThinPool; owns: boolean }> {
-  if (o.poolName !== undefined) return { pool: await ThinPool.open(o.poolName), owns: false };
+/**
+ * The pool: an existing one, one on given devices, or loop-backed under
+ * root/devicemapper. `created`: this call activated the pool device.
+ */
+async function openPool(root: string, o: Partial<DeviceSetOptions>, recordedName: string | undefined): Promise<{ pool: ThinPool; owns: boolean; created: boolean }> {
+  if (o.poolName !== undefined) return { pool: await ThinPool.open(o.poolName), owns: false, created: false };
+  const dir = join(root, 'devicemapper');
+  const name = recordedName ?? (await defaultPoolName(dir));
+  const live = (await dm.info(name).catch(() => undefined))?.activeTable === true;
   const table = { blockSize: o.blockSize, errorIfNoSpace: false };
   if (o.dataDevice !== undefined && o.metadataDevice !== undefined) {
-    const poolName = recordedName ?? (await defaultPoolName(join(root, 'devicemapper')));
-    const live = await dm.info(poolName).catch(() => undefined);
-    if (live) return { pool: await ThinPool.open(poolName), owns: true };
-    return { pool: await ThinPool.create({ name: poolName, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice, zeroMetadata: recordedName === undefined, ...table }), owns: true };
+    if (live) return { pool: await ThinPool.open(name), owns: true, created: false };
+    const pool = await ThinPool.create({ name, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice, zeroMetadata: recordedName === undefined, ...table });
+    return { pool, owns: true, created: true };
   }
-  const pool = await ThinPool.createLoopBacked({ dir: join(root, 'devicemapper'), dataSize: o.dataSize, metadataSize: o.metadataSize, ...table, ...(recordedName ? { name: recordedName } : {}) });
-  return { pool, owns: true };
+  const pool = await ThinPool.createLoopBacked({ dir, name, dataSize: o.dataSize, metadataSize: o.metadataSize, ...table });
+  return { pool, owns: true, created: !live };
 }
 
 /** One process at a time: an exclusive flock on root/lock holding the owner's pid. */

@@ -32,7 +32,7 @@ async function nodeDev(path: string): Promise<DevNumber | undefined> {
 
 const sameDev = (a: DevNumber | undefined, b: DevNumber) => a !== undefined && a.major === b.major && a.minor === b.minor;
 
-/** Make sure `path` is a block node for `dev` (mode 0660). */
+/** Make sure `path` is a block node for `dev` (mode 0660). Safe to call concurrently for one path. */
 export async function ensureBlockNode(path: string, dev: DevNumber): Promise<void> {
   if (sameDev(await nodeDev(path), dev)) return;
   if (await udevRunning()) {
@@ -42,7 +42,12 @@ export async function ensureBlockNode(path: string, dev: DevNumber): Promise<voi
       if (sameDev(await nodeDev(path), dev)) return;
     }
   }
-  await unlink(path).catch(() => undefined); // a stale node of an earlier device
+  // A node of an earlier device with this name: replace it. A missing node is
+  // left alone here (another caller may be making it right now).
+  if (await lstat(path).then(() => true, () => false)) {
+    if (sameDev(await nodeDev(path), dev)) return;
+    await unlink(path).catch(() => undefined);
+  }
   await mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
   try {
     await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));

@@ -194,6 +194,7 @@ describe('sizes and filesystems', () => {
     const set = JSON.parse(await readFile(setFile, 'utf8'));
     await writeFile(setFile, JSON.stringify({ ...set, baseUuid: '00000000-0000-0000-0000-000000000000' }));
     await expect(DeviceSet.open({ root })).rejects.toMatchObject({ code: 'ERR_DM_CORRUPT', message: expect.stringContaining('UUID') });
+    expect((await dm.list()).some((d) => d.name === set.poolName)).toBe(false); // the failed open took its pool down again
     await writeFile(setFile, JSON.stringify(set));
     await (await DeviceSet.open({ root })).close();
   });
