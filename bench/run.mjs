@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// npm run bench: the library against the physical limit (bench/c-reference.c,
+// the same syscalls from C) and against the dmsetup / losetup CLIs, on one
+// kernel in one run. Prints microseconds per cycle and the ratios the
+// project's targets speak of. Runs inside the UML VM when this host has no
+// device-mapper.
+//
+//   BENCH_N=1000 (library and C cycles)   BENCH_CLI_N=50 (CLI cycles)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { root, setUp } from '../scripts/setup.mjs';
+
+if (process.env.DEVMAPPER_IN_VM !== '1') setUp();
+if (!existsSync('/dev/mapper/control') && process.env.DEVMAPPER_IN_VM !== '1') {
+  const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], { stdio: 'inherit', cwd: root });
+  process.exit(r.status ?? 1);
+}
+
+const N = Number(process.env.BENCH_N ?? 1000);
+const CLI_N = Number(process.env.BENCH_CLI_N ?? 50);
+const { ThinPool, dm, loop } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
+
+// The C reference, compiled here so it matches this machine's headers.
+const cref = join(root, '.vm', 'c-reference');
+mkdirSync(join(root, '.vm'), { recursive: true });
+execFileSync('gcc', ['-O2', '-o', cref, join(root, 'bench', 'c-reference.c')]);
+
+const usPerCycle = (started, n) => Number(process.hrtime.bigint() - started) / 1e3 / n;
+const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+
+const dir = '/tmp/devmapper-bench';
+await rm(dir, { recursive: true, force: true });
+const pool = await ThinPool.createLoopBacked({ dir, name: 'bench-pool', dataSize: '8G', metadataSize: '256M' });
+const rows = [];
+
+try {
+  // 1. Thin lifecycle: create_thin + create + load + resume, then remove + delete.
+  {
+    let t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      await pool.createThin(i);
+      await pool.activate(i, { name: `bench-${i}`, size: 1 << 20 });
+      await pool.deactivate(`bench-${i}`);
+      await pool.deleteThin(i);
+    }
+    const lib = usPerCycle(t, N);
+    t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      await dm.message(pool.name, `create_thin ${i}`);
+      await dm.create(`bench-${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
+      await dm.remove(`bench-${i}`);
+      await dm.message(pool.name, `delete ${i}`);
+    }
+    const raw = usPerCycle(t, N);
+    const c = Number(sh(cref, ['thin', pool.name, String(N)]).toString());
+    t = process.hrtime.bigint();
+    for (let i = 0; i < CLI_N; i++) {
+      sh('dmsetup', ['message', pool.name, '0', `create_thin ${i}`]);
+      sh('dmsetup', ['create', '--noudevsync', `bench-${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
+      sh('dmsetup', ['remove', '--noudevsync', `bench-${i}`]);
+      sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
+    }
+    rows.push({ workload: '1 thin lifecycle (ThinPool)', lib, c, cli: usPerCycle(t, CLI_N) });
+    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, cli: rows.at(-1).cli });
+  }
+
+  // 2. Snapshot lifecycle of an active origin.
+  {
+    await pool.createThin(900001);
+    await pool.activate(900001, { name: 'bench-origin', size: 1 << 20 });
+    let t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      await pool.createSnapshot(i, 900001);
+      await pool.activate(i, { name: `bench-s${i}`, size: 1 << 20 });
+      await pool.deactivate(`bench-s${i}`);
+      await pool.deleteThin(i);
+    }
+    const lib = usPerCycle(t, N);
+    const c = Number(sh(cref, ['snap', pool.name, String(N)]).toString());
+    t = process.hrtime.bigint();
+    for (let i = 0; i < CLI_N; i++) {
+      sh('dmsetup', ['suspend', 'bench-origin']);
+      sh('dmsetup', ['message', pool.name, '0', `create_snap ${i} 900001`]);
+      sh('dmsetup', ['resume', '--noudevsync', 'bench-origin']);
+      sh('dmsetup', ['create', '--noudevsync', `bench-s${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
+      sh('dmsetup', ['remove', '--noudevsync', `bench-s${i}`]);
+      sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
+    }
+    rows.push({ workload: '2 snapshot lifecycle', lib, c, cli: usPerCycle(t, CLI_N) });
+    await pool.deactivate('bench-origin');
+    await pool.deleteThin(900001);
+  }
+
+  // 5. Loop attach + detach of a sparse file.
+  {
+    const file = join(dir, 'loopfile');
+    sh('truncate', ['-s', '64M', file]);
+    let t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) await loop.detach((await loop.attach(file)).number);
+    const lib = usPerCycle(t, N);
+    const c = Number(sh(cref, ['loop', file, String(N)]).toString());
+    t = process.hrtime.bigint();
+    for (let i = 0; i < CLI_N; i++) sh('losetup', ['-d', sh('losetup', ['-f', '--show', file]).toString().trim()]);
+    rows.push({ workload: '5 loop attach + detach', lib, c, cli: usPerCycle(t, CLI_N) });
+  }
+} finally {
+  await pool.destroy();
+  await rm(dir, { recursive: true, force: true });
+}
+
+const f = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
+const v = await dm.version();
+console.log(`\ndevmapper benchmark: n=${N} (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`);
+console.log('| workload | library | C reference | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`);
