@@ -165,11 +165,12 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
   const created = await dmCall('DM_DEV_CREATE', request, name, {
     EBUSY: `a device named '${name}' (or with that uuid) already exists`,
   });
+  let last = created; // the kernel returns the device's status with each reply
   try {
     await ensureBlockNode(mapperPath(name), created.dev);
     if (table) {
       await load(name, table, { readOnly });
-      await resume(name);
+      last = await resumeDevice({ name }, name);
     }
   } catch (e) {
     // Undo the half-made device; report the original failure.
@@ -177,7 +178,7 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
     await removeNode(mapperPath(name)).catch(() => undefined);
     throw e;
   }
-  return info(name);
+  return toInfo(last);
 }
 
 /** Load `table` into the device's inactive slot; `resume` makes it live. */
@@ -216,7 +217,12 @@ export async function suspend(ref: DeviceRef, options?: SuspendOptions): Promise
 /** Resume I/O; an inactive table, if loaded, becomes the live one. */
 export async function resume(ref: DeviceRef): Promise<void> {
   const { request, label } = resolve(ref);
-  await dmCall('DM_DEV_SUSPEND', request, label, { EINVAL: 'the device has no table to resume (load one first)' });
+  await resumeDevice(request, label);
+}
+
+/** DM_DEV_SUSPEND without the suspend flag; the reply carries the device's status. */
+function resumeDevice(request: DmIoctlRequest, label: string): Promise<DmIoctlReply> {
+  return dmCall('DM_DEV_SUSPEND', request, label, { EINVAL: 'the device has no table to resume (load one first)' });
 }
 
 export interface RemoveOptions {

@@ -12,13 +12,18 @@ const UDEV_WAIT_MS = 2000;
 
 export const mapperPath = (name: string) => `${MAPPER_DIR}/${name}`;
 
-/** True when a udev daemon is managing /dev (its control socket exists). */
-export async function udevRunning(): Promise<boolean> {
-  return access(UDEV_CONTROL).then(
-    () => true,
-    () => false,
-  );
+let udevSeen: { at: number; running: Promise<boolean> } | undefined;
+
+/** True when a udev daemon is managing /dev (its control socket exists); looked up at most once a second. */
+export function udevRunning(): Promise<boolean> {
+  const now = Date.now();
+  if (!udevSeen || now - udevSeen.at > 1000) {
+    udevSeen = { at: now, running: access(UDEV_CONTROL).then(() => true, () => false) };
+  }
+  return udevSeen.running;
 }
+
+const madeDirs = new Set<string>();
 
 async function nodeDev(path: string): Promise<DevNumber | undefined> {
   try {
@@ -48,7 +53,11 @@ export async function ensureBlockNode(path: string, dev: DevNumber): Promise<voi
     if (sameDev(await nodeDev(path), dev)) return;
     await unlink(path).catch(() => undefined);
   }
-  await mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  if (!madeDirs.has(dir)) {
+    await mkdir(dir, { recursive: true });
+    madeDirs.add(dir);
+  }
   try {
     await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
   } catch (e) {
