@@ -18,8 +18,9 @@ if (!existsSync('/dev/mapper/control') && process.env.DEVMAPPER_IN_VM !== '1') {
   process.exit(r.status ?? 1);
 }
 
-const { ThinPool, dm, humanSize } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
+const { ThinPool, dm } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
 const { native } = createRequire(import.meta.url)(join(root, 'dist/binding.js'));
+const { poolReport } = createRequire(import.meta.url)(join(root, 'dist/cli/pool-commands.js'));
 
 const step = (s) => console.log(`\n== ${s}`);
 
@@ -57,25 +58,10 @@ try {
   }
 
   step('pool report');
-  const s = await pool.status();
-  const u = await pool.usage();
-  const rows = [
-    ['Pool Name', pool.name],
-    ['Pool Blocksize', humanSize(pool.blockSize)],
-    ['Data file', pool.loopBacking.dataFile],
-    ['Metadata file', pool.loopBacking.metadataFile],
-    ['Data Space Used', humanSize(u.data.used)],
-    ['Data Space Total', humanSize(u.data.total)],
-    ['Data Space Available', humanSize(u.data.available)],
-    ['Metadata Space Used', humanSize(u.metadata.used)],
-    ['Metadata Space Total', humanSize(u.metadata.total)],
-    ['Metadata Space Available', humanSize(u.metadata.available)],
-    ['Thin devices active', (await pool.activeDevices()).map((d) => `${d.name} (id ${d.id})`).join(', ')],
-    ['Transaction Id', s.transactionId],
-    ['Mode', s.mode],
-    ['Kernel driver', Object.values(await dm.version()).join('.')],
-  ];
-  for (const [k, v] of rows) console.log(` ${k}: ${v}`);
+  const [status, usage] = await Promise.all([pool.status(), pool.usage()]);
+  console.log(poolReport(pool, status, usage));
+  console.log(` Thin devices active: ${(await pool.activeDevices()).map((d) => `${d.name} (id ${d.id})`).join(', ')}`);
+  console.log(` Kernel driver: ${Object.values(await dm.version()).join('.')}`);
 } finally {
   if (pool) await pool.destroy();
   await rm(dir, { recursive: true, force: true });

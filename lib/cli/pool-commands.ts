@@ -7,7 +7,8 @@ import { toInt } from './dm-commands';
 import { emit, keyValues, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';
 
-function poolReport(pool: ThinPool, s: PoolStatus, usage: Awaited<ReturnType<ThinPool['usage']>>): string {
+/** The pool block of `devmapper pool status`, also the demo's report. */
+export function poolReport(pool: ThinPool, s: PoolStatus, usage: Awaited<ReturnType<ThinPool['usage']>>): string {
   return keyValues([
     ['Pool Name', pool.name],
     ['Pool Blocksize', humanSize(pool.blockSize)],
