@@ -46,6 +46,7 @@ export interface TransactionRecord {
 }
 
 const BASE_FILE = 'base.json';
+const READ_BATCH = 64;
 
 export class MetadataStore {
   private readonly records = new Map<string, DeviceRecord>();
@@ -57,17 +58,20 @@ export class MetadataStore {
     const store = new MetadataStore(dir);
     await mkdir(join(dir, 'devices'), { recursive: true });
     const names = await readdir(join(dir, 'devices'));
-    const loaded = await Promise.all(
-      names.map(async (name) => {
-        const path = join(dir, 'devices', name);
-        if (!name.endsWith('.json')) {
-          await unlink(path).catch(() => undefined); // a temp file a crash left behind
-          return undefined;
-        }
-        return readJson<DeviceRecord>(path);
-      }),
-    );
-    for (const r of loaded) if (r) store.records.set(r.id, r);
+    // A bounded number of files open at once: a set may hold tens of thousands.
+    for (let i = 0; i < names.length; i += READ_BATCH) {
+      const loaded = await Promise.all(
+        names.slice(i, i + READ_BATCH).map(async (name) => {
+          const path = join(dir, 'devices', name);
+          if (!name.endsWith('.json')) {
+            await unlink(path).catch(() => undefined); // a temp file a crash left behind
+            return undefined;
+          }
+          return readJson<DeviceRecord>(path);
+        }),
+      );
+      for (const r of loaded) if (r) store.records.set(r.id, r);
+    }
     const base = await readJson<DeviceRecord>(join(dir, BASE_FILE)).catch(missingIsUndefined);
     if (base) store.records.set('', base);
     return store;
