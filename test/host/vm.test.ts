@@ -1,5 +1,5 @@
 // The UML harness itself (scripts/vm/run), run on the host.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 
@@ -15,10 +15,58 @@ function runVm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: num
 }
 
 it('returns the command exit status and forwards its output, environment and directory', async () => {
-  const r = await runVm(['sh', '-c', 'echo "hi $VM_PROBE from $PWD"; exit 3'], { VM_PROBE: 'a "quoted" value' });
+  const probe = 'a "quoted" value\non two lines, $(not run) `nor this` \\ ✓';
+  const r = await runVm(['sh', '-c', 'printf "hi %s from %s [%s]\\n" "$VM_PROBE" "$PWD" "${LD_PRELOAD-unset}"; exit 3'], { VM_PROBE: probe, LD_PRELOAD: '' });
   expect(r.code).toBe(3);
-  expect(r.out).toContain(`hi a "quoted" value from ${root}`);
+  expect(r.out).toContain(`hi ${probe} from ${root} [unset]`); // LD_PRELOAD: the shim is UML's, not the guest's
   expect(r.out).not.toContain('\r');
+  expect(r.out).not.toMatch(/Halting|System halted/);
+});
+
+it('gives a command stdin at end of file when the caller has no terminal (a pipe left open must not hang it)', async () => {
+  const r = await runVm(['sh', '-c', 'cat; echo "cat exited $?"; test -t 1 || echo "stdout is no terminal"']);
+  expect(r.code).toBe(0);
+  expect(r.out).toContain('cat exited 0');
+  expect(r.out).toContain('stdout is no terminal');
+});
+
+it('on a terminal (script(1) makes one), passes input to the command and ends lines with \\r\\n', async () => {
+  const child = spawn('script', ['-qefc', `${vm} sh -c 'echo ready; read line; echo "got $line"; exit 6'`, '/dev/null'], { cwd: root });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    // Typed once the command waits for it (typeahead during boot is lost);
+    // stdin stays open, as script(1) would pass its end of file on.
+    const waiting = !out.includes('ready');
+    out += d;
+    if (waiting && out.includes('ready')) child.stdin.write('typed\n');
+  });
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  expect(code).toBe(6);
+  expect(out).toContain('got typed\r\n');
+}, 60_000);
+
+it('stops the VM and leaves nothing behind when it is sent SIGTERM', async () => {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const child = spawn(vm, ['sleep', '60'], { cwd: root });
+  const t0 = Date.now();
+  setTimeout(() => child.kill('SIGTERM'), 3000);
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  expect(code).toBe(143);
+  expect(Date.now() - t0).toBeLessThan(20_000);
+  // This run's UML (umid devmapper-vm-PID): neither its directory nor a process.
+  const umid = `devmapper-vm-${child.pid}`;
+  const dirs = (await readdir('/var/tmp')).filter((f) => f.startsWith('devmapper-vm.'));
+  const mine = await Promise.all(dirs.map((d) => readdir(`/var/tmp/${d}`).then((f) => f.includes(umid), () => false)));
+  expect(mine.filter(Boolean)).toEqual([]);
+  await new Promise((r) => setTimeout(r, 500));
+  const procs = await Promise.all((await readdir('/proc')).filter((p) => /^\d+$/.test(p)).map((p) => readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')));
+  expect(procs.filter((c) => c.includes(`umid=${umid}\0`))).toEqual([]);
+}, 60_000);
+
+it('reports a VM that dies without the exit status (here: a kernel panic) as 125', async () => {
+  const r = await runVm(['sh', '-c', 'echo c > /proc/sysrq-trigger; exit 0']);
+  expect(r.code).toBe(125);
+  expect(r.out).toContain("the VM stopped without the command's exit status");
 });
 
 it('works from a directory under /tmp, which the guest covers with its own tmpfs', async () => {
