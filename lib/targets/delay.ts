@@ -1,25 +1,31 @@
 // delay: <dev> <offset> <delay ms> [<write dev> <write offset> <write delay> [<flush dev> <flush offset> <flush delay>]]
-// status: <delayed reads> <delayed writes> [<delayed flushes>]   (dm-delay.c)
+// status: <reads> <writes> [<flushes>]: bios held back right now, not totals (older kernels: no flushes)
+//   (dm-delay.c delay_status; Documentation/admin-guide/device-mapper/delay.rst)
 import { invalidArg } from '../errors';
 import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
 
 export interface DelayClass {
   device: string;
+  /** Start sector on `device`. */
   offset: number;
+  /** Milliseconds each bio of this class waits (0: passed straight through, never counted). */
   delayMs: number;
 }
 
 export interface DelayParams {
   /** Reads (and, without `write`, everything). */
   read: DelayClass;
+  /** Writes (and, without `flush`, flushes). */
   write?: DelayClass;
-  /** Only with `write`. */
+  /** Flushes; only with `write`. */
   flush?: DelayClass;
 }
 
+/** Bios of each class being held back at the moment (the kernel's counters drop as they are released). */
 export interface DelayStatus {
   reads: number;
   writes: number;
+  /** Absent on kernels without a flush class. */
   flushes?: number;
 }
 

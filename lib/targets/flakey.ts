@@ -1,6 +1,8 @@
 // flakey: <dev> <offset> <up interval (s)> <down interval (s)> [<#feature args> <arg>...]
 //   features: drop_writes | error_writes | corrupt_bio_byte <Nth byte> <r|w> <value> <flags>
-//   (the kernel prints the count even when it is 0); status empty.   (dm-flakey.c)
+//   (newer kernels add more); status empty.   (dm-flakey.c, Documentation/admin-guide/device-mapper/dm-flakey.rst)
+// The kernel prints the count even when it is 0, and the features in its own order: drop_writes or
+// error_writes (never both) before corrupt_bio_byte.
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
 export interface FlakeyParams {
@@ -12,7 +14,8 @@ export interface FlakeyParams {
   downInterval: number;
   /**
    * Feature arguments as the kernel counts them, e.g. ['drop_writes'] or
-   * ['corrupt_bio_byte', '32', 'r', '1', '0'] (use flakeyFeatures() to build).
+   * ['corrupt_bio_byte', '32', 'r', '1', '0'] (build them with flakeyFeatures).
+   * Kept as words so features this library does not know still round-trip.
    */
   features: string[];
 }

@@ -1,6 +1,8 @@
 // snapshot:        <origin> <COW device> P|N|PO <chunk size (sectors)> [<#features> <feature>...]
-//   (P persistent, N transient, PO persistent with overflow; the kernel reads it case-blind)
+//   (P persistent, N transient, PO persistent with overflow; the kernel reads it case-blind and prints it
+//   upper case; it prints features only when there are some, in its own order)
 // status:          <allocated>/<total sectors> <metadata sectors>, or Invalid | Merge failed | Overflow | Unknown
+//   (all in sectors of the COW device: total is its size, allocated includes the metadata)
 // snapshot-origin: <origin>; status empty.   (dm-snap.c, Documentation/admin-guide/device-mapper/snapshot.rst)
 import { invalidArg } from '../errors';
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
@@ -15,15 +17,30 @@ export interface SnapshotParams {
   persistence: SnapshotPersistence;
   /** Chunk size in sectors. */
   chunkSectors: number;
+  /** Feature arguments, in table order (discard_passdown_origin needs discard_zeroes_cow). */
   features: SnapshotFeature[];
 }
 
 export type SnapshotStatus =
-  | { state: 'ok'; allocatedSectors: number; totalSectors: number; metadataSectors: number }
+  | {
+      state: 'ok';
+      /** COW sectors in use, metadata included. */
+      allocatedSectors: number;
+      /** Size of the COW device. */
+      totalSectors: number;
+      /** COW sectors holding metadata (0 for a transient store). */
+      metadataSectors: number;
+    }
+  /** invalid: the COW store filled up or failed; overflow: full, with PO; unknown: the store cannot tell. */
   | { state: 'invalid' | 'merge-failed' | 'overflow' | 'unknown' };
 
 const TYPE = 'snapshot';
-const WORDS: Record<string, SnapshotStatus['state']> = { Invalid: 'invalid', Overflow: 'overflow', Unknown: 'unknown' };
+// A Map, not an object: a status of 'constructor' must not find Object.prototype's.
+const WORDS = new Map<string, 'invalid' | 'overflow' | 'unknown'>([
+  ['Invalid', 'invalid'],
+  ['Overflow', 'overflow'],
+  ['Unknown', 'unknown'],
+]);
 
 export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
   type: TYPE,
@@ -41,8 +58,9 @@ export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
     const t = new Tokens(TYPE, 'table', text);
     const origin = t.word('origin');
     const cow = t.word('COW device');
-    const persistence = t.word('persistence').toUpperCase();
-    if (persistence !== 'P' && persistence !== 'N' && persistence !== 'PO') throw t.fail(`persistence '${persistence}' is not P, N or PO`);
+    const given = t.word('persistence');
+    const persistence = given.toUpperCase();
+    if (persistence !== 'P' && persistence !== 'N' && persistence !== 'PO') throw t.fail(`persistence '${given}' is not P, N or PO`);
     const p: SnapshotParams = { origin, cow, persistence, chunkSectors: t.uint('chunk size'), features: t.counted('feature') };
     t.end();
     return p;
@@ -56,10 +74,11 @@ export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
       t.end();
       return { state: 'merge-failed' };
     }
-    if (first !== undefined && WORDS[first]) {
+    const word = first === undefined ? undefined : WORDS.get(first);
+    if (word) {
       t.word('state');
       t.end();
-      return { state: WORDS[first] } as SnapshotStatus;
+      return { state: word };
     }
     const [allocatedSectors, totalSectors] = t.ratio('allocated/total sectors');
     const metadataSectors = t.uint('metadata sectors');

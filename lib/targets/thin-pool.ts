@@ -1,7 +1,9 @@
 // thin-pool: <metadata dev> <data dev> <data block size (sectors)> <low water mark (blocks)> [<#features> <feature>...]
 // status:    <transaction id> <used>/<total metadata blocks> <used>/<total data blocks> <held metadata root|->
-//            ro|rw|out_of_data_space [no_]discard_passdown error|queue_if_no_space needs_check|- [<metadata low watermark>]
-//            or just "Fail" / "Error".  (Documentation/admin-guide/device-mapper/thin-provisioning.rst)
+//            ro|rw|out_of_data_space ignore_discard|[no_]discard_passdown error|queue_if_no_space needs_check|-
+//            [<metadata low watermark>], or just "Fail" / "Error".
+//   (Documentation/admin-guide/device-mapper/thin-provisioning.rst; ignore_discard is only in dm-thin.c.
+//   Tables come back with the feature count always printed and the features in the kernel's own order.)
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
 export type ThinPoolFeature = 'skip_block_zeroing' | 'ignore_discard' | 'no_discard_passdown' | 'read_only' | 'error_if_no_space' | (string & {});
@@ -13,7 +15,7 @@ export interface ThinPoolParams {
   dataBlockSectors: number;
   /** Free data blocks below which the pool raises an event. */
   lowWaterMark: number;
-  /** Feature arguments, in table order. */
+  /** Feature arguments, in table order (the kernel prints them back in its own fixed order). */
   features: ThinPoolFeature[];
 }
 
@@ -29,7 +31,10 @@ export interface ThinPoolHealthyStatus {
   /** Root of the held metadata snapshot (reserve_metadata_snap), or null. */
   heldMetadataRoot: number | null;
   mode: ThinPoolMode;
+  /** Discards are passed down to the data device (false also when they are ignored altogether). */
   discardPassdown: boolean;
+  /** Present (true) when the pool ignores discards: the kernel prints ignore_discard in place of [no_]discard_passdown. */
+  ignoreDiscard?: true;
   /** true: error_if_no_space; false: queue_if_no_space. */
   errorIfNoSpace: boolean;
   needsCheck: boolean;
@@ -75,8 +80,10 @@ export const thinPool: TargetGrammar<ThinPoolParams, ThinPoolStatus> = {
     const transactionId = t.uint('transaction id');
     const [usedMetadataBlocks, totalMetadataBlocks] = t.ratio('metadata blocks');
     const [usedDataBlocks, totalDataBlocks] = t.ratio('data blocks');
-    const held = t.word('held metadata root');
-    if (held !== '-' && !/^\d+$/.test(held)) throw t.fail(`held metadata root '${held}' is neither '-' nor a block number`);
+    const heldMetadataRoot = t.peek() === '-' ? (t.word('held metadata root'), null) : t.uint('held metadata root');
+    const mode = t.oneOf('mode', ['rw', 'ro', 'out_of_data_space'] as const);
+    // ignore_discard takes the place of the passdown word (the docs omit it).
+    const discard = t.oneOf('discard mode', ['discard_passdown', 'no_discard_passdown', 'ignore_discard'] as const);
     const s: ThinPoolHealthyStatus = {
       state: 'ok',
       transactionId,
@@ -84,9 +91,10 @@ export const thinPool: TargetGrammar<ThinPoolParams, ThinPoolStatus> = {
       totalMetadataBlocks,
       usedDataBlocks,
       totalDataBlocks,
-      heldMetadataRoot: held === '-' ? null : Number(held),
-      mode: t.oneOf('mode', ['rw', 'ro', 'out_of_data_space'] as const),
-      discardPassdown: t.oneOf('discard mode', ['discard_passdown', 'no_discard_passdown'] as const) === 'discard_passdown',
+      heldMetadataRoot,
+      mode,
+      discardPassdown: discard === 'discard_passdown',
+      ...(discard === 'ignore_discard' ? { ignoreDiscard: true as const } : {}),
       errorIfNoSpace: t.oneOf('no-space policy', ['error_if_no_space', 'queue_if_no_space'] as const) === 'error_if_no_space',
       needsCheck: t.oneOf('needs_check', ['needs_check', '-'] as const) === 'needs_check',
     };
@@ -106,7 +114,7 @@ export function formatThinPoolStatus(s: ThinPoolStatus): string {
     `${s.usedDataBlocks}/${s.totalDataBlocks}`,
     s.heldMetadataRoot === null ? '-' : s.heldMetadataRoot,
     s.mode,
-    s.discardPassdown ? 'discard_passdown' : 'no_discard_passdown',
+    s.ignoreDiscard ? 'ignore_discard' : s.discardPassdown ? 'discard_passdown' : 'no_discard_passdown',
     s.errorIfNoSpace ? 'error_if_no_space' : 'queue_if_no_space',
     s.needsCheck ? 'needs_check' : '-',
     s.metadataLowWatermark ?? '',

@@ -1,5 +1,6 @@
 // thin:   <pool dev> <dev id> [<external origin dev>]
-// status: <nr mapped sectors> <highest mapped sector|-> , or "Fail"
+// status: <nr mapped sectors> <highest mapped sector|->, or "Fail" (pool failed) or "Error" (metadata read failed)
+//   (dm-thin.c thin_status; the docs mention neither word)
 import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
 
 export interface ThinParams {
@@ -12,7 +13,8 @@ export interface ThinParams {
 
 export type ThinStatus =
   | { state: 'ok'; mappedSectors: number; /** null when nothing is mapped yet */ highestMappedSector: number | null }
-  | { state: 'fail' };
+  | { state: 'fail' }
+  | { state: 'error' };
 
 const TYPE = 'thin';
 
@@ -27,6 +29,7 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   },
   parse(text) {
     const t = new Tokens(TYPE, 'table', text);
+    if (t.peek() === 'Fail' && t.remaining === 1) throw t.fail('the pool has failed, and the kernel prints "Fail" in place of the table');
     const p: ThinParams = { poolDevice: t.word('pool device'), deviceId: t.uint('device id') };
     if (!t.done) p.externalOrigin = t.word('external origin');
     t.end();
@@ -34,10 +37,11 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   },
   parseStatus(text) {
     const t = new Tokens(TYPE, 'status', text);
-    if (t.peek() === 'Fail') {
+    const first = t.peek();
+    if (first === 'Fail' || first === 'Error') {
       t.word('state');
       t.end();
-      return { state: 'fail' };
+      return { state: first === 'Fail' ? 'fail' : 'error' };
     }
     const mappedSectors = t.uint('mapped sectors');
     const highest = t.peek() === '-' ? (t.word('highest mapped sector'), null) : t.uint('highest mapped sector');
@@ -47,5 +51,7 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
 };
 
 export function formatThinStatus(s: ThinStatus): string {
-  return s.state === 'fail' ? 'Fail' : joinWords(s.mappedSectors, s.highestMappedSector ?? '-');
+  if (s.state === 'fail') return 'Fail';
+  if (s.state === 'error') return 'Error';
+  return joinWords(s.mappedSectors, s.highestMappedSector ?? '-');
 }
