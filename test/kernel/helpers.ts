@@ -110,3 +110,16 @@ export async function thinCheck(metadataFile: string): Promise<string> {
     await loop.detach(dev.path);
   }
 }
+
+/**
+ * Whether device `name` is gone within `ms`: a deferred removal completes on
+ * the kernel's workqueue after the last close returns, not during it.
+ */
+export async function gone(name: string, ms = 2000): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (!(await dm.info(name).catch(() => undefined))) return true;
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
