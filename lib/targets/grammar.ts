@@ -97,6 +97,15 @@ export class Tokens {
     return args;
   }
 
+  /** A status that is only "Fail" or "Error" (a failed pool and its thin devices print that instead). */
+  failed(): { state: 'fail' | 'error' } | undefined {
+    const first = this.peek();
+    if (first !== 'Fail' && first !== 'Error') return undefined;
+    this.word('state');
+    this.end();
+    return { state: first === 'Fail' ? 'fail' : 'error' };
+  }
+
   end(): void {
     if (!this.done) throw this.fail(`unexpected '${this.words.slice(this.at).join(' ')}' at the end`);
   }

@@ -71,12 +71,8 @@ export const thinPool: TargetGrammar<ThinPoolParams, ThinPoolStatus> = {
   },
   parseStatus(text) {
     const t = new Tokens(TYPE, 'status', text);
-    const first = t.peek();
-    if (first === 'Fail' || first === 'Error') {
-      t.word('state');
-      t.end();
-      return { state: first === 'Fail' ? 'fail' : 'error' };
-    }
+    const failed = t.failed();
+    if (failed) return failed;
     const transactionId = t.uint('transaction id');
     const [usedMetadataBlocks, totalMetadataBlocks] = t.ratio('metadata blocks');
     const [usedDataBlocks, totalDataBlocks] = t.ratio('data blocks');

@@ -37,12 +37,8 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   },
   parseStatus(text) {
     const t = new Tokens(TYPE, 'status', text);
-    const first = t.peek();
-    if (first === 'Fail' || first === 'Error') {
-      t.word('state');
-      t.end();
-      return { state: first === 'Fail' ? 'fail' : 'error' };
-    }
+    const failed = t.failed();
+    if (failed) return failed;
     const mappedSectors = t.uint('mapped sectors');
     const highest = t.peek() === '-' ? (t.word('highest mapped sector'), null) : t.uint('highest mapped sector');
     t.end();
