@@ -28,7 +28,7 @@ import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
 import { LIBRARY_VERSION } from './version';
 import { blockName } from './sysfs';
-import { defaultPoolName, MAX_THIN_ID, ThinPool, type PoolUsage } from './thin-pool';
+import { defaultPoolName, MAX_THIN_ID, METADATA_BLOCK_SIZE, ThinPool } from './thin-pool';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MAX } from './validate';
 
 const GiB = 1024 ** 3;
@@ -537,12 +537,21 @@ export class DeviceSet {
   }
 
   private async checkFreeSpace(): Promise<void> {
-    const u: PoolUsage = await this.pool.usage();
+    const s = await this.pool.status();
+    if (s.mode !== 'rw') {
+      const why = { out_of_data_space: 'is out of data space', ro: 'is read-only (metadata trouble)', fail: 'has failed' }[s.mode];
+      const advice = s.mode === 'out_of_data_space' ? `grow it (pool.resize({ dataSize }) or 'devmapper pool resize --data-size SIZE')` : 'check its metadata (thin_check) and reload it';
+      throw new DmError(`pool '${this.pool.name}' ${why}: ${advice}`, { code: s.mode === 'out_of_data_space' ? 'ERR_DM_POOL_FULL' : 'EROFS', device: this.pool.name });
+    }
     const pct = this.settings.minFreeSpace;
-    for (const [what, s] of [['data', u.data], ['metadata', u.metadata]] as const) {
-      if (s.available * 100 < s.total * pct) {
+    const space = [
+      ['data', s.usedDataBlocks * this.pool.blockSize, s.totalDataBlocks * this.pool.blockSize],
+      ['metadata', s.usedMetadataBlocks * METADATA_BLOCK_SIZE, s.totalMetadataBlocks * METADATA_BLOCK_SIZE],
+    ] as const;
+    for (const [what, used, total] of space) {
+      if ((total - used) * 100 < total * pct) {
         throw new DmError(
-          `pool '${this.pool.name}' has ${humanSize(s.available)} of ${humanSize(s.total)} ${what} space free, below the minimum of ${pct}%: ` +
+          `pool '${this.pool.name}' has ${humanSize(total - used)} of ${humanSize(total)} ${what} space free, below the minimum of ${pct}%: ` +
             `grow it (pool.resize({ ${what}Size }) or 'devmapper pool resize --${what}-size SIZE'), remove devices, or lower minFreeSpace`,
           { code: 'ERR_DM_POOL_FULL', device: this.pool.name },
         );

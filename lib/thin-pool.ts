@@ -16,6 +16,7 @@ import { blockName, dmHolders } from './sysfs';
 import { thin as thinGrammar } from './targets/thin';
 import { thinPool as poolGrammar, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
 import { Undo } from './undo';
+import { PoolWatcher, type WatchOptions } from './pool-watch';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint } from './validate';
 
 const KiB = 1024;
@@ -74,13 +75,40 @@ export interface DirectOptions extends PoolTableOptions {
   zeroMetadata?: boolean;
 }
 
+/**
+ * Conditions a pool can be in that its user must act on, each the name of
+ * the event `watch()` emits when it appears:
+ * - lowWater: free data blocks at or below the table's low water mark (the
+ *   kernel raises its event there);
+ * - metadataLowWater: free metadata blocks below the kernel's metadata low
+ *   watermark (min(4 MiB, a quarter of the metadata device));
+ * - outOfDataSpace, readOnly, fail: the pool's mode;
+ * - needsCheck: the metadata must be checked (thin_check) before the pool can
+ *   be written again.
+ */
+export type PoolAlert = 'lowWater' | 'metadataLowWater' | 'outOfDataSpace' | 'readOnly' | 'fail' | 'needsCheck';
+
 /** The pool's status: the thin-pool status fields, with a failed pool as mode 'fail'. */
 export type PoolStatus = Omit<ThinPoolHealthyStatus, 'state' | 'mode'> & {
   /** 'fail' when the kernel reports the pool failed (the counters are then 0). */
   mode: ThinPoolMode | 'fail';
+  /** The conditions that hold now, in the order of {@link PoolAlert}. */
+  alerts: PoolAlert[];
   /** The kernel's status text, as read. */
   raw: string;
 };
+
+/** Which alerts a status shows, given the table's low water mark (in data blocks). */
+export function poolAlerts(s: Omit<PoolStatus, 'alerts' | 'raw'>, lowWaterMark: number): PoolAlert[] {
+  if (s.mode === 'fail') return ['fail'];
+  const alerts: PoolAlert[] = [];
+  if (s.totalDataBlocks - s.usedDataBlocks <= lowWaterMark) alerts.push('lowWater');
+  if (s.metadataLowWatermark !== undefined && s.totalMetadataBlocks - s.usedMetadataBlocks < s.metadataLowWatermark) alerts.push('metadataLowWater');
+  if (s.mode === 'out_of_data_space') alerts.push('outOfDataSpace');
+  if (s.mode === 'ro') alerts.push('readOnly');
+  if (s.needsCheck) alerts.push('needsCheck');
+  return alerts;
+}
 
 export interface SpaceUsage {
   /** Bytes. */
@@ -92,6 +120,16 @@ export interface SpaceUsage {
 export interface PoolUsage {
   data: SpaceUsage;
   metadata: SpaceUsage;
+}
+
+export interface ResizeOptions {
+  /** New size of the data file (loop-backed pools only). */
+  dataSize?: number | string;
+  /** New size of the metadata file (loop-backed pools only). */
+  metadataSize?: number | string;
+  /** New low water mark in data blocks. */
+  lowWaterMark?: number;
+  onProgress?: ProgressHandler;
 }
 
 export interface LoopBacking {
@@ -334,11 +372,11 @@ export class ThinPool {
     if (s.state !== 'ok') {
       return {
         mode: 'fail', transactionId: 0, usedMetadataBlocks: 0, totalMetadataBlocks: 0, usedDataBlocks: 0, totalDataBlocks: 0,
-        heldMetadataRoot: null, needsCheck: false, discardPassdown: false, errorIfNoSpace: false, raw: line.params,
+        heldMetadataRoot: null, needsCheck: false, discardPassdown: false, errorIfNoSpace: false, alerts: ['fail'], raw: line.params,
       };
     }
     const { state: _state, ...rest } = s;
-    return { ...rest, raw: line.params };
+    return { ...rest, alerts: poolAlerts(rest, this.params.lowWaterMark), raw: line.params };
   }
 
   /** Bytes used, total and available, for data and metadata. */
@@ -490,13 +528,15 @@ export class ThinPool {
    * Grow the pool. Loop-backed: `dataSize` / `metadataSize` grow the files,
    * the loops pick up the new size and the pool table is reloaded. Direct:
    * the pool is reloaded at its data device's current size. Shrinking is
-   * refused.
+   * refused. `lowWaterMark` (data blocks) replaces the table's low water mark
+   * in the same reload.
    */
-  async resize(options: { dataSize?: number | string; metadataSize?: number | string; onProgress?: ProgressHandler } = {}): Promise<void> {
-    const o = checkOptions<{ dataSize: number | string; metadataSize: number | string; onProgress: ProgressHandler }>(options, 'options', ['dataSize', 'metadataSize', 'onProgress']);
+  async resize(options: ResizeOptions = {}): Promise<void> {
+    const o = checkOptions<ResizeOptions>(options, 'options', ['dataSize', 'metadataSize', 'lowWaterMark', 'onProgress']);
     const progress = checkProgress(o.onProgress, 'options.onProgress');
     const dataSize = o.dataSize === undefined ? undefined : parseSize(o.dataSize, 'dataSize');
     const metadataSize = o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
+    const lowWaterMark = o.lowWaterMark === undefined ? undefined : checkUint(o.lowWaterMark, 'lowWaterMark');
     return serialised(this.name, async () => {
       const b = this.loopBacking;
       if (!b && (dataSize !== undefined || metadataSize !== undefined)) {
@@ -509,15 +549,26 @@ export class ThinPool {
       const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.params.dataDevice));
       const sectors = poolSectors(dataBytes, this.params.dataBlockSectors);
       if (sectors < this.sectors) throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
+      const params = { ...this.params, lowWaterMark: lowWaterMark ?? this.params.lowWaterMark };
       // Load, then suspend and resume: the data length and any metadata growth
       // take effect on resume. noFlush: a full pool cannot flush queued I/O.
       await step(progress, `reloading pool '${this.name}' at ${humanSize(sectors * SECTOR)}`, async () => {
-        await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(this.params) }]);
+        await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }]);
         await dm.suspend(this.name, { noFlush: true });
         await dm.resume(this.name);
       });
       this.sectors = sectors;
+      this.params = params;
     });
+  }
+
+  /**
+   * Watch the pool's device-mapper events: see {@link PoolWatcher}. With
+   * `autoExtend` (loop-backed pools), the watcher grows the pool before it
+   * fills.
+   */
+  watch(options?: WatchOptions): PoolWatcher {
+    return new PoolWatcher(this, options);
   }
 
   /**

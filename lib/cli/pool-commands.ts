@@ -1,5 +1,6 @@
 // Thin pools and thin devices.
 import type { Command } from 'commander';
+import { invalidArg } from '../errors';
 import * as dm from '../dm';
 import { humanSize } from '../format';
 import { ThinPool, type PoolStatus } from '../thin-pool';
@@ -24,6 +25,7 @@ export function poolReport(pool: ThinPool, s: PoolStatus, usage: Awaited<ReturnT
     ['Metadata Space Available', humanSize(usage.metadata.available)],
     ['Held Metadata Root', s.heldMetadataRoot ?? '-'],
     ['Needs Check', s.needsCheck],
+    ['Alerts', s.alerts.join(', ') || 'none'],
   ]);
 }
 
@@ -56,6 +58,39 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       const pool = await ThinPool.open(name);
       const [s, usage] = await Promise.all([pool.status(), pool.usage()]);
       emit(out(), { name, blockSize: pool.blockSize, ...s, usage }, () => poolReport(pool, s, usage));
+    });
+
+  p.command('watch <name>')
+    .description('print the pool\'s events as they happen (until ^C); optionally grow a loop-backed pool before it fills')
+    .option('--auto-extend <threshold:percent>', 'grow by PERCENT when THRESHOLD percent of the space is used, e.g. 80:20')
+    .option('--max <size>', 'never grow the data file beyond this size')
+    .addHelpText('after', '\nExamples:\n  devmapper pool watch docker-8:1-1234-pool\n  devmapper pool watch docker-8:1-1234-pool --auto-extend 80:20 --max 500G --json')
+    .action(async (name: string, o: { autoExtend?: string; max?: string }) => {
+      const pool = await ThinPool.open(name);
+      let autoExtend;
+      if (o.autoExtend !== undefined) {
+        const m = /^(\d+):(\d+)$/.exec(o.autoExtend);
+        if (!m) throw invalidArg('--auto-extend', `takes THRESHOLD:PERCENT, e.g. 80:20 (got '${o.autoExtend}')`);
+        autoExtend = { threshold: Number(m[1]), percent: Number(m[2]), ...(o.max !== undefined ? { max: o.max } : {}) };
+      } else if (o.max !== undefined) throw invalidArg('--max', 'goes with --auto-extend');
+      const w = pool.watch(autoExtend ? { autoExtend } : {});
+      const stop = () => void w.close();
+      process.once('SIGINT', stop).once('SIGTERM', stop);
+      const time = () => new Date().toISOString();
+      let failure: unknown;
+      w.on('error', (e) => (failure = e));
+      for await (const e of w) {
+        if (out().json) console.log(JSON.stringify({ time: time(), ...e }));
+        else if (e.type === 'extended') console.log(`${time()} extended ${e.what} ${humanSize(e.from)} -> ${humanSize(e.to)} (${e.ms} ms)`);
+        else {
+          const st = e.status;
+          const data = `data ${st.usedDataBlocks}/${st.totalDataBlocks}`;
+          const meta = `metadata ${st.usedMetadataBlocks}/${st.totalMetadataBlocks}`;
+          console.log(`${time()} ${e.type} mode=${st.mode} ${data} ${meta} alerts=${st.alerts.join(',') || 'none'}`);
+        }
+      }
+      process.off('SIGINT', stop).off('SIGTERM', stop);
+      if (failure) throw failure;
     });
 
   p.command('resize <name>')

@@ -1,5 +1,5 @@
 // The devmapper command against the real kernel, as a person would run it.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,37 @@ describe('devmapper CLI', () => {
     expect((await json<{ totalDataBlocks: number }>('pool', 'status', pool)).totalDataBlocks).toBe(8192);
     expect(await cli('pool', 'destroy', pool)).toMatchObject({ code: 0 });
     await expect(dm.info(pool)).rejects.toMatchObject({ code: 'ENXIO' });
+  });
+
+  it('pool watch prints events as JSON lines, grows the pool with --auto-extend, and stops on ^C', async () => {
+    const dir = `${SCRATCH}/cli-watch`;
+    const pool = (await cli('pool', 'create', '--dir', dir, '--name', `${RUN}cliwatch`, '--data-size', '64M', '--metadata-size', '4M')).stdout.trim();
+    expect((await cli('pool', 'watch', pool, '--auto-extend', '80')).code).toBe(2);
+    expect((await cli('pool', 'watch', pool, '--max', '1G')).code).toBe(2);
+    const child = spawn(process.execPath, [bin, '--json', 'pool', 'watch', pool, '--auto-extend', '80:20']);
+    const lines: Array<{ type: string; to?: number }> = [];
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      for (let i; (i = buffered.indexOf('\n')) >= 0; buffered = buffered.slice(i + 1)) lines.push(JSON.parse(buffered.slice(0, i)));
+    });
+    const seen = async (type: string) => {
+      for (let t = 0; !lines.some((l) => l.type === type); t++) {
+        if (t > 500) throw new Error(`no '${type}' line: ${JSON.stringify(lines)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await seen('status');
+    expect((await cli('thin', 'create', pool, '1')).code).toBe(0);
+    const dev = (await cli('thin', 'activate', pool, '1', '--name', `${RUN}cliwatch-thin`, '--size', '128M')).stdout.trim();
+    await new Promise((resolve, reject) => execFile('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'count=56', 'oflag=direct', 'status=none'], (e) => (e ? reject(e) : resolve(undefined))));
+    await seen('extended');
+    expect(lines.find((l) => l.type === 'extended')!.to).toBe(Math.ceil((64 << 20) * 1.2 / 65536) * 65536);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(await cli('thin', 'deactivate', `${RUN}cliwatch-thin`)).toMatchObject({ code: 0 });
+    expect(await cli('pool', 'destroy', pool)).toMatchObject({ code: 0 });
   });
 
   it('set info (docker info block), create, mount, write, unmount, ls, rm across separate calls', async () => {
