@@ -273,6 +273,42 @@ function removeRetry(retry: RemoveOptions['retry']): { attempts: number; delayMs
   };
 }
 
+export interface WaitRemovedOptions {
+  /** Give up with ERR_DM_TIMEOUT after this many ms (default: wait as long as it takes). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Resolves once device `name` no longer exists: a deferred removal completes
+ * when its last user closes it, on the kernel's workqueue. The kernel raises
+ * no event for that, so this looks every 20 ms. Removes the device's node
+ * when there is no udev to do it.
+ */
+export async function waitRemoved(name: string, options?: WaitRemovedOptions): Promise<void> {
+  checkName(name);
+  const o = checkOptions<WaitRemovedOptions>(options, 'options', ['timeoutMs', 'signal']);
+  const timeoutMs = o.timeoutMs === undefined ? Infinity : checkUint(o.timeoutMs, 'options.timeoutMs');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArg('options.signal', 'expected an AbortSignal');
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    throwIfAborted(o.signal, name);
+    const still = await info(name).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof DmError && e.code === 'ENXIO') return false;
+        throw e;
+      },
+    );
+    if (!still) {
+      await removeNode(mapperPath(name));
+      return;
+    }
+    if (Date.now() >= end) throw new DmError(`'${name}' is still open after ${timeoutMs} ms; its removal stays deferred until its last user closes it`, { code: 'ERR_DM_TIMEOUT', device: name });
+    await sleep(20);
+  }
+}
+
 /** Take back a deferred removal that has not happened yet. */
 export async function cancelDeferredRemove(ref: DeviceRef): Promise<void> {
   const { request, label } = resolve(ref);

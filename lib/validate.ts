@@ -20,6 +20,8 @@ export function checkName(name: unknown, field = 'name'): string {
   if (!PRINTABLE.test(name)) throw invalidArg(field, `${JSON.stringify(name)} must be printable ASCII without white space`);
   if (name.includes('/')) throw invalidArg(field, `'${name}' must not contain '/'`);
   if (name === '.' || name === '..') throw invalidArg(field, `'${name}' is not a valid device name`);
+  // /dev/mapper/control is the control node itself.
+  if (name === 'control') throw invalidArg(field, "'control' is reserved: /dev/mapper/control is the device-mapper control node");
   return name;
 }
 

@@ -6,6 +6,8 @@ import { LIBRARY_VERSION } from '../version';
 import { grammars } from '../targets/index';
 import { columns, emit, keyValues, type OutputOptions } from './output';
 import { formatTableText, parseTableText } from './table-line';
+import { terminalProgress } from './progress-line';
+import { step } from '../progress';
 
 
 export function addDmCommands(program: Command, out: () => OutputOptions): void {
@@ -108,9 +110,19 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
     .description('remove a device')
     .option('--deferred', 'if it is open, remove it on last close')
     .option('--retry', 'retry while it is busy (about 5 s)')
-    .addHelpText('after', '\nExample:\n  devmapper remove mydev --deferred')
-    .action(async (name: string, o: { deferred?: boolean; retry?: boolean }) => {
+    .option('--wait', 'with --deferred: wait until the last user has closed it and it is gone')
+    .option('--timeout <seconds>', 'with --wait: give up after this long (exit 1)')
+    .addHelpText('after', '\nExamples:\n  devmapper remove mydev --deferred\n  devmapper remove mydev --deferred --wait --timeout 60')
+    .action(async (name: string, o: { deferred?: boolean; retry?: boolean; wait?: boolean; timeout?: string }) => {
+      if (o.wait && !o.deferred) throw invalidArg('--wait', 'goes with --deferred (a plain remove is done when it returns)');
+      if (o.timeout !== undefined && !o.wait) throw invalidArg('--timeout', 'goes with --wait');
+      const timeoutMs = o.timeout === undefined ? undefined : toInt(o.timeout, '--timeout') * 1000;
       const r = await dm.remove(name, { deferred: o.deferred ?? false, retry: o.retry ?? false });
+      if (r.deferred && o.wait) {
+        await step(terminalProgress(), `waiting for '${name}' to be closed by its last user`, () => dm.waitRemoved(name, timeoutMs === undefined ? {} : { timeoutMs }));
+        emit(out(), { deferred: true, removed: true }, () => '');
+        return;
+      }
       emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
     });
 

@@ -164,6 +164,30 @@ describe('devmapper CLI', () => {
     expect(piped.stdout + piped.stderr).not.toContain('making ext4');
   });
 
+  it('remove --deferred --wait shows the wait on a terminal and returns once the device is gone', async () => {
+    const name = `${RUN}cliwait`;
+    const dev = (await cli('create', name, '--table', '0 1024 zero')).stdout.trim();
+    // A holder keeps the device open for a second.
+    const holder = spawn('sh', ['-c', `exec 3<${dev}; sleep 1`]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await cli('remove', name, '--wait')).code).toBe(2);
+    const tty = await new Promise<string>((resolve) =>
+      execFile('script', ['-qec', `${process.execPath} ${bin} remove ${name} --deferred --wait --timeout 10`, '/dev/null'], (_e, stdout) => resolve(stdout)),
+    );
+    expect(tty).toMatch(new RegExp(`✓ waiting for '${name}' to be closed by its last user \\(\\d\\.\\ds\\)`));
+    expect(await dm.info(name).catch((e: { code: string }) => e.code)).toBe('ENXIO');
+    holder.kill();
+    const dev2 = (await cli('create', name, '--table', '0 1024 zero')).stdout.trim();
+    const holder2 = spawn('sh', ['-c', `exec 3<${dev2}; sleep 3`]);
+    await new Promise((r) => setTimeout(r, 200));
+    const piped = await cli('remove', name, '--deferred', '--wait', '--timeout', '1');
+    expect(piped.code).toBe(1);
+    expect(piped.stdout + piped.stderr).not.toContain('✓');
+    expect(piped.stderr).toContain('still open');
+    holder2.kill();
+    await new Promise((r) => setTimeout(r, 300));
+  });
+
   it('--debug traces ioctls with their durations', async () => {
     const r = await cli('--debug', 'ls');
     expect(r.stderr).toMatch(/DEVMAPPER \d+: DM_LIST_DEVICES\s+ok [\d.]+ms/);

@@ -59,6 +59,24 @@ describe('remove', () => {
     expect(existsSync(dev.path)).toBe(false); // the node went with it (list prunes)
   });
 
+  it('waitRemoved resolves when the last user closes the device, and times out while it stays open', async () => {
+    const name = `${RUN}waitgone`;
+    const dev = await dm.create(name, { table: zero });
+    const fh = await open(dev.path, 'r');
+    await dm.remove(name, { deferred: true });
+    await expect(dm.waitRemoved(name, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'ERR_DM_TIMEOUT', device: name });
+    const t0 = Date.now();
+    setTimeout(() => void fh.close(), 300);
+    await dm.waitRemoved(name, { timeoutMs: 5000 });
+    const ms = Date.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(290);
+    expect(ms).toBeLessThan(2000);
+    expect(existsSync(dev.path)).toBe(false);
+    const aborted = AbortSignal.abort();
+    await expect(dm.waitRemoved(name, { signal: aborted })).rejects.toMatchObject({ code: 'ERR_DM_ABORTED' });
+    await expect(dm.waitRemoved('a/b')).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+  });
+
   it('cancels a pending deferred removal', async () => {
     const name = `${RUN}cancel`;
     const dev = await dm.create(name, { table: zero });

@@ -96,19 +96,28 @@ export async function thin(pool: ScratchPool, id: number, bytes = 64 << 20, tag 
 }
 
 /**
- * Run thin_check on a metadata file. thin-provisioning-tools open with
- * O_DIRECT, which tmpfs refuses, so read it through a read-only loop device.
+ * Run a thin-provisioning tool on a metadata file. The tools open with
+ * O_DIRECT, which tmpfs refuses, so they read it through a read-only loop.
  */
-export async function thinCheck(metadataFile: string): Promise<string> {
+async function thinTool(tool: string, args: string[], metadataFile: string): Promise<string> {
   const { execFile } = await import('node:child_process');
   const dev = await loop.attach(metadataFile, { readOnly: true });
   try {
     return await new Promise((resolve, reject) =>
-      execFile('thin_check', [dev.path], (err, stdout, stderr) => (err ? reject(new Error(`thin_check failed: ${stderr}${stdout}`)) : resolve(stdout + stderr))),
+      execFile(tool, [...args, dev.path], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${tool} failed: ${stderr}${stdout}`)) : resolve(stdout + stderr))),
     );
   } finally {
     await loop.detach(dev.path);
   }
+}
+
+/** thin_check a metadata file (of a pool that is down); rejects unless clean. */
+export const thinCheck = (metadataFile: string) => thinTool('thin_check', [], metadataFile);
+
+/** The thin ids in a metadata file (of a pool that is down), from thin_dump. */
+export async function thinIds(metadataFile: string): Promise<number[]> {
+  const xml = await thinTool('thin_dump', [], metadataFile);
+  return [...xml.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]));
 }
 
 /**

@@ -20,7 +20,7 @@ describe('device names', () => {
   });
 
   it('rejects empty, too long, slashes, dot names, white space and control characters', () => {
-    for (const bad of ['', 'x'.repeat(128), 'a/b', '.', '..', 'a b', 'tab\there', 'nl\n', 'nul\0', 'é', '\x7f']) rejects(() => checkName(bad), 'name');
+    for (const bad of ['', 'x'.repeat(128), 'a/b', '.', '..', 'control', 'a b', 'tab\there', 'nl\n', 'nul\0', 'é', '\x7f']) rejects(() => checkName(bad), 'name');
     rejects(() => checkName(42), 'name');
     rejects(() => checkName(undefined, 'newName'), 'newName');
   });
@@ -30,7 +30,7 @@ describe('device names', () => {
       fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (s) => {
         try {
           checkName(s);
-          return Buffer.byteLength(s) <= 127 && /^[\x21-\x7e]+$/.test(s) && !s.includes('/') && s !== '.' && s !== '..';
+          return Buffer.byteLength(s) <= 127 && /^[\x21-\x7e]+$/.test(s) && !s.includes('/') && s !== '.' && s !== '..' && s !== 'control';
         } catch (e) {
           return e instanceof DmError && e.code === 'ERR_DM_INVALID_ARG';
         }
