@@ -44,7 +44,8 @@ export type PoolEvent =
   | { type: PoolAlert | 'status' | 'extendLimit'; status: PoolStatus }
   | ({ type: 'extended' } & Extension);
 
-interface PoolWatcherEvents {
+/** The events a {@link PoolWatcher} emits, with their arguments. */
+export interface PoolWatcherEvents {
   /** Every status read: at start and after each pool event. */
   status: [PoolStatus];
   lowWater: [PoolStatus];

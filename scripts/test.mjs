@@ -72,7 +72,7 @@ if (process.env.DEVMAPPER_TEST_SANITIZE !== '0') {
   });
   runs.push({
     project: 'kernel-ubsan',
-    status: onKernel(['env', ubsan, 'FUZZ_CALLS=2000', 'DEVMAPPER_SOAK_CYCLES=2000', `DEVMAPPER_ADDON=${join(root, 'build-ubsan/Release/devmapper.node')}`, 'npx', ...named('kernel', 'kernel-ubsan'), '--exclude', 'test/kernel/device-set-crash.test.ts']),
+    status: onKernel(['env', ubsan, 'DEVMAPPER_FUZZ_CALLS=2000', 'DEVMAPPER_SOAK_CYCLES=2000', `DEVMAPPER_ADDON=${join(root, 'build-ubsan/Release/devmapper.node')}`, 'npx', ...named('kernel', 'kernel-ubsan'), '--exclude', 'test/kernel/device-set-crash.test.ts']),
   });
 }
 

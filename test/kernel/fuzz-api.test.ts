@@ -3,7 +3,7 @@
 // objects, plus CLI argv. Every call must succeed or throw a DmError with a
 // documented code; the process must not crash; once a case has undone what
 // succeeded, nothing of it is left in dm.list() or loop.list().
-// FUZZ_CALLS sets the number of calls (default 10,000).
+// DEVMAPPER_FUZZ_CALLS sets the number of calls (default 10,000).
 import fc from 'fast-check';
 import { constants } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,7 +11,7 @@ import { main } from '../../lib/cli/main';
 import { dm, DmError, loop, ThinPool } from '../../lib/index';
 import { PREFIX, RUN, SCRATCH, sparseFile, sweep } from './helpers';
 
-const CALLS = Number(process.env.FUZZ_CALLS ?? 10_000);
+const CALLS = Number(process.env.DEVMAPPER_FUZZ_CALLS ?? 10_000);
 const LIBRARY_CODES = ['ERR_DM_INVALID_ARG', 'ERR_DM_DECODE', 'ERR_DM_PARSE', 'ERR_DM_UNAVAILABLE', 'ERR_DM_ABORTED', 'ERR_DM_TIMEOUT', 'ERR_DM_LOCKED', 'ERR_DM_POOL_FULL', 'ERR_DM_CORRUPT', 'ERR_DM_TOOL'];
 const documented = (code: string) => LIBRARY_CODES.includes(code) || code in constants.errno;
 
