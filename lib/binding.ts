@@ -129,6 +129,8 @@ export interface Native {
   flock(fd: number, operation: number): Promise<void>;
   blkGetSize64(fd: number): Promise<number>;
   blkDiscard(fd: number, offset: number, length: number): Promise<void>;
+  /** The contents of `dir/name` for each name (null: gone), in one threadpool trip. */
+  readFiles(dir: string, names: string[]): Promise<Array<string | null>>;
   sysConstants: Record<
     | 'S_IFBLK'
     | 'S_IFCHR'
