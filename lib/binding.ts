@@ -98,6 +98,8 @@ export interface FdWatcher {
 
 export interface Native {
   dmIoctl(fd: number, command: DmCommand, request: DmIoctlRequest): Promise<DmIoctlReply>;
+  /** Several ioctls in order in one threadpool trip; a failure carries `step`, the index of the failed one. */
+  dmIoctlSeq(fd: number, steps: Array<[DmCommand, DmIoctlRequest]>): Promise<DmIoctlReply[]>;
   dmFlags: Record<
     | 'DM_READONLY_FLAG'
     | 'DM_SUSPEND_FLAG'
@@ -124,6 +126,8 @@ export interface Native {
   loopGetStatus(fd: number): Promise<NativeLoopStatus>;
   loopFlags: Record<'LO_FLAGS_READ_ONLY' | 'LO_FLAGS_AUTOCLEAR' | 'LO_FLAGS_PARTSCAN' | 'LO_FLAGS_DIRECT_IO', number>;
   mknod(path: string, mode: number, major: number, minor: number): Promise<void>;
+  /** mknod on the JS thread (for /dev, which is in memory). */
+  mknodSync(path: string, mode: number, major: number, minor: number): void;
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
   flock(fd: number, operation: number): Promise<void>;

@@ -86,6 +86,42 @@ export async function dmCallOn(
   return reply;
 }
 
+export interface SeqStep {
+  command: DmCommand;
+  request: DmIoctlRequest;
+  hints?: Hints;
+}
+
+export type SeqResult = { replies: DmIoctlReply[]; failed?: undefined } | { replies?: undefined; failed: { step: number; error: DmError } };
+
+/**
+ * Several ioctls in order, in one threadpool trip (a trip costs more than
+ * most ioctls). Stops at the first failure and says which step it was, so
+ * the caller can undo the steps before it.
+ */
+export async function dmCallSeq(steps: SeqStep[], device?: string): Promise<SeqResult> {
+  const fd = await sharedControl();
+  const what = steps.map((s) => s.command).join('+');
+  const started = trace.enabled ? process.hrtime.bigint() : 0n;
+  try {
+    const replies = await native.dmIoctlSeq(
+      fd,
+      steps.map((s) => {
+        const bufferSize = bufferSizes.get(s.command);
+        return [s.command, bufferSize ? { ...s.request, bufferSize } : s.request];
+      }),
+    );
+    if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
+    return { replies };
+  } catch (e) {
+    const step = (e as { step?: unknown }).step;
+    if (typeof step !== 'number') throw fromNative(e, device);
+    const error = fromNative(e, device, steps[step]?.hints);
+    if (trace.enabled) trace('%s %s failed at %s %sms: %s', what, device ?? '', steps[step]?.command, elapsed(started), error.code);
+    return { failed: { step, error } };
+  }
+}
+
 /** Time a native call under NODE_DEBUG=devmapper and map its failure. */
 export async function traced<T>(what: string, device: string | undefined, call: () => Promise<T>, hints?: Hints): Promise<T> {
   const started = trace.enabled ? process.hrtime.bigint() : 0n;

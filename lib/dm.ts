@@ -1,7 +1,7 @@
 // One typed async function per device-mapper ioctl (<linux/dm-ioctl.h>).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { dmCall, dmCallOn, openControl, type Hints } from './control';
+import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints } from './control';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
@@ -162,18 +162,32 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
   const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
   const table = o.table === undefined ? undefined : checkTable(o.table, 'options.table');
   // The kernel answers EBUSY for a name or uuid already taken.
-  const created = await dmCall('DM_DEV_CREATE', request, name, {
-    EBUSY: `a device named '${name}' (or with that uuid) already exists`,
-  });
-  let last = created; // the kernel returns the device's status with each reply
+  const createHints = { EBUSY: `a device named '${name}' (or with that uuid) already exists` };
+  let created: DmIoctlReply;
+  let last: DmIoctlReply; // the kernel returns the device's status with each reply
+  if (table) {
+    // Create, load and resume in one trip to the threadpool.
+    const flags = readOnly ? F.DM_READONLY_FLAG : 0;
+    const r = await dmCallSeq(
+      [
+        { command: 'DM_DEV_CREATE', request, hints: createHints },
+        { command: 'DM_TABLE_LOAD', request: { name, flags, targets: table }, hints: LOAD_HINTS },
+        { command: 'DM_DEV_SUSPEND', request: { name }, hints: RESUME_HINTS },
+      ],
+      name,
+    );
+    if (r.failed) {
+      // Undo the half-made device; report the original failure.
+      if (r.failed.step > 0) await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
+      throw r.failed.error;
+    }
+    [created, , last] = r.replies as [DmIoctlReply, DmIoctlReply, DmIoctlReply];
+  } else {
+    created = last = await dmCall('DM_DEV_CREATE', request, name, createHints);
+  }
   try {
     await ensureBlockNode(mapperPath(name), created.dev);
-    if (table) {
-      await load(name, table, { readOnly });
-      last = await resumeDevice({ name }, name);
-    }
   } catch (e) {
-    // Undo the half-made device; report the original failure.
     await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
     await removeNode(mapperPath(name)).catch(() => undefined);
     throw e;
@@ -181,15 +195,16 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
   return toInfo(last);
 }
 
+const LOAD_HINTS: Hints = { EINVAL: 'the kernel rejected the table (dmesg has the target\'s reason)' };
+const RESUME_HINTS: Hints = { EINVAL: 'the device has no table to resume (load one first)' };
+
 /** Load `table` into the device's inactive slot; `resume` makes it live. */
 export async function load(ref: DeviceRef, table: Target[], options?: { readOnly?: boolean }): Promise<void> {
   const { request, label } = resolve(ref);
   const o = checkOptions<{ readOnly: boolean }>(options, 'options', ['readOnly']);
   const targets = checkTable(table);
   const flags = checkBoolean(o.readOnly, 'options.readOnly') ? F.DM_READONLY_FLAG : 0;
-  await dmCall('DM_TABLE_LOAD', { ...request, flags, targets }, label, {
-    EINVAL: 'the kernel rejected the table (dmesg has the target\'s reason)',
-  });
+  await dmCall('DM_TABLE_LOAD', { ...request, flags, targets }, label, LOAD_HINTS);
 }
 
 /** Drop the inactive table. */
@@ -222,7 +237,7 @@ export async function resume(ref: DeviceRef): Promise<void> {
 
 /** DM_DEV_SUSPEND without the suspend flag; the reply carries the device's status. */
 function resumeDevice(request: DmIoctlRequest, label: string): Promise<DmIoctlReply> {
-  return dmCall('DM_DEV_SUSPEND', request, label, { EINVAL: 'the device has no table to resume (load one first)' });
+  return dmCall('DM_DEV_SUSPEND', request, label, RESUME_HINTS);
 }
 
 export interface RemoveOptions {
@@ -472,6 +487,12 @@ function throwIfAborted(signal: AbortSignal | undefined, label: string): void {
 
 function readable(watcher: InstanceType<typeof native.FdWatcher>, signal: AbortSignal | undefined, label: string): Promise<void> {
   return new Promise((resolvePromise, reject) => {
+    // Aborted while the arm-poll or status call was in flight: an 'abort'
+    // listener added now would never fire.
+    if (signal?.aborted) {
+      reject(new DmError(`wait on '${label}' aborted`, { code: 'ERR_DM_ABORTED', device: label, cause: signal.reason }));
+      return;
+    }
     const onAbort = () => {
       watcher.stop();
       reject(new DmError(`wait on '${label}' aborted`, { code: 'ERR_DM_ABORTED', device: label, cause: signal?.reason }));

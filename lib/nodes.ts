@@ -1,7 +1,10 @@
 // Device-node upkeep for /dev/mapper/NAME and /dev/loopN. With udev running
 // we wait (bounded) for it to make the node; without udev (containers, the
 // test VM) we mknod it ourselves and remove or rename it with the device.
-import { access, lstat, mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
+// /dev is in memory (devtmpfs or tmpfs), so the node calls run on the JS
+// thread: each is quicker than a trip to the threadpool.
+import { lstatSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { access, lstat, readdir, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber } from './binding';
 import { traced } from './control';
@@ -25,58 +28,60 @@ export function udevRunning(): Promise<boolean> {
 
 const madeDirs = new Set<string>();
 
-async function nodeDev(path: string): Promise<DevNumber | undefined> {
-  try {
-    const st = await stat(path);
-    if (!st.isBlockDevice()) return undefined;
-    return { major: Math.floor(st.rdev / 256) & 0xfff, minor: (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8) };
-  } catch {
-    return undefined;
-  }
+function nodeDev(path: string): DevNumber | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st?.isBlockDevice()) return undefined;
+  return { major: Math.floor(st.rdev / 256) & 0xfff, minor: (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8) };
 }
 
 const sameDev = (a: DevNumber | undefined, b: DevNumber) => a !== undefined && a.major === b.major && a.minor === b.minor;
 
 /** Make sure `path` is a block node for `dev` (mode 0660). Safe to call concurrently for one path. */
 export async function ensureBlockNode(path: string, dev: DevNumber): Promise<void> {
-  if (sameDev(await nodeDev(path), dev)) return;
+  if (sameDev(nodeDev(path), dev)) return;
   if (await udevRunning()) {
     const deadline = Date.now() + UDEV_WAIT_MS;
     while (Date.now() < deadline) {
       await sleep(10);
-      if (sameDev(await nodeDev(path), dev)) return;
+      if (sameDev(nodeDev(path), dev)) return;
     }
   }
   // A node of an earlier device with this name: replace it. A missing node is
   // left alone here (another caller may be making it right now).
-  if (await lstat(path).then(() => true, () => false)) {
-    if (sameDev(await nodeDev(path), dev)) return;
-    await unlink(path).catch(() => undefined);
+  if (lstatSync(path, { throwIfNoEntry: false })) {
+    if (sameDev(nodeDev(path), dev)) return;
+    try {
+      unlinkSync(path);
+    } catch {
+      // gone already
+    }
   }
   const dir = path.slice(0, path.lastIndexOf('/'));
   if (!madeDirs.has(dir)) {
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     madeDirs.add(dir);
   }
   try {
-    await traced('mknod', path, () => native.mknod(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
+    await traced('mknod', path, async () => native.mknodSync(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
   } catch (e) {
     // A concurrent caller made the same node first: fine if it is the right one.
-    if (!sameDev(await nodeDev(path), dev)) throw e;
+    if (!sameDev(nodeDev(path), dev)) throw e;
   }
 }
 
 /** Remove a node we may have made; udev removes its own. */
 export async function removeNode(path: string): Promise<void> {
   if (await udevRunning()) return;
-  await unlink(path).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'ENOENT') throw e;
-  });
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
 }
 
 export async function renameNode(from: string, to: string, dev: DevNumber): Promise<void> {
   if (await udevRunning()) return ensureBlockNode(to, dev);
-  if (sameDev(await nodeDev(from), dev)) await rename(from, to);
+  if (sameDev(nodeDev(from), dev)) renameSync(from, to);
   await ensureBlockNode(to, dev);
 }
 

@@ -14,6 +14,7 @@ struct SysError {
   const char* syscall = nullptr;  // "ioctl", "open", "mount", ...
   std::string op;                 // "DM_DEV_CREATE", "LOOP_CONFIGURE", a path, ...
   std::string detail;             // reply decoding failures (errnum = EPROTO)
+  int step = -1;                  // in a sequence of calls: the index of the one that failed
 
   static SysError Ok() { return {}; }
   static SysError Errno(int e, const char* syscall, std::string op) { return {e, syscall, std::move(op), {}}; }
@@ -29,6 +30,7 @@ inline Napi::Value MakeSysError(Napi::Env env, const SysError& e) {
   o.Set("syscall", Napi::String::New(env, e.syscall ? e.syscall : ""));
   o.Set("op", Napi::String::New(env, e.op));
   if (!e.detail.empty()) o.Set("detail", Napi::String::New(env, e.detail));
+  if (e.step >= 0) o.Set("step", Napi::Number::New(env, e.step));
   return o;
 }
 

@@ -260,17 +260,15 @@ Napi::Value ToJs(Napi::Env env, const Request& r, const Result& res) {
   return o;
 }
 
-// dmIoctl(fd, command, { name?, uuid?, flags?, eventNr?, dev?: {major, minor},
-//   targets?: [{start, length, type, params}], payload?, message?, sector?, bufferSize? })
-Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// A request from JS: command name and { name?, uuid?, flags?, eventNr?,
+// dev?: {major, minor}, targets?: [{start, length, type, params}], payload?,
+// message?, sector?, bufferSize? }.
+std::shared_ptr<Request> ParseRequest(Napi::Env env, int fd, const std::string& cmd, Napi::Object o) {
   auto req = std::make_shared<Request>();
-  req->fd = ArgInt(info, 0);
-  std::string cmd = ArgString(info, 1);
+  req->fd = fd;
   for (const auto& c : kCommands)
     if (cmd == c.name) req->cmd = &c;
   if (!req->cmd) throw Napi::TypeError::New(env, "unknown device-mapper command " + cmd);
-  Napi::Object o = ArgObject(info, 2);
   req->name = OptString(o, "name");
   req->uuid = OptString(o, "uuid");
   req->flags = static_cast<uint32_t>(OptNumber(o, "flags"));
@@ -299,17 +297,61 @@ Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
   }
   double bs = OptNumber(o, "bufferSize", 0);
   if (bs > 0) req->bufferSize = std::min(static_cast<size_t>(bs), kMaxBuffer);
+  return req;
+}
 
+// dmIoctl(fd, command, request) -> reply
+Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto req = ParseRequest(env, ArgInt(info, 0), ArgString(info, 1), ArgObject(info, 2));
   auto res = std::make_shared<Result>();
   return RunAsync(
       env, req->cmd->name, [req, res]() { return Execute(*req, *res); },
       [req, res](Napi::Env env) { return ToJs(env, *req, *res); });
 }
 
+// dmIoctlSeq(fd, [[command, request], ...]) -> [reply, ...]: the ioctls in
+// order, in one threadpool trip (a trip costs more than most ioctls). Stops at
+// the first failure, which carries `step`, its index: what to undo is the
+// caller's business.
+Napi::Value DmIoctlSeq(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0);
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "dmIoctlSeq(fd, steps)");
+  Napi::Array steps = info[1].As<Napi::Array>();
+  auto reqs = std::make_shared<std::vector<std::shared_ptr<Request>>>();
+  for (uint32_t i = 0; i < steps.Length(); i++) {
+    Napi::Value v = steps.Get(i);
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != 2) throw Napi::TypeError::New(env, "each step is [command, request]");
+    Napi::Array step = v.As<Napi::Array>();
+    if (!step.Get(0u).IsString() || !step.Get(1u).IsObject()) throw Napi::TypeError::New(env, "each step is [command, request]");
+    reqs->push_back(ParseRequest(env, fd, step.Get(0u).As<Napi::String>().Utf8Value(), step.Get(1u).As<Napi::Object>()));
+  }
+  auto results = std::make_shared<std::vector<Result>>(reqs->size());
+  return RunAsync(
+      env, "dmIoctlSeq",
+      [reqs, results]() {
+        for (size_t i = 0; i < reqs->size(); i++) {
+          SysError e = Execute(*(*reqs)[i], (*results)[i]);
+          if (e.errnum != 0) {
+            e.step = static_cast<int>(i);
+            return e;
+          }
+        }
+        return SysError::Ok();
+      },
+      [reqs, results](Napi::Env env) {
+        Napi::Array out = Napi::Array::New(env, reqs->size());
+        for (size_t i = 0; i < reqs->size(); i++) out.Set(static_cast<uint32_t>(i), ToJs(env, *(*reqs)[i], (*results)[i]));
+        return out;
+      });
+}
+
 }  // namespace
 
 void InitDm(Napi::Env env, Napi::Object exports) {
   exports.Set("dmIoctl", Napi::Function::New(env, DmIoctl, "dmIoctl"));
+  exports.Set("dmIoctlSeq", Napi::Function::New(env, DmIoctlSeq, "dmIoctlSeq"));
   Napi::Object flags = Napi::Object::New(env);
 #define FLAG(n) flags.Set(#n, Napi::Number::New(env, n))
   FLAG(DM_READONLY_FLAG); FLAG(DM_SUSPEND_FLAG); FLAG(DM_PERSISTENT_DEV_FLAG);

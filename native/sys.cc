@@ -36,6 +36,17 @@ Napi::Value Mknod(const Napi::CallbackInfo& info) {
       Undefined);
 }
 
+// mknodSync(path, mode, major, minor): on the JS thread, for /dev, which is
+// in memory (devtmpfs/tmpfs): the call is quicker than a threadpool trip.
+// Throws the SysError-shaped Error on failure.
+Napi::Value MknodSync(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0);
+  mode_t mode = static_cast<mode_t>(ArgInt(info, 1));
+  dev_t dev = makedev(static_cast<unsigned>(ArgInt(info, 2)), static_cast<unsigned>(ArgInt(info, 3)));
+  if (::mknod(path.c_str(), mode, dev) < 0) throw Napi::Error(info.Env(), MakeSysError(info.Env(), SysError::Errno(errno, "mknod", path)));
+  return info.Env().Undefined();
+}
+
 // mount(source, target, fstype, flags, data)
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   std::string source = ArgString(info, 0), target = ArgString(info, 1), fstype = ArgString(info, 2);
@@ -152,6 +163,7 @@ Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
 
 void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
+  exports.Set("mknodSync", Napi::Function::New(env, MknodSync, "mknodSync"));
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("umount2", Napi::Function::New(env, Umount, "umount2"));
   exports.Set("flock", Napi::Function::New(env, Flock, "flock"));

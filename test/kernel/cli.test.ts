@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dm } from '../../lib/index';
-import { RUN, SCRATCH, sparseFile, sweep } from './helpers';
+import { gone, RUN, SCRATCH, sparseFile, sweep } from './helpers';
 
 const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -167,25 +167,28 @@ describe('devmapper CLI', () => {
   it('remove --deferred --wait shows the wait on a terminal and returns once the device is gone', async () => {
     const name = `${RUN}cliwait`;
     const dev = (await cli('create', name, '--table', '0 1024 zero')).stdout.trim();
-    // A holder keeps the device open for a second.
-    const holder = spawn('sh', ['-c', `exec 3<${dev}; sleep 1`]);
-    await new Promise((r) => setTimeout(r, 200));
     expect((await cli('remove', name, '--wait')).code).toBe(2);
+    // A holder keeps the device open until it is killed.
+    const hold = async () => {
+      const holder = spawn('sh', ['-c', `exec 3<${dev}; exec sleep 60`]);
+      while ((await dm.info(name)).openCount === 0) await new Promise((r) => setTimeout(r, 20));
+      return holder;
+    };
+    const holder = await hold();
+    setTimeout(() => holder.kill(), 1500);
     const tty = await new Promise<string>((resolve) =>
       execFile('script', ['-qec', `${process.execPath} ${bin} remove ${name} --deferred --wait --timeout 10`, '/dev/null'], (_e, stdout) => resolve(stdout)),
     );
     expect(tty).toMatch(new RegExp(`✓ waiting for '${name}' to be closed by its last user \\(\\d\\.\\ds\\)`));
     expect(await dm.info(name).catch((e: { code: string }) => e.code)).toBe('ENXIO');
-    holder.kill();
-    const dev2 = (await cli('create', name, '--table', '0 1024 zero')).stdout.trim();
-    const holder2 = spawn('sh', ['-c', `exec 3<${dev2}; sleep 3`]);
-    await new Promise((r) => setTimeout(r, 200));
+    await cli('create', name, '--table', '0 1024 zero');
+    const holder2 = await hold();
     const piped = await cli('remove', name, '--deferred', '--wait', '--timeout', '1');
     expect(piped.code).toBe(1);
     expect(piped.stdout + piped.stderr).not.toContain('✓');
     expect(piped.stderr).toContain('still open');
     holder2.kill();
-    await new Promise((r) => setTimeout(r, 300));
+    expect(await gone(name, 5000)).toBe(true);
   });
 
   it('--debug traces ioctls with their durations', async () => {

@@ -66,6 +66,22 @@ describe('wait', () => {
     await dm.remove(name);
   });
 
+  it('an abort that lands while the arm-poll or status ioctl is in flight still ends the wait', async () => {
+    const name = `${RUN}w5b`;
+    await dm.create(name, { table: zero });
+    // Abort after 0..4 turns of the event loop: some land mid-ioctl, before the poll starts.
+    const turns = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4];
+    for (const n of turns) {
+      const ac = new AbortController();
+      const waiting = dm.wait(name, 0, { signal: ac.signal }).catch((e: unknown) => e);
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+      ac.abort();
+      const outcome = await Promise.race([waiting, new Promise((r) => setTimeout(() => r('hung'), 2000))]);
+      expect(outcome).toMatchObject({ code: 'ERR_DM_ABORTED' });
+    }
+    await dm.remove(name);
+  });
+
   it('rejects with ENXIO when the device is removed while waiting', async () => {
     const name = `${RUN}w6`;
     await dm.create(name, { table: zero });

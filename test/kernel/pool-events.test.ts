@@ -169,23 +169,23 @@ describe('autoExtend', () => {
     await pool.destroy();
   });
 
-  it('stops at max and says so once (extendLimit)', async () => {
-    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/am`, name: `${RUN}am-pool`, dataSize: '32M', metadataSize: '4M', errorIfNoSpace: true });
+  it('stops at max and says so once (extendLimit); a manual resize then lets the writer finish', async () => {
+    // queue_if_no_space: the writer waits at the limit instead of failing.
+    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/am`, name: `${RUN}am-pool`, dataSize: '32M', metadataSize: '4M' });
     const w = pool.watch({ autoExtend: { threshold: 80, percent: 50, max: '48M' } });
     const r = record(w);
     await new Promise((resolve) => w.once('status', resolve));
     await pool.createThin(1);
     const dev = await pool.activate(1, { name: `${RUN}am-thin`, size: '128M' });
-    const wrote = await dd(['if=/dev/zero', `of=${dev.path}`, 'bs=1M', 'count=64', 'oflag=direct']).then(
-      () => 'all',
-      (e: { stderr: string }) => e.stderr,
-    );
-    expect(wrote).toMatch(/No space left on device/);
-    await until(() => r.types().includes('extendLimit'), 5000, 'extendLimit');
+    const writer = dd(['if=/dev/zero', `of=${dev.path}`, 'bs=1M', 'count=64', 'oflag=direct']);
+    await until(() => r.types().includes('extendLimit'), 10_000, 'extendLimit');
     expect(r.types().filter((t) => t === 'extended-data')).toHaveLength(1);
     expect(r.seen.find((s) => s.type === 'extended-data')!.to).toBe(48 * MiB);
-    expect(r.types().filter((t) => t === 'extendLimit')).toHaveLength(1);
     expect((await pool.status()).totalDataBlocks * pool.blockSize).toBe(48 * MiB);
+    await pool.resize({ dataSize: '96M' }); // what the owner does on extendLimit
+    await writer; // rejects on any write error
+    expect(r.types().filter((t) => t === 'extendLimit')).toHaveLength(1);
+    expect(r.errors).toEqual([]);
     await w.close();
     await pool.deactivate(dev.name);
     await pool.destroy();

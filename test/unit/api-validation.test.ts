@@ -10,6 +10,8 @@ const spies = () => ({
   loopIoctl: vi.spyOn(native, 'loopIoctl'),
   configure: vi.spyOn(native, 'loopConfigure'),
   mknod: vi.spyOn(native, 'mknod'),
+  mknodSync: vi.spyOn(native, 'mknodSync'),
+  seq: vi.spyOn(native, 'dmIoctlSeq'),
 });
 
 afterEach(() => vi.restoreAllMocks());
@@ -21,6 +23,8 @@ const invalid = async (call: () => Promise<unknown>, field: string) => {
   expect(s.loopIoctl).not.toHaveBeenCalled();
   expect(s.configure).not.toHaveBeenCalled();
   expect(s.mknod).not.toHaveBeenCalled();
+  expect(s.mknodSync).not.toHaveBeenCalled();
+  expect(s.seq).not.toHaveBeenCalled();
 };
 
 const zero = [{ start: 0, length: 8, type: 'zero', params: '' }];
