@@ -27,10 +27,12 @@ const require = createRequire(import.meta.url);
 const { ThinPool, DeviceSet, dm, loop } = require(join(root, 'dist/index.js'));
 const { native } = require(join(root, 'dist/binding.js'));
 
-// The C reference, compiled here so it matches this machine's headers.
+// The C reference and the libdevmapper peer, compiled here so they match this machine's headers.
 const cref = join(root, '.vm', 'c-reference');
+const libdm = join(root, '.vm', 'libdm-reference');
 mkdirSync(join(root, '.vm'), { recursive: true });
 execFileSync('gcc', ['-O2', '-o', cref, join(root, 'bench', 'c-reference.c')]);
+execFileSync('gcc', ['-O2', '-o', libdm, join(root, 'bench', 'libdm-reference.c'), '-ldevmapper']);
 
 const usPerCycle = (started, n) => Number(process.hrtime.bigint() - started) / 1e3 / n;
 const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -42,6 +44,7 @@ const rows = [];
 let scale = {};
 let containers = {};
 let openUs = 0;
+let concurrency = {};
 
 try {
   // 1. Thin lifecycle: create_thin + create + load + resume, then remove + delete.
@@ -63,6 +66,7 @@ try {
     }
     const raw = usPerCycle(t, N);
     const c = Number(sh(cref, ['thin', pool.name, String(N)]).toString());
+    const lib_dm = Number(sh(libdm, ['thin', pool.name, String(N)]).toString());
     t = process.hrtime.bigint();
     for (let i = 0; i < CLI_N; i++) {
       sh('dmsetup', ['message', pool.name, '0', `create_thin ${i}`]);
@@ -70,8 +74,24 @@ try {
       sh('dmsetup', ['remove', '--noudevsync', `bench-${i}`]);
       sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
     }
-    rows.push({ workload: '1 thin lifecycle (ThinPool)', lib, c, cli: usPerCycle(t, CLI_N) });
-    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, cli: rows.at(-1).cli });
+    rows.push({ workload: '1 thin lifecycle (ThinPool)', lib, c, libdm: lib_dm, cli: usPerCycle(t, CLI_N) });
+    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, libdm: lib_dm, cli: rows.at(-1).cli });
+
+    // The same workload from 8 concurrent callers on the one pool.
+    const perCaller = Math.ceil(N / 8);
+    t = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        for (let j = 0; j < perCaller; j++) {
+          const id = k * perCaller + j;
+          await pool.createThin(id);
+          await pool.activate(id, { name: `bench-c${id}`, size: 1 << 20 });
+          await pool.deactivate(`bench-c${id}`);
+          await pool.deleteThin(id);
+        }
+      }),
+    );
+    concurrency = { callers: 8, cycles: 8 * perCaller, us: usPerCycle(t, 8 * perCaller), single: lib };
   }
 
   // 2. Snapshot lifecycle of an active origin.
@@ -87,6 +107,7 @@ try {
     }
     const lib = usPerCycle(t, N);
     const c = Number(sh(cref, ['snap', pool.name, String(N)]).toString());
+    const lib_dm = Number(sh(libdm, ['snap', pool.name, String(N)]).toString());
     t = process.hrtime.bigint();
     for (let i = 0; i < CLI_N; i++) {
       sh('dmsetup', ['suspend', 'bench-origin']);
@@ -96,7 +117,7 @@ try {
       sh('dmsetup', ['remove', '--noudevsync', `bench-s${i}`]);
       sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
     }
-    rows.push({ workload: '2 snapshot lifecycle', lib, c, cli: usPerCycle(t, CLI_N) });
+    rows.push({ workload: '2 snapshot lifecycle', lib, c, libdm: lib_dm, cli: usPerCycle(t, CLI_N) });
     await pool.deactivate('bench-origin');
     await pool.deleteThin(900001);
   }
@@ -172,11 +193,21 @@ try {
   scale.openRecords = records;
 }
 
+// Memory: workload 1 in a fresh process, RSS after 1,000 cycles and after
+// RSS_N (20,000), with V8's nursery fixed so its growth is not counted.
+const RSS_N = Number(process.env.BENCH_RSS_N ?? 20000);
+const memory = JSON.parse(
+  execFileSync(process.execPath, ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16', join(root, 'test/kernel/soak-child.mjs'), '/tmp/devmapper-bench-rss', 'bench-rss-pool', 'bench-rss-thin', String(RSS_N)], { maxBuffer: 1 << 20 }).toString(),
+);
+await rm('/tmp/devmapper-bench-rss', { recursive: true, force: true });
+
 const f = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
 const v = await dm.version();
 console.log(`\ndevmapper benchmark: n=${N} (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`);
-console.log('| workload | library | C reference | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |');
-console.log('|---|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`);
+console.log('| workload | library | C reference | libdevmapper | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${r.libdm ? f(r.libdm) : '—'} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`);
+console.log(`\nconcurrency: workload 1 from ${concurrency.callers} callers on one pool, ${concurrency.cycles} cycles: ${f(concurrency.us)} per cycle (1 caller: ${f(concurrency.single)}; ratio ${(concurrency.single / concurrency.us).toFixed(2)}x)`);
+console.log(`memory: workload 1, RSS after ${memory.warmUp} cycles ${(memory.rss0 / 2 ** 20).toFixed(1)} MiB, after ${memory.cycles} ${(memory.rss1 / 2 ** 20).toFixed(1)} MiB (difference ${((memory.rss1 - memory.rss0) / 2 ** 20).toFixed(2)} MiB; target ≤ 5), JS heap in use ${(memory.heap0 / 2 ** 20).toFixed(2)} → ${(memory.heap1 / 2 ** 20).toFixed(2)} MiB, fds ${memory.fds0.length} → ${memory.fds1.length}`);
 console.log(`\n3. container lifecycle (DeviceSet, n=${N}): create + mount ${f(containers.create)}, unmount + remove ${f(containers.destroy)} per container (Docker 1.9 on loop devices: ~550 ms and ~720 ms)`);
 console.log(`4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`);

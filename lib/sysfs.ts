@@ -1,5 +1,6 @@
 // Read-only facts from /sys/block and /sys/dev/block.
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile, readlink } from 'node:fs/promises';
 import type { DevNumber } from './binding';
 
 export async function sysfsText(block: string, attr: string): Promise<string | undefined> {
@@ -28,9 +29,25 @@ export async function blockName(dev: DevNumber): Promise<string | undefined> {
   }
 }
 
-/** The device-mapper names of the devices stacked on `block` (e.g. a pool's thin devices). */
-export async function dmHolders(block: string): Promise<string[]> {
-  const holders = await readdir(`/sys/block/${block}/holders`).catch(() => [] as string[]);
-  const names = await Promise.all(holders.map((h) => sysfsText(h, 'dm/name')));
-  return names.filter((n): n is string => n !== undefined);
+/**
+ * The device-mapper names of the devices stacked on `block` (e.g. a pool's
+ * thin devices). Read on the JS thread: sysfs is in memory, and this sits on
+ * the path of every thin delete and snapshot.
+ */
+export function dmHolders(block: string): string[] {
+  let holders: string[];
+  try {
+    holders = readdirSync(`/sys/block/${block}/holders`);
+  } catch {
+    return [];
+  }
+  const names: string[] = [];
+  for (const h of holders) {
+    try {
+      names.push(readFileSync(`/sys/block/${h}/dm/name`, 'utf8').trim());
+    } catch {
+      // went away meanwhile
+    }
+  }
+  return names;
 }

@@ -1,10 +1,12 @@
 // Thin pools: creation on loop-backed sparse files (Docker's loop-lvm), on
 // given devices (direct-lvm) or by opening an existing pool; thin devices and
 // snapshots inside it; status, usage, resize and teardown.
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import { native, type DevNumber } from './binding';
+import { dmCallSeq, type SeqStep } from './control';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { humanSize } from './format';
@@ -442,21 +444,27 @@ export class ThinPool {
     if (id !== undefined) checkThinId(id);
     return serialised(this.name, async () => {
       const origins = (await this.activeDevices()).filter((d) => d.id === originId).map((d) => d.name);
-      const suspended: string[] = [];
-      try {
-        for (const name of origins) {
-          await dm.suspend(name);
-          suspended.push(name);
-        }
-        return await this.allocate(id, (n) =>
-          this.message(`create_snap ${n} ${originId}`, {
-            EEXIST: `thin id ${n} already exists in pool '${this.name}'`,
-            ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'`,
-          }),
+      // Suspend the active origins, snapshot, resume them: one threadpool trip.
+      const resume = (name: string): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name } });
+      return this.allocate(id, async (n) => {
+        const r = await dmCallSeq(
+          [
+            ...origins.map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name, flags: native.dmFlags.DM_SUSPEND_FLAG } })),
+            {
+              command: 'DM_TARGET_MSG',
+              request: { name: this.name, message: `create_snap ${n} ${originId}`, sector: 0 },
+              hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'`, ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'` },
+            },
+            ...[...origins].reverse().map(resume),
+          ],
+          this.name,
         );
-      } finally {
-        for (const name of suspended.reverse()) await dm.resume(name);
-      }
+        if (r.failed) {
+          // Whatever step failed, no origin may stay suspended (resuming a live device does nothing).
+          for (const name of [...origins].reverse()) await dm.resume(name).catch(() => undefined);
+          throw r.failed.error;
+        }
+      });
     });
   }
 
@@ -513,8 +521,7 @@ export class ThinPool {
 
   /** Thin devices active on this pool right now, with their thin ids (from sysfs holders). */
   async activeDevices(): Promise<Array<{ name: string; id: number }>> {
-    const info = await dm.info(this.name);
-    const holders = await dmHolders(`dm-${info.minor}`);
+    const holders = dmHolders(`dm-${await this.minor()}`);
     const devices: Array<{ name: string; id: number }> = [];
     for (const name of holders) {
       const table = await dm.table(name).catch(() => []);
@@ -522,6 +529,20 @@ export class ThinPool {
       if (t) devices.push({ name, id: thinGrammar.parse(t.params).deviceId });
     }
     return devices;
+  }
+
+  /** The pool device's minor: from its node (no ioctl) when that is the pool's, else asked. */
+  private async minor(): Promise<number> {
+    const st = statSync(this.path, { throwIfNoEntry: false });
+    if (st?.isBlockDevice()) {
+      const minor = (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8);
+      try {
+        if (readFileSync(`/sys/block/dm-${minor}/dm/name`, 'utf8').trim() === this.name) return minor;
+      } catch {
+        // a stale node: ask the kernel
+      }
+    }
+    return (await dm.info(this.name)).minor;
   }
 
   /**
