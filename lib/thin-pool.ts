@@ -4,6 +4,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import { native, type DevNumber } from './binding';
 import { dmCallSeq, type SeqStep } from './control';
@@ -139,6 +140,9 @@ export interface LoopBacking {
   dataFile: string;
   metadataFile: string;
 }
+
+/** deleteThin's bound for a thin id the kernel still holds open: libdevmapper's remove-retry bound. */
+const DELETE_RETRY = { attempts: 25, delayMs: 200 };
 
 /** Per-pool serialisation of changes, shared by every ThinPool object for that name. */
 const locks = new Map<string, Promise<unknown>>();
@@ -476,7 +480,21 @@ export class ThinPool {
       if (active.length > 0) {
         throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
       }
-      await this.message(`delete ${id}`, { ENODATA: `thin id ${id} does not exist in pool '${this.name}'` });
+      // No device maps the id, yet the kernel may still hold it open: a
+      // deferred removal drops the name before its target is torn down. That
+      // EBUSY passes within milliseconds; retry it, bounded (about 5 s).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.message(`delete ${id}`, {
+            ENODATA: `thin id ${id} does not exist in pool '${this.name}'`,
+            EBUSY: `thin id ${id} is still open in the kernel (a device on it is being removed)`,
+          });
+          return;
+        } catch (e) {
+          if (!(e instanceof DmError) || e.code !== 'EBUSY' || attempt >= DELETE_RETRY.attempts) throw e;
+          await sleep(Math.min(DELETE_RETRY.delayMs, 10 * 2 ** attempt));
+        }
+      }
     });
   }
 

@@ -1,7 +1,7 @@
 // The UML harness itself (scripts/vm/run), run on the host.
 import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 const root = join(__dirname, '..', '..');
 const vm = join(root, 'scripts', 'vm', 'run');
@@ -100,4 +100,30 @@ it('prints usage', async () => {
   const r = await runVm(['--help']);
   expect(r.code).toBe(0);
   expect(r.out).toContain('usage: scripts/vm/run');
+});
+
+describe('--qemu: Debian\'s x86_64 kernel under QEMU', () => {
+  it('returns the exit status, forwards output, environment and directory, and gives stdin at end of file', async () => {
+    const r = await runVm(['--qemu', 'sh', '-c', 'cat; printf "hi %s from %s on %s\\n" "$VM_PROBE" "$PWD" "$(uname -r)"; exit 4'], { VM_PROBE: 'a "quoted" value' });
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(new RegExp(`hi a "quoted" value from ${root} on \\d+\\.\\d+\\.\\d+-\\d+-amd64`));
+    expect(r.out).not.toContain('\r');
+    expect(r.out).not.toContain('SeaBIOS'); // the firmware's console goes to a file
+  });
+
+  it('boots with device-mapper, thin-pool and loop, and a full address space (ASan runs)', async () => {
+    const libasan = await new Promise<string>((resolve) => execFile('gcc', ['-print-file-name=libasan.so'], (_e, out) => resolve(out.trim())));
+    const r = await runVm(['--qemu', 'sh', '-c', `dmsetup targets; ls /dev/loop-control; LD_PRELOAD=${libasan} node -e "console.log('asan ok')"`]);
+    expect(r.out).toMatch(/thin-pool\s+v1\./);
+    expect(r.out).toContain('/dev/loop-control');
+    expect(r.out).toContain('asan ok');
+    expect(r.code).toBe(0);
+  });
+
+  it('reports a kernel panic as 125 with the end of the kernel console', async () => {
+    const r = await runVm(['--qemu', 'sh', '-c', 'echo c > /proc/sysrq-trigger; exit 0']);
+    expect(r.code).toBe(125);
+    expect(r.out).toContain('Kernel panic');
+    expect(r.out).toContain("the VM stopped without the command's exit status");
+  });
 });

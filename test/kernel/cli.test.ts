@@ -175,10 +175,16 @@ describe('devmapper CLI', () => {
       return holder;
     };
     const holder = await hold();
-    setTimeout(() => holder.kill(), 1500);
+    // Let go once the CLI has made the removal deferred (however slowly it starts).
+    const release = (async () => {
+      while (!(await dm.info(name).catch(() => ({ deferredRemove: true }))).deferredRemove) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 300));
+      holder.kill();
+    })();
     const tty = await new Promise<string>((resolve) =>
       execFile('script', ['-qec', `${process.execPath} ${bin} remove ${name} --deferred --wait --timeout 10`, '/dev/null'], (_e, stdout) => resolve(stdout)),
     );
+    await release;
     expect(tty).toMatch(new RegExp(`✓ waiting for '${name}' to be closed by its last user \\(\\d\\.\\ds\\)`));
     expect(await dm.info(name).catch((e: { code: string }) => e.code)).toBe('ENXIO');
     await cli('create', name, '--table', '0 1024 zero');

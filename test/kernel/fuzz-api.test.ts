@@ -102,7 +102,7 @@ const attaches = (what: string) => what === 'loop.attach' || what.startsWith('Th
 const outcomes = new Map<string, number>();
 const tally = (o: string) => outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
 
-async function attempt(c: Call, ctx: Ctx, made: { loops: Set<string> }): Promise<void> {
+async function attempt(c: Call, ctx: Ctx, made: { loops: Set<string>; held: loop.LoopDevice[] }): Promise<void> {
   const before = await snapshot(attaches(c.what));
   let result: unknown;
   try {
@@ -117,11 +117,14 @@ async function attempt(c: Call, ctx: Ctx, made: { loops: Set<string> }): Promise
     return;
   }
   tally('ok');
-  if (c.what === 'loop.attach') made.loops.add((result as loop.LoopDevice).path);
+  if (c.what === 'loop.attach') {
+    made.loops.add((result as loop.LoopDevice).path);
+    made.held.push(result as loop.LoopDevice); // an autoclear device goes only once its handle is released
+  }
 }
 
 /** Undo a case: its devices (the pool's thin devices too), then its loops; the pool stays. */
-async function undo(ctx: Ctx, made: { loops: Set<string> }): Promise<void> {
+async function undo(ctx: Ctx, made: { loops: Set<string>; held: loop.LoopDevice[] }): Promise<void> {
   for (let round = 0; round < 5; round++) {
     const ours = (await dm.list()).filter((d) => d.name.startsWith(`${RUN}fz-`));
     if (ours.length === 0) break;
@@ -132,6 +135,7 @@ async function undo(ctx: Ctx, made: { loops: Set<string> }): Promise<void> {
   }
   await dm.resume(ctx.pool.name).catch(() => undefined);
   for (const l of made.loops) await loop.detach(l).catch(() => undefined);
+  for (const h of made.held) await h.release().catch(() => undefined);
 }
 
 describe('fuzzed public API', () => {
@@ -143,7 +147,7 @@ describe('fuzzed public API', () => {
     const perKind = new Map<string, number>();
     const t0 = Date.now();
     const property = fc.asyncProperty(fc.array(calls, { minLength: 1, maxLength: 10 }), async (seq) => {
-      const mine = { loops: new Set<string>() };
+      const mine = { loops: new Set<string>(), held: [] as loop.LoopDevice[] };
       try {
         for (const c of seq) {
           await attempt(c, ctx, mine);
@@ -200,7 +204,7 @@ describe('fuzzed public API', () => {
           for (const d of newDevices) await dm.remove(d, { retry: true }).catch(() => undefined);
           for (const l of newLoops) await loop.detach(l).catch(() => undefined);
           if (code !== 0) expect({ argv, newDevices, newLoops }).toEqual({ argv, newDevices: [], newLoops: [] });
-          await undo({ pool, file: '' }, { loops: new Set() });
+          await undo({ pool, file: '' }, { loops: new Set(), held: [] });
         }),
         { numRuns: 400, endOnFailure: true },
       );

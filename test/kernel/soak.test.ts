@@ -31,7 +31,8 @@ describe('soak', () => {
         `JS heap in use ${(r.heap0 / MiB).toFixed(2)} → ${(r.heap1 / MiB).toFixed(2)} MiB`,
     );
     expect(r.fds1).toEqual(r.fds0);
-    expect(growth).toBeLessThan(5);
+    // Under AddressSanitizer freed memory sits in its quarantine (up to 256 MB): RSS says nothing there.
+    if (!process.env.LD_PRELOAD?.includes('libasan')) expect(growth).toBeLessThan(5);
     expect(r.usedDataBlocks).toBe(0);
     expect((await dm.list()).filter((d) => d.name.startsWith(PREFIX)).map((d) => d.name)).toEqual([]);
     expect(await thinIds(r.metadataFile)).toEqual([]);
