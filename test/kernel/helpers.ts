@@ -11,9 +11,10 @@ export const PREFIX = 'dmt-';
 export const RUN = `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}-`;
 export const SCRATCH = `/tmp/devmapper-test/${process.pid}`;
 
-/** True inside the project's UML test VM (destructive whole-kernel calls are safe there). */
+/** True inside the project's test VMs (destructive whole-kernel calls are safe there). */
 export async function inTestVm(): Promise<boolean> {
-  return (await readFile('/proc/cmdline', 'utf8').catch(() => '')).includes('rootfstype=hostfs');
+  const cmdline = await readFile('/proc/cmdline', 'utf8').catch(() => '');
+  return cmdline.includes('rootfstype=hostfs') || cmdline.includes('devmapper.run='); // UML, or scripts/vm/run --qemu
 }
 
 export async function sparseFile(name: string, bytes: number): Promise<string> {
