@@ -59,6 +59,12 @@ try {
     const lib = usPerCycle(t, N);
     t = process.hrtime.bigint();
     for (let i = 0; i < N; i++) {
+      const d = await pool.createThinDevice({ id: i, name: `bench-${i}`, size: 1 << 20 });
+      await pool.removeThinDevice(d.name, d.id);
+    }
+    const oneTrip = usPerCycle(t, N);
+    t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
       await dm.message(pool.name, `create_thin ${i}`);
       await dm.create(`bench-${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
       await dm.remove(`bench-${i}`);
@@ -74,8 +80,10 @@ try {
       sh('dmsetup', ['remove', '--noudevsync', `bench-${i}`]);
       sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
     }
-    rows.push({ workload: '1 thin lifecycle (ThinPool)', lib, c, libdm: lib_dm, cli: usPerCycle(t, CLI_N) });
-    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, libdm: lib_dm, cli: rows.at(-1).cli });
+    const cli = usPerCycle(t, CLI_N);
+    rows.push({ workload: '1 thin lifecycle (createThinDevice + removeThinDevice)', lib: oneTrip, c, libdm: lib_dm, cli });
+    rows.push({ workload: '1 thin lifecycle (createThin, activate, deactivate, deleteThin)', lib, c, libdm: lib_dm, cli });
+    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, libdm: lib_dm, cli });
 
     // The same workload from 8 concurrent callers on the one pool.
     const perCaller = Math.ceil(N / 8);
@@ -106,6 +114,12 @@ try {
       await pool.deleteThin(i);
     }
     const lib = usPerCycle(t, N);
+    t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      const d = await pool.createSnapshotDevice(900001, { id: i, name: `bench-s${i}`, size: 1 << 20 });
+      await pool.removeThinDevice(d.name, d.id);
+    }
+    const oneTrip = usPerCycle(t, N);
     const c = Number(sh(cref, ['snap', pool.name, String(N)]).toString());
     const lib_dm = Number(sh(libdm, ['snap', pool.name, String(N)]).toString());
     t = process.hrtime.bigint();
@@ -117,7 +131,9 @@ try {
       sh('dmsetup', ['remove', '--noudevsync', `bench-s${i}`]);
       sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
     }
-    rows.push({ workload: '2 snapshot lifecycle', lib, c, libdm: lib_dm, cli: usPerCycle(t, CLI_N) });
+    const cli = usPerCycle(t, CLI_N);
+    rows.push({ workload: '2 snapshot lifecycle (createSnapshotDevice + removeThinDevice)', lib: oneTrip, c, libdm: lib_dm, cli });
+    rows.push({ workload: '2 snapshot lifecycle (createSnapshot, activate, deactivate, deleteThin)', lib, c, libdm: lib_dm, cli });
     await pool.deactivate('bench-origin');
     await pool.deleteThin(900001);
   }

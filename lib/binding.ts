@@ -98,7 +98,7 @@ export interface FdWatcher {
 
 export interface Native {
   dmIoctl(fd: number, command: DmCommand, request: DmIoctlRequest): Promise<DmIoctlReply>;
-  /** Several ioctls in order in one threadpool trip; a failure carries `step`, the index of the failed one. */
+  /** Several ioctls in order in one threadpool trip; a failure carries `step`, the index of the failed one, and `replies`, those before it. */
   dmIoctlSeq(fd: number, steps: Array<[DmCommand, DmIoctlRequest]>): Promise<DmIoctlReply[]>;
   dmFlags: Record<
     | 'DM_READONLY_FLAG'
@@ -121,9 +121,23 @@ export interface Native {
     number
   >;
   loopIoctl(fd: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
-  loopConfigure(fd: number, config: NativeLoopInfo & { fd: number; blockSize?: number }): Promise<void>;
   loopSetStatus(fd: number, info: NativeLoopInfo): Promise<void>;
   loopGetStatus(fd: number): Promise<NativeLoopStatus>;
+  /**
+   * Open `file`, LOOP_CTL_GET_FREE, open /dev/loopN, LOOP_CONFIGURE, close:
+   * one trip. `hold` keeps the device open (its fd in the reply), `status`
+   * adds LOOP_GET_STATUS64's flags. A failure carries `step` (0 open file,
+   * 1 get free, 2 open device, 3 configure) and `number` once known.
+   */
+  loopAttach(
+    controlFd: number,
+    file: string,
+    openFlags: number,
+    config: NativeLoopInfo & { blockSize?: number },
+    options: { hold: boolean; status: boolean },
+  ): Promise<DevNumber & { number: number; fd: number; flags: number }>;
+  /** Open the loop device at `path`, one simple ioctl, close: one trip. An open failure has syscall 'open'. */
+  loopPathIoctl(path: string, openFlags: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
   loopFlags: Record<'LO_FLAGS_READ_ONLY' | 'LO_FLAGS_AUTOCLEAR' | 'LO_FLAGS_PARTSCAN' | 'LO_FLAGS_DIRECT_IO', number>;
   mknod(path: string, mode: number, major: number, minor: number): Promise<void>;
   /** mknod on the JS thread (for /dev, which is in memory). */

@@ -92,12 +92,14 @@ export interface SeqStep {
   hints?: Hints;
 }
 
-export type SeqResult = { replies: DmIoctlReply[]; failed?: undefined } | { replies?: undefined; failed: { step: number; error: DmError } };
+export type SeqResult =
+  | { replies: DmIoctlReply[]; failed?: undefined }
+  | { replies?: undefined; failed: { step: number; error: DmError; /** Replies of the steps before the failed one. */ replies: DmIoctlReply[] } };
 
 /**
  * Several ioctls in order, in one threadpool trip (a trip costs more than
- * most ioctls). Stops at the first failure and says which step it was, so
- * the caller can undo the steps before it.
+ * most ioctls). Stops at the first failure and says which step it was, with
+ * the replies before it, so the caller can undo those steps.
  */
 export async function dmCallSeq(steps: SeqStep[], device?: string): Promise<SeqResult> {
   const fd = await sharedControl();
@@ -118,7 +120,8 @@ export async function dmCallSeq(steps: SeqStep[], device?: string): Promise<SeqR
     if (typeof step !== 'number') throw fromNative(e, device);
     const error = fromNative(e, device, steps[step]?.hints);
     if (trace.enabled) trace('%s %s failed at %s %sms: %s', what, device ?? '', steps[step]?.command, elapsed(started), error.code);
-    return { failed: { step, error } };
+    const replies = (e as { replies?: DmIoctlReply[] }).replies ?? [];
+    return { failed: { step, error, replies } };
   }
 }
 

@@ -1,7 +1,7 @@
 // One typed async function per device-mapper ioctl (<linux/dm-ioctl.h>).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints } from './control';
+import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints, type SeqStep } from './control';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
@@ -157,42 +157,60 @@ export interface CreateOptions {
 export async function create(name: string, options?: CreateOptions): Promise<DeviceInfo> {
   checkName(name);
   const o = checkOptions<CreateOptions>(options, 'options', ['uuid', 'readOnly', 'table']);
-  const request: DmIoctlRequest = { name };
-  if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
-  const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
-  const table = o.table === undefined ? undefined : checkTable(o.table, 'options.table');
-  // The kernel answers EBUSY for a name or uuid already taken.
-  const createHints = { EBUSY: `a device named '${name}' (or with that uuid) already exists` };
-  let created: DmIoctlReply;
-  let last: DmIoctlReply; // the kernel returns the device's status with each reply
-  if (table) {
-    // Create, load and resume in one trip to the threadpool.
-    const flags = readOnly ? F.DM_READONLY_FLAG : 0;
-    const r = await dmCallSeq(
-      [
-        { command: 'DM_DEV_CREATE', request, hints: createHints },
-        { command: 'DM_TABLE_LOAD', request: { name, flags, targets: table }, hints: LOAD_HINTS },
-        { command: 'DM_DEV_SUSPEND', request: { name }, hints: RESUME_HINTS },
-      ],
-      name,
-    );
-    if (r.failed) {
-      // Undo the half-made device; report the original failure.
-      if (r.failed.step > 0) await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
-      throw r.failed.error;
-    }
-    [created, , last] = r.replies as [DmIoctlReply, DmIoctlReply, DmIoctlReply];
-  } else {
-    created = last = await dmCall('DM_DEV_CREATE', request, name, createHints);
+  if (o.table === undefined) {
+    const request: DmIoctlRequest = { name };
+    if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
+    checkBoolean(o.readOnly, 'options.readOnly');
+    return finishCreate(name, [await dmCall('DM_DEV_CREATE', request, name, createHints(name))]);
   }
+  // Create, load and resume in one trip to the threadpool.
+  const r = await dmCallSeq(createSteps(name, { ...o, table: o.table }), name);
+  if (r.failed) {
+    await undoCreate(name, r.failed.step);
+    throw r.failed.error;
+  }
+  return finishCreate(name, r.replies);
+}
+
+// The kernel answers EBUSY for a name or uuid already taken.
+const createHints = (name: string): Hints => ({ EBUSY: `a device named '${name}' (or with that uuid) already exists` });
+
+/**
+ * The three steps of create() with a table (create, load, resume), for a
+ * caller that runs more steps before them in the same trip. `options` is
+ * validated here, before any ioctl.
+ */
+export function createSteps(name: string, options: CreateOptions & { table: Target[] }): SeqStep[] {
+  checkName(name);
+  const request: DmIoctlRequest = { name };
+  if (options.uuid !== undefined) request.uuid = checkUuid(options.uuid, 'options.uuid');
+  const readOnly = checkBoolean(options.readOnly, 'options.readOnly') ?? false;
+  const targets = checkTable(options.table, 'options.table');
+  return [
+    { command: 'DM_DEV_CREATE', request, hints: createHints(name) },
+    { command: 'DM_TABLE_LOAD', request: { name, flags: readOnly ? F.DM_READONLY_FLAG : 0, targets }, hints: LOAD_HINTS },
+    { command: 'DM_DEV_SUSPEND', request: { name }, hints: RESUME_HINTS },
+  ];
+}
+
+/** Undo createSteps() that failed at `step` (0: nothing was made; later: remove the half-made device). */
+export async function undoCreate(name: string, step: number): Promise<void> {
+  if (step > 0) await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
+}
+
+/**
+ * After the create steps succeeded (`replies`: the create's first, the last
+ * one carries the status): make the node; if that fails, remove the device.
+ */
+export async function finishCreate(name: string, replies: DmIoctlReply[]): Promise<DeviceInfo> {
   try {
-    await ensureBlockNode(mapperPath(name), created.dev);
+    await ensureBlockNode(mapperPath(name), replies[0]!.dev);
   } catch (e) {
     await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
     await removeNode(mapperPath(name)).catch(() => undefined);
     throw e;
   }
-  return toInfo(last);
+  return toInfo(replies.at(-1)!);
 }
 
 const LOAD_HINTS: Hints = { EINVAL: 'the kernel rejected the table (dmesg has the target\'s reason)' };

@@ -11,7 +11,7 @@ export type { Target, DeviceRef, DeviceInfo, ListedDevice, Version, TargetVersio
 export type { AttachOptions, LoopDevice, LoopInfo, LoopRef } from './loop';
 export type { DevNumber } from './binding';
 export { ThinPool, THIN_POOL_DEFAULTS, MAX_THIN_ID, METADATA_BLOCK_SIZE, defaultPoolName } from './thin-pool';
-export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolAlert, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions, ResizeOptions } from './thin-pool';
+export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolAlert, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions, ThinDeviceOptions, ThinDevice, ResizeOptions } from './thin-pool';
 export { PoolWatcher } from './pool-watch';
 export type { WatchOptions, AutoExtendOptions, Extension, PoolEvent, PoolWatcherEvents } from './pool-watch';
 export { parseSize } from './size';

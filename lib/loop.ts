@@ -3,12 +3,14 @@
 // without it (before 5.8: EINVAL/ENOTTY) LOOP_SET_FD + LOOP_SET_STATUS64
 // (+ block size, direct I/O). Another process can take the free device
 // between GET_FREE and configure (EBUSY): ask for a fresh one, bounded.
-import { constants, open as openFd } from 'node:fs';
+// The common path (LOOP_CONFIGURE, a node that exists) is one native call,
+// one threadpool trip; what to do when a step of it fails is decided here.
+import { close as closeFd, constants, open as openFd } from 'node:fs';
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { native, type DevNumber } from './binding';
-import { traced } from './control';
+import { native, type DevNumber, type LoopSimpleIoctl } from './binding';
+import { traced, type Hints } from './control';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode } from './nodes';
 import { sysfsDev, sysfsText } from './sysfs';
@@ -83,22 +85,57 @@ function loopNumber(ref: LoopRef): number {
 
 const loopPath = (n: number) => `/dev/loop${n}`;
 
-/** Open /dev/loopN, making the node first if nothing (devtmpfs, udev) did. */
-async function openLoop(n: number, flags: number): Promise<FileHandle> {
+/** Make /dev/loopN if nothing (devtmpfs, udev) did, or replace a node that is not the device's. */
+async function ensureLoopNode(n: number): Promise<void> {
   const path = loopPath(n);
   const dev = await sysfsDev(`loop${n}`);
   if (!dev) throw new DmError(`${path} does not exist`, { code: 'ENXIO', device: path });
   await ensureBlockNode(path, dev);
+}
+
+function loopOpenError(path: string, e: unknown, detail?: string): DmError {
+  const code = e instanceof DmError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'EIO');
+  return new DmError(`cannot open ${path}: ${detail ?? code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`, {
+    code,
+    syscall: 'open',
+    device: path,
+    cause: e,
+  });
+}
+
+/** Open /dev/loopN, making the node first if nothing (devtmpfs, udev) did. */
+async function openLoop(n: number, flags: number): Promise<FileHandle> {
+  const path = loopPath(n);
+  await ensureLoopNode(n);
   try {
     return await open(path, flags);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new DmError(`cannot open ${path}: ${code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`, {
-      code,
-      syscall: 'open',
-      device: path,
-      cause: e,
-    });
+    throw loopOpenError(path, e);
+  }
+}
+
+/** What open() of /dev/loopN gives when the node is missing (ENOENT), of another device (ENXIO: none behind it; ENODEV: not a loop). */
+const WRONG_NODE = new Set(['ENOENT', 'ENXIO', 'ENODEV']);
+
+/**
+ * Open /dev/loopN, issue `op`, close: one trip. The node is trusted, as
+ * losetup does; when it is missing or not the device's, it is made and the
+ * call tried once more.
+ */
+async function loopCall(n: number, op: LoopSimpleIoctl, arg: number | undefined, hints: Hints): Promise<number> {
+  const path = loopPath(n);
+  for (let attempt = 1; ; attempt++) {
+    let failure: { syscall?: string; detail?: string } | undefined;
+    try {
+      return await traced(op, path, () => native.loopPathIoctl(path, constants.O_RDONLY, op, arg).catch((e: unknown) => {
+        failure = e as typeof failure;
+        throw e;
+      }), hints);
+    } catch (e) {
+      if (failure?.syscall !== 'open') throw e;
+      if (attempt > 1 || !(e instanceof DmError) || !WRONG_NODE.has(e.code)) throw loopOpenError(path, e, failure.detail);
+      await ensureLoopNode(n);
+    }
   }
 }
 
@@ -126,6 +163,14 @@ function loopControl(): Promise<number> {
   return controlFd;
 }
 
+/** Steps of native.loopAttach, as its failures name them. */
+const enum AttachStep {
+  OpenFile,
+  GetFree,
+  OpenLoop,
+  Configure,
+}
+
 /** Attach `file` to a free loop device. */
 export async function attach(file: string, options?: AttachOptions): Promise<LoopDevice> {
   checkPath(file, 'file');
@@ -136,22 +181,67 @@ export async function attach(file: string, options?: AttachOptions): Promise<Loo
   const blockSize = o.blockSize === undefined ? 0 : checkUint(o.blockSize, 'options.blockSize');
   if (blockSize !== 0 && ![512, 1024, 2048, 4096].includes(blockSize)) throw invalidArg('options.blockSize', `${blockSize} is not 512, 1024, 2048 or 4096`);
   const legacy = o.legacy ?? process.env.DEVMAPPER_LOOP_LEGACY === '1';
-
+  const c: Config = { ...o, offset, sizeLimit, blockSize, legacy };
   const mode = o.readOnly ? constants.O_RDONLY : constants.O_RDWR;
+  const control = await loopControl();
+  if (!legacy && !configureMissing) {
+    const cfg = { offset, sizeLimit, blockSize, fileName: file.slice(-63), flags: statusFlags(c) | (o.directIo ? LF.LO_FLAGS_DIRECT_IO : 0) };
+    for (let attempt = 1; ; attempt++) {
+      let failure: { step?: number; number?: number; detail?: string } | undefined;
+      try {
+        const r = await traced('LOOP_CTL_GET_FREE+LOOP_CONFIGURE', file, () =>
+          native.loopAttach(control, file, mode, cfg, { hold: o.autoclear === true, status: o.directIo === true }).catch((e: unknown) => {
+            failure = e as typeof failure;
+            throw e;
+          }),
+        );
+        const held = r.fd >= 0 ? { close: () => promisify(closeFd)(r.fd) } : undefined;
+        return loopDevice(r.number, r, held, (r.flags & LF.LO_FLAGS_DIRECT_IO) !== 0);
+      } catch (e) {
+        if (!(e instanceof DmError) || failure?.step === undefined) throw e;
+        const n = failure.number ?? -1;
+        if (failure.step === AttachStep.OpenFile) throw new DmError(`cannot open backing file ${file}: ${e.code}`, { code: e.code, syscall: 'open', device: file, cause: e });
+        if (failure.step === AttachStep.OpenLoop) {
+          // No node yet (no devtmpfs or udev), or one that is not the device's: make it and go again.
+          if (attempt >= GET_FREE_ATTEMPTS || !WRONG_NODE.has(e.code)) throw loopOpenError(loopPath(n), e, failure.detail);
+          await ensureLoopNode(n).catch((x: unknown) => {
+            if (!(x instanceof DmError) || x.code !== 'ENXIO') throw x; // removed meanwhile: ask for another
+          });
+          continue;
+        }
+        if (failure.step === AttachStep.Configure) {
+          if (e.code === 'EBUSY' && attempt < GET_FREE_ATTEMPTS) continue; // raced: take another
+          // ENOTTY: a kernel before LOOP_CONFIGURE. EINVAL: that, or a value
+          // the kernel refuses; the legacy path tells which by failing on the same value.
+          if (e.code === 'ENOTTY') configureMissing = true;
+          if (e.code === 'EINVAL' || e.code === 'ENOTTY') break;
+        }
+        throw e;
+      }
+    }
+  }
+  return attachLegacy(file, mode, control, c);
+}
+
+/** LOOP_SET_FD + LOOP_SET_STATUS64 (+ block size, direct I/O), a call at a time. */
+async function attachLegacy(file: string, mode: number, control: number, c: Config): Promise<LoopDevice> {
   const backing = await openFile(file, mode, 'backing file');
   try {
-    const control = await loopControl();
     for (let attempt = 1; ; attempt++) {
       const n = await traced('LOOP_CTL_GET_FREE', LOOP_CONTROL, () => native.loopIoctl(control, 'LOOP_CTL_GET_FREE'));
       const dev = await openLoop(n, mode);
       try {
-        await configure(dev, backing, file, { ...o, offset, sizeLimit, blockSize, legacy });
+        await configureLegacy(dev, backing, file, c);
       } catch (e) {
         await dev.close();
         if (e instanceof DmError && e.code === 'EBUSY' && attempt < GET_FREE_ATTEMPTS) continue; // raced: take another
         throw e;
       }
-      return await described(n, o.autoclear ? dev : undefined, dev);
+      const devNumber = (await sysfsDev(`loop${n}`)) ?? { major: 7, minor: n };
+      const directIo = (await sysfsText(`loop${n}`, 'loop/dio')) === '1';
+      if (c.autoclear) return loopDevice(n, devNumber, dev, directIo);
+      await dev.close();
+      return loopDevice(n, devNumber, undefined, directIo);
     }
   } finally {
     await backing.close(); // the kernel holds its own reference now
@@ -160,25 +250,18 @@ export async function attach(file: string, options?: AttachOptions): Promise<Loo
 
 type Config = AttachOptions & { offset: number; sizeLimit: number; blockSize: number; legacy: boolean };
 
-async function configure(dev: FileHandle, backing: FileHandle, file: string, c: Config): Promise<void> {
-  const path = `fd ${dev.fd}`;
+function statusFlags(c: Config): number {
   let flags = 0;
   if (c.readOnly) flags |= LF.LO_FLAGS_READ_ONLY;
   if (c.autoclear) flags |= LF.LO_FLAGS_AUTOCLEAR;
   if (c.partscan) flags |= LF.LO_FLAGS_PARTSCAN;
+  return flags;
+}
+
+async function configureLegacy(dev: FileHandle, backing: FileHandle, file: string, c: Config): Promise<void> {
+  const path = `fd ${dev.fd}`;
+  const flags = statusFlags(c);
   const info = { offset: c.offset, sizeLimit: c.sizeLimit, fileName: file.slice(-63) };
-  if (!c.legacy && !configureMissing) {
-    try {
-      const cfg = { ...info, fd: backing.fd, blockSize: c.blockSize, flags: flags | (c.directIo ? LF.LO_FLAGS_DIRECT_IO : 0) };
-      await traced('LOOP_CONFIGURE', path, () => native.loopConfigure(dev.fd, cfg));
-      return;
-    } catch (e) {
-      if (!(e instanceof DmError) || (e.code !== 'EINVAL' && e.code !== 'ENOTTY')) throw e;
-      if (e.code === 'ENOTTY') configureMissing = true;
-      // EINVAL: an old kernel, or a value the kernel refuses; the legacy path
-      // below tells which by failing on the same value.
-    }
-  }
   await traced('LOOP_SET_FD', path, () => native.loopIoctl(dev.fd, 'LOOP_SET_FD', backing.fd));
   try {
     for (let attempt = 1; ; attempt++) {
@@ -204,19 +287,17 @@ async function configure(dev: FileHandle, backing: FileHandle, file: string, c: 
   }
 }
 
-async function described(n: number, held: FileHandle | undefined, dev: FileHandle): Promise<LoopDevice> {
-  const devNumber = await sysfsDev(`loop${n}`);
-  const directIo = (await sysfsText(`loop${n}`, 'loop/dio')) === '1';
-  if (!held) await dev.close();
+/** What attach() resolves with; `held` is the descriptor an autoclear device is held open by. */
+function loopDevice(n: number, dev: DevNumber, held: { close(): Promise<void> } | undefined, directIo: boolean): LoopDevice {
   let released = false;
   return {
     path: loopPath(n),
     number: n,
-    major: devNumber?.major ?? 7,
-    minor: devNumber?.minor ?? n,
+    major: dev.major,
+    minor: dev.minor,
     directIo,
     async release() {
-      if (released || !held) return;
+      if (released || held === undefined) return;
       released = true;
       await held.close();
     },
@@ -226,14 +307,7 @@ async function described(n: number, held: FileHandle | undefined, dev: FileHandl
 /** Detach the backing file. A device still in use detaches when its last user closes it. */
 export async function detach(ref: LoopRef): Promise<void> {
   const n = loopNumber(ref);
-  const dev = await openLoop(n, constants.O_RDONLY);
-  try {
-    await traced('LOOP_CLR_FD', loopPath(n), () => native.loopIoctl(dev.fd, 'LOOP_CLR_FD'), {
-      ENXIO: `${loopPath(n)} is not attached`,
-    });
-  } finally {
-    await dev.close();
-  }
+  await loopCall(n, 'LOOP_CLR_FD', undefined, { ENXIO: `${loopPath(n)} is not attached` });
 }
 
 export async function info(ref: LoopRef): Promise<LoopInfo> {
@@ -303,10 +377,5 @@ export async function setDirectIo(ref: LoopRef, on: boolean): Promise<void> {
 
 async function simple(ref: LoopRef, op: 'LOOP_SET_CAPACITY' | 'LOOP_SET_DIRECT_IO', arg?: number): Promise<void> {
   const n = loopNumber(ref);
-  const dev = await openLoop(n, constants.O_RDONLY);
-  try {
-    await traced(op, loopPath(n), () => native.loopIoctl(dev.fd, op, arg), { ENXIO: `${loopPath(n)} is not attached` });
-  } finally {
-    await dev.close();
-  }
+  await loopCall(n, op, arg, { ENXIO: `${loopPath(n)} is not attached` });
 }

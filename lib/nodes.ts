@@ -15,20 +15,25 @@ const UDEV_WAIT_MS = 2000;
 
 export const mapperPath = (name: string) => `${MAPPER_DIR}/${name}`;
 
-let udevSeen: { at: number; running: Promise<boolean> } | undefined;
+let udevSeen: Promise<boolean> | undefined;
 
-/** True when a udev daemon is managing /dev (its control socket exists); looked up at most once a second. */
+/**
+ * True when a udev daemon is managing /dev (its control socket exists).
+ * Looked up once per process, as libdevmapper does: a clock read per call
+ * would cost a syscall on every create and remove.
+ */
 export function udevRunning(): Promise<boolean> {
-  const now = Date.now();
-  if (!udevSeen || now - udevSeen.at > 1000) {
-    udevSeen = { at: now, running: access(UDEV_CONTROL).then(() => true, () => false) };
-  }
-  return udevSeen.running;
+  udevSeen ??= access(UDEV_CONTROL).then(
+    () => true,
+    () => false,
+  );
+  return udevSeen;
 }
 
 const madeDirs = new Set<string>();
 
-function nodeDev(path: string): DevNumber | undefined {
+/** The dev number of the block node at `path`, if it is one. */
+export function nodeDev(path: string): DevNumber | undefined {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st?.isBlockDevice()) return undefined;
   return { major: Math.floor(st.rdev / 256) & 0xfff, minor: (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8) };
@@ -38,8 +43,19 @@ const sameDev = (a: DevNumber | undefined, b: DevNumber) => a !== undefined && a
 
 /** Make sure `path` is a block node for `dev` (mode 0660). Safe to call concurrently for one path. */
 export async function ensureBlockNode(path: string, dev: DevNumber): Promise<void> {
+  const udev = await udevRunning();
+  if (!udev) {
+    // A new device's node is nearly always missing: make it in one syscall.
+    // EEXIST (a node is there, maybe stale) or ENOENT (no directory yet): the careful way below.
+    try {
+      native.mknodSync(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor);
+      return;
+    } catch {
+      // fall through
+    }
+  }
   if (sameDev(nodeDev(path), dev)) return;
-  if (await udevRunning()) {
+  if (udev) {
     const deadline = Date.now() + UDEV_WAIT_MS;
     while (Date.now() < deadline) {
       await sleep(10);

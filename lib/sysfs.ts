@@ -29,21 +29,11 @@ export async function blockName(dev: DevNumber): Promise<string | undefined> {
   }
 }
 
-/** The device-mapper names of the devices stacked on `block` (e.g. a pool's thin devices). */
-export function dmHolders(block: string): string[] {
-  let holders: string[];
+/** The minors of the device-mapper devices stacked on `block` (e.g. a pool's thin devices). */
+export function dmHolderMinors(block: string): number[] {
   try {
-    holders = readdirSync(`/sys/block/${block}/holders`);
+    return readdirSync(`/sys/block/${block}/holders`).flatMap((h) => (/^dm-\d+$/.test(h) ? [Number(h.slice(3))] : []));
   } catch {
     return [];
   }
-  const names: string[] = [];
-  for (const h of holders) {
-    try {
-      names.push(readFileSync(`/sys/block/${h}/dm/name`, 'utf8').trim());
-    } catch {
-      // went away meanwhile
-    }
-  }
-  return names;
 }

@@ -1,21 +1,20 @@
 // Thin pools: creation on loop-backed sparse files (Docker's loop-lvm), on
 // given devices (direct-lvm) or by opening an existing pool; thin devices and
 // snapshots inside it; status, usage, resize and teardown.
-import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect, type InspectOptionsStylized } from 'node:util';
-import { native, type DevNumber } from './binding';
+import { native, type DevNumber, type DmIoctlReply } from './binding';
 import { dmCallSeq, type SeqStep } from './control';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { humanSize } from './format';
-import { ensureBlockNode, mapperPath } from './nodes';
+import { ensureBlockNode, mapperPath, nodeDev, removeNode } from './nodes';
 import * as loop from './loop';
 import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
-import { blockName, dmHolders } from './sysfs';
+import { blockName, dmHolderMinors } from './sysfs';
 import { thin as thinGrammar } from './targets/thin';
 import { thinPool as poolGrammar, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
 import { Undo } from './undo';
@@ -158,6 +157,19 @@ function serialised<T>(key: string, body: () => Promise<T>): Promise<T> {
   return run;
 }
 
+/** An activation's name, read-only flag and length in sectors, validated. */
+function checkActivate(o: Partial<ActivateOptions>): { name: string; readOnly: boolean; length: number } {
+  const name = checkName(o.name, 'options.name');
+  const size = parseSize(o.size, 'options.size');
+  if (size === 0 || size % SECTOR !== 0) throw invalidArg('options.size', `${size} bytes: must be a positive multiple of 512`);
+  return { name, readOnly: checkBoolean(o.readOnly, 'options.readOnly') ?? false, length: size / SECTOR };
+}
+
+/** Resume devices a failed snapshot step may have left suspended (resuming a live device does nothing). */
+async function resumeAll(names: string[]): Promise<void> {
+  for (const name of [...names].reverse()) await dm.resume(name).catch(() => undefined);
+}
+
 function checkBlockSize(value: unknown): number {
   const bytes = parseSize(value ?? THIN_POOL_DEFAULTS.blockSize, 'blockSize');
   if (bytes < MIN_BLOCK_SIZE || bytes > MAX_BLOCK_SIZE || bytes % MIN_BLOCK_SIZE !== 0) {
@@ -240,6 +252,16 @@ export interface ActivateOptions {
   readOnly?: boolean;
 }
 
+export interface ThinDeviceOptions extends ActivateOptions {
+  /** Thin id for the new device; the next free one when left out. */
+  id?: number;
+}
+
+/** An active thin device: its device-mapper info and the thin id it maps. */
+export interface ThinDevice extends dm.DeviceInfo {
+  id: number;
+}
+
 export class ThinPool {
   private constructor(
     /** Device-mapper name of the pool. */
@@ -251,6 +273,11 @@ export class ThinPool {
     /** The sparse files behind a loop-backed pool. */
     readonly loopBacking: LoopBacking | undefined,
   ) {}
+
+  /** The pool device's number as last seen; activeDevices() checks it against the kernel. */
+  private dev: DevNumber | undefined;
+  /** The devices on the pool as last seen, by minor, with the thin id each maps: a guess that snapshots check. */
+  private readonly seen = new Map<number, { name: string; id: number }>();
 
   /** Data block size in bytes. */
   get blockSize(): number {
@@ -446,68 +473,245 @@ export class ThinPool {
   async createSnapshot(id: number | undefined, originId: number): Promise<number> {
     checkThinId(originId, 'originId');
     if (id !== undefined) checkThinId(id);
-    return serialised(this.name, async () => {
-      const origins = (await this.activeDevices()).filter((d) => d.id === originId).map((d) => d.name);
-      // Suspend the active origins, snapshot, resume them: one threadpool trip.
-      const resume = (name: string): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name } });
-      return this.allocate(id, async (n) => {
-        const r = await dmCallSeq(
-          [
-            ...origins.map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name, flags: native.dmFlags.DM_SUSPEND_FLAG } })),
-            {
-              command: 'DM_TARGET_MSG',
-              request: { name: this.name, message: `create_snap ${n} ${originId}`, sector: 0 },
-              hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'`, ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'` },
-            },
-            ...[...origins].reverse().map(resume),
-          ],
-          this.name,
-        );
-        if (r.failed) {
-          // Whatever step failed, no origin may stay suspended (resuming a live device does nothing).
-          for (const name of [...origins].reverse()) await dm.resume(name).catch(() => undefined);
-          throw r.failed.error;
+    return serialised(this.name, () => this.allocate(id, async (n) => void (await this.snapshotTrip(n, originId, this.name, []))));
+  }
+
+  /**
+   * Snapshot `originId` as `n`, then the `create` steps (which activate it;
+   * may be none), in one trip. Active origins must be suspended for the
+   * snapshot. Which devices those are is guessed from the pool's devices as
+   * last seen, when its sysfs holders are all known, and checked in the same
+   * trip: their tables are read first. A wrong guess (a device changed
+   * meanwhile) undoes the snapshot and makes it again after a fresh look.
+   * Resolves with the replies of the `create` steps.
+   */
+  private async snapshotTrip(n: number, originId: number, name: string, create: SeqStep[]): Promise<DmIoctlReply[]> {
+    for (let guess = this.guessDevices(); ; guess = undefined) {
+      const poolDev = this.dev!;
+      const checks = guess ? [...guess.keys()] : [];
+      const origins = guess ? [...guess.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
+      const snap = this.snapshotSteps(n, originId, origins);
+      const tableOf = (minor: number): SeqStep => ({ command: 'DM_TABLE_STATUS', request: { dev: { major: poolDev.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } });
+      const r = await dmCallSeq([...checks.map(tableOf), ...snap, ...create], name);
+      if (r.failed) {
+        const at = r.failed.step - checks.length;
+        if (at < 0) continue; // a device went away meanwhile: nothing done yet; look properly
+        if (at < snap.length) {
+          await resumeAll(origins);
+        } else {
+          await dm.undoCreate(name, at - snap.length);
+          await this.message(`delete ${n}`).catch(() => undefined);
         }
+        throw r.failed.error;
+      }
+      if (guess) {
+        const seen = this.remember(r.replies.slice(0, checks.length));
+        const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
+        const pool = r.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
+        if (pool.major !== poolDev.major || pool.minor !== poolDev.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
+          // An active origin may have gone unsuspended: undo, and go again the careful way.
+          if (create.length > 0) await dm.undoCreate(name, create.length);
+          await this.message(`delete ${n}`);
+          this.dev = undefined;
+          continue;
+        }
+      }
+      return r.replies.slice(checks.length + snap.length);
+    }
+  }
+
+  /** The devices on the pool now (sysfs holders) with the thin ids last seen for them; undefined if one is not known. */
+  private guessDevices(): Map<number, { name: string; id: number }> | undefined {
+    this.dev ??= nodeDev(this.path);
+    if (!this.dev) return undefined;
+    const guess = new Map<number, { name: string; id: number }>();
+    for (const minor of dmHolderMinors(`dm-${this.dev.minor}`)) {
+      const known = this.seen.get(minor);
+      if (!known) return undefined;
+      guess.set(minor, known);
+    }
+    return guess;
+  }
+
+  /** Note the thin ids of devices on the pool from their DM_TABLE_STATUS replies (-1: not a thin device). */
+  private remember(tables: DmIoctlReply[]): Array<{ name: string; id: number }> {
+    return tables.map((reply) => {
+      const t = reply.targets?.find((x) => x.type === 'thin');
+      const d = { name: reply.name, id: t ? thinGrammar.parse(t.params).deviceId : -1 };
+      this.seen.set(reply.dev.minor, d);
+      return d;
+    });
+  }
+
+  /** Names of the active devices that map thin id `id`. */
+  private async activeNames(id: number): Promise<string[]> {
+    return (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+  }
+
+  /** Suspend the active origins, snapshot, resume them: steps for one trip. */
+  private snapshotSteps(n: number, originId: number, origins: string[]): SeqStep[] {
+    return [
+      ...origins.map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name, flags: native.dmFlags.DM_SUSPEND_FLAG } })),
+      {
+        command: 'DM_TARGET_MSG',
+        request: { name: this.name, message: `create_snap ${n} ${originId}`, sector: 0 },
+        hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'`, ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'` },
+      },
+      ...[...origins].reverse().map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name } })),
+    ];
+  }
+
+  /**
+   * Create thin device `options.id` (or the next free id) and activate it as
+   * `options.name`: create_thin, create, load and resume in one trip to the
+   * kernel (what containerd's CreateThinDevice does in two). If a step fails,
+   * what was done is undone.
+   */
+  async createThinDevice(options: ThinDeviceOptions): Promise<ThinDevice> {
+    const { id, name, steps } = this.deviceSteps(options);
+    return serialised(this.name, async () => {
+      let device: dm.DeviceInfo | undefined;
+      const made = await this.allocate(id, async (n) => {
+        const first: SeqStep = { command: 'DM_TARGET_MSG', request: { name: this.name, message: `create_thin ${n}`, sector: 0 }, hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'` } };
+        device = await this.createWithPrefix(n, name, [first], steps(n));
       });
+      return { ...device!, id: made };
+    });
+  }
+
+  /**
+   * Snapshot thin device `originId` as `options.id` (or the next free id) and
+   * activate the snapshot as `options.name`, in one trip: suspend the active
+   * origins, create_snap, resume them, create, load and resume. If a step
+   * fails, what was done is undone and no origin stays suspended.
+   */
+  async createSnapshotDevice(originId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
+    checkThinId(originId, 'originId');
+    const { id, name, steps } = this.deviceSteps(options);
+    return serialised(this.name, async () => {
+      let device: dm.DeviceInfo | undefined;
+      const made = await this.allocate(id, async (n) => {
+        device = await this.finishDevice(n, name, await this.snapshotTrip(n, originId, name, steps(n)));
+      });
+      return { ...device!, id: made };
+    });
+  }
+
+  /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
+  private deviceSteps(options: ThinDeviceOptions): { id: number | undefined; name: string; steps: (n: number) => SeqStep[] } {
+    const o = checkOptions<ThinDeviceOptions>(options, 'options', ['id', 'name', 'size', 'readOnly']);
+    const id = o.id === undefined ? undefined : checkThinId(o.id, 'options.id');
+    const { name, readOnly, length } = checkActivate(o);
+    const steps = (n: number) =>
+      dm.createSteps(name, { readOnly, table: [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, deviceId: n }) }] });
+    steps(0); // validates the table now
+    return { id, name, steps };
+  }
+
+  /**
+   * `prefix` (which makes thin id `n`) and then `create` (which activates
+   * it as `name`), in one trip. A failure in the create part removes the
+   * half-made device and deletes the id.
+   */
+  private async createWithPrefix(n: number, name: string, prefix: SeqStep[], create: SeqStep[]): Promise<dm.DeviceInfo> {
+    const r = await dmCallSeq([...prefix, ...create], name);
+    if (r.failed) {
+      if (r.failed.step >= prefix.length) {
+        await dm.undoCreate(name, r.failed.step - prefix.length);
+        await this.message(`delete ${n}`).catch(() => undefined);
+      }
+      throw r.failed.error;
+    }
+    return this.finishDevice(n, name, r.replies.slice(prefix.length));
+  }
+
+  /** After the create steps for thin id `n` succeeded: its node (dm.finishCreate), or on failure the id deleted too. */
+  private async finishDevice(n: number, name: string, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
+    try {
+      const device = await dm.finishCreate(name, replies);
+      this.seen.set(device.minor, { name, id: n });
+      return device;
+    } catch (e) {
+      await this.message(`delete ${n}`).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Deactivate thin device `name` and delete thin id `id`, the one it maps
+   * (as createThinDevice() returned them): remove and delete in one trip. If
+   * the delete fails, the device is put back as it was.
+   */
+  async removeThinDevice(name: string, id: number): Promise<void> {
+    checkName(name);
+    checkThinId(id);
+    return serialised(this.name, async () => {
+      const r = await dmCallSeq(
+        [
+          { command: 'DM_TABLE_STATUS', request: { name, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } },
+          { command: 'DM_DEV_REMOVE', request: { name }, hints: { EBUSY: `'${name}' is in use (mounted or open); close it first` } },
+          { command: 'DM_TARGET_MSG', request: { name: this.name, message: `delete ${id}`, sector: 0 }, hints: { ENODATA: `thin id ${id} does not exist in pool '${this.name}'` } },
+        ],
+        name,
+      );
+      if (r.failed?.step === 2) {
+        // The device is gone, its id not: another device maps the id or a
+        // removal still holds it (EBUSY: deleteThin's way finds which, or
+        // waits it out), or there is no such id.
+        let error = r.failed.error;
+        const deleted = error.code === 'EBUSY' && (await this.deleteId(id).then(() => true, (e: DmError) => ((error = e), false)));
+        if (!deleted) {
+          const table = r.failed.replies[0]!;
+          await dm.create(name, { table: table.targets ?? [], readOnly: (table.flags & native.dmFlags.DM_READONLY_FLAG) !== 0, ...(table.uuid ? { uuid: table.uuid } : {}) }).catch(() => undefined);
+          throw error;
+        }
+      } else if (r.failed) {
+        throw r.failed.error;
+      }
+      await removeNode(mapperPath(name));
     });
   }
 
   /** Delete thin device `id` and free its blocks; it must not be active. */
   async deleteThin(id: number): Promise<void> {
     checkThinId(id);
-    return serialised(this.name, async () => {
-      const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
-      if (active.length > 0) {
-        throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
-      }
-      // No device maps the id, yet the kernel may still hold it open: a
-      // deferred removal drops the name before its target is torn down. That
-      // EBUSY passes within milliseconds; retry it, bounded (about 5 s).
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.message(`delete ${id}`, {
-            ENODATA: `thin id ${id} does not exist in pool '${this.name}'`,
-            EBUSY: `thin id ${id} is still open in the kernel (a device on it is being removed)`,
-          });
-          return;
-        } catch (e) {
-          if (!(e instanceof DmError) || e.code !== 'EBUSY' || attempt >= DELETE_RETRY.attempts) throw e;
-          await sleep(Math.min(DELETE_RETRY.delayMs, 10 * 2 ** attempt));
+    return serialised(this.name, () => this.deleteId(id));
+  }
+
+  /**
+   * The delete message. The kernel refuses (EBUSY) an id that is open; only
+   * then look for the device that maps it (a trip the common case skips).
+   * With none, the kernel still holds the id a moment after a deferred
+   * removal dropped its name: retry that, bounded (about 5 s).
+   */
+  private async deleteId(id: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.message(`delete ${id}`, {
+          ENODATA: `thin id ${id} does not exist in pool '${this.name}'`,
+          EBUSY: `thin id ${id} is still open in the kernel (a device on it is being removed)`,
+        });
+        return;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;
+        const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+        if (active.length > 0) {
+          throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
         }
+        if (attempt >= DELETE_RETRY.attempts) throw e;
+        await sleep(Math.min(DELETE_RETRY.delayMs, 10 * 2 ** attempt));
       }
-    });
+    }
   }
 
   /** Map thin device `id` as a block device of `size` bytes named `name`. */
   async activate(id: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
     checkThinId(id);
-    const o = checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']);
-    const name = checkName(o.name, 'options.name');
-    const size = parseSize(o.size, 'options.size');
-    if (size === 0 || size % SECTOR !== 0) throw invalidArg('options.size', `${size} bytes: must be a positive multiple of 512`);
-    const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
+    const { name, readOnly, length } = checkActivate(checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']));
     const params = thinGrammar.format({ poolDevice: this.path, deviceId: id });
-    return dm.create(name, { readOnly, table: [{ start: 0, length: size / SECTOR, type: 'thin', params }] });
+    const device = await dm.create(name, { readOnly, table: [{ start: 0, length, type: 'thin', params }] });
+    this.seen.set(device.minor, { name, id });
+    return device;
   }
 
   /** Remove the thin device `name`; with `deferred`, when its last user closes it. */
@@ -537,30 +741,32 @@ export class ThinPool {
     return serialised(this.name, () => this.message('release_metadata_snap'));
   }
 
-  /** Thin devices active on this pool right now, with their thin ids (from sysfs holders). */
+  /**
+   * Thin devices active on this pool right now, with their thin ids: the
+   * pool's sysfs holders, their tables read in one threadpool trip together
+   * with the pool's own status, which proves the holders were the pool's.
+   */
   async activeDevices(): Promise<Array<{ name: string; id: number }>> {
-    const holders = dmHolders(`dm-${await this.minor()}`);
-    const devices: Array<{ name: string; id: number }> = [];
-    for (const name of holders) {
-      const table = await dm.table(name).catch(() => []);
-      const t = table.find((x) => x.type === 'thin');
-      if (t) devices.push({ name, id: thinGrammar.parse(t.params).deviceId });
-    }
-    return devices;
-  }
-
-  /** The pool device's minor: from its node (no ioctl) when that is the pool's, else asked. */
-  private async minor(): Promise<number> {
-    const st = statSync(this.path, { throwIfNoEntry: false });
-    if (st?.isBlockDevice()) {
-      const minor = (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8);
-      try {
-        if (readFileSync(`/sys/block/dm-${minor}/dm/name`, 'utf8').trim() === this.name) return minor;
-      } catch {
-        // a stale node: ask the kernel
+    for (let attempt = 1; ; attempt++) {
+      const dev = (this.dev ??= nodeDev(this.path) ?? (await dm.info(this.name)));
+      const holders = dmHolderMinors(`dm-${dev.minor}`);
+      const r = await dmCallSeq(
+        [
+          { command: 'DM_DEV_STATUS', request: { name: this.name } },
+          ...holders.map((minor): SeqStep => ({ command: 'DM_TABLE_STATUS', request: { dev: { major: dev.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } })),
+        ],
+        this.name,
+      );
+      if (r.failed?.step === 0) throw r.failed.error;
+      if (r.failed || r.replies[0]!.dev.minor !== dev.minor || r.replies[0]!.dev.major !== dev.major) {
+        // A holder went away meanwhile, or our idea of the pool's number was stale (a node of an old pool): look again.
+        if (!r.failed) this.dev = r.replies[0]!.dev;
+        if (attempt >= 10) throw new DmError(`the devices on pool '${this.name}' kept changing; try again`, { code: 'EAGAIN', device: this.name });
+        continue;
       }
+      this.seen.clear();
+      return this.remember(r.replies.slice(1)).filter((d) => d.id >= 0);
     }
-    return (await dm.info(this.name)).minor;
   }
 
   /**

@@ -15,6 +15,7 @@ struct SysError {
   std::string op;                 // "DM_DEV_CREATE", "LOOP_CONFIGURE", a path, ...
   std::string detail;             // reply decoding failures (errnum = EPROTO)
   int step = -1;                  // in a sequence of calls: the index of the one that failed
+  int number = -1;                // a loop device's number the failed call concerned
 
   static SysError Ok() { return {}; }
   static SysError Errno(int e, const char* syscall, std::string op) { return {e, syscall, std::move(op), {}}; }
@@ -31,6 +32,7 @@ inline Napi::Value MakeSysError(Napi::Env env, const SysError& e) {
   o.Set("op", Napi::String::New(env, e.op));
   if (!e.detail.empty()) o.Set("detail", Napi::String::New(env, e.detail));
   if (e.step >= 0) o.Set("step", Napi::Number::New(env, e.step));
+  if (e.number >= 0) o.Set("number", Napi::Number::New(env, e.number));
   return o;
 }
 

@@ -312,8 +312,8 @@ Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
 
 // dmIoctlSeq(fd, [[command, request], ...]) -> [reply, ...]: the ioctls in
 // order, in one threadpool trip (a trip costs more than most ioctls). Stops at
-// the first failure, which carries `step`, its index: what to undo is the
-// caller's business.
+// the first failure, which carries `step`, its index, and `replies`, those of
+// the steps before it: what to undo is the caller's business.
 Napi::Value DmIoctlSeq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0);
@@ -328,22 +328,28 @@ Napi::Value DmIoctlSeq(const Napi::CallbackInfo& info) {
     reqs->push_back(ParseRequest(env, fd, step.Get(0u).As<Napi::String>().Utf8Value(), step.Get(1u).As<Napi::Object>()));
   }
   auto results = std::make_shared<std::vector<Result>>(reqs->size());
+  auto failure = std::make_shared<SysError>();
   return RunAsync(
       env, "dmIoctlSeq",
-      [reqs, results]() {
+      [reqs, results, failure]() {
         for (size_t i = 0; i < reqs->size(); i++) {
           SysError e = Execute(*(*reqs)[i], (*results)[i]);
           if (e.errnum != 0) {
             e.step = static_cast<int>(i);
-            return e;
+            *failure = e;
+            break;
           }
         }
-        return SysError::Ok();
+        return SysError::Ok();  // a failure is reported by the JS side, with the replies before it
       },
-      [reqs, results](Napi::Env env) {
-        Napi::Array out = Napi::Array::New(env, reqs->size());
-        for (size_t i = 0; i < reqs->size(); i++) out.Set(static_cast<uint32_t>(i), ToJs(env, *(*reqs)[i], (*results)[i]));
-        return out;
+      [reqs, results, failure](Napi::Env env) -> Napi::Value {
+        size_t done = failure->errnum != 0 ? static_cast<size_t>(failure->step) : reqs->size();
+        Napi::Array out = Napi::Array::New(env, done);
+        for (size_t i = 0; i < done; i++) out.Set(static_cast<uint32_t>(i), ToJs(env, *(*reqs)[i], (*results)[i]));
+        if (failure->errnum == 0) return out;
+        Napi::Object err = MakeSysError(env, *failure).As<Napi::Object>();
+        err.Set("replies", out);
+        throw Napi::Error(env, err);
       });
 }
 

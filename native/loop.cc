@@ -1,13 +1,20 @@
-// Loop-device ioctls on file descriptors the TypeScript layer opened.
-// Sequencing (GET_FREE -> CONFIGURE, the SET_FD fallback, retries) is policy
-// and lives in lib/loop.ts; each function here is one ioctl.
+// Loop-device ioctls. Most take a descriptor the TypeScript layer opened and
+// issue one ioctl. loopAttach and loopPathIoctl do the open/ioctl/close of
+// the common path in one threadpool trip, and say which step failed:
+// sequencing around them (retries, making nodes, the SET_FD fallback) is
+// policy and lives in lib/loop.ts.
+#include <fcntl.h>
 #include <linux/loop.h>
+#include <linux/major.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "async.h"
 
@@ -57,24 +64,6 @@ Napi::Value LoopIoctl(const Napi::CallbackInfo& info) {
       [rc](Napi::Env env) { return Napi::Number::New(env, *rc); });
 }
 
-// loopConfigure(fd, { fd, blockSize, offset, sizeLimit, flags, fileName })
-Napi::Value LoopConfigure(const Napi::CallbackInfo& info) {
-  int fd = ArgInt(info, 0);
-  Napi::Object o = ArgObject(info, 1);
-  auto cfg = std::make_shared<struct loop_config>();
-  std::memset(cfg.get(), 0, sizeof *cfg);
-  cfg->fd = static_cast<uint32_t>(OptNumber(o, "fd"));
-  cfg->block_size = static_cast<uint32_t>(OptNumber(o, "blockSize"));
-  FillInfo(o, cfg->info);
-  return RunAsync(
-      info.Env(), "LOOP_CONFIGURE",
-      [fd, cfg]() {
-        return ioctl(fd, LOOP_CONFIGURE, cfg.get()) < 0 ? SysError::Errno(errno, "ioctl", "LOOP_CONFIGURE")
-                                                        : SysError::Ok();
-      },
-      [](Napi::Env env) { return env.Undefined(); });
-}
-
 // loopSetStatus(fd, { offset, sizeLimit, flags, fileName })
 Napi::Value LoopSetStatus(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0);
@@ -120,13 +109,134 @@ Napi::Value LoopGetStatus(const Napi::CallbackInfo& info) {
       });
 }
 
+// A loop device's path from its number.
+std::string LoopPath(int n) { return "/dev/loop" + std::to_string(n); }
+
+// open(path) that also proves the node is a loop device: a wrong node would
+// turn LOOP_CONFIGURE into ENOTTY, read as an old kernel.
+int OpenLoopNode(const std::string& path, int flags, SysError& err, dev_t* rdev = nullptr) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    err = SysError::Errno(errno, "open", path);
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || major(st.st_rdev) != LOOP_MAJOR) {
+    close(fd);
+    err = SysError::Errno(ENODEV, "open", path);
+    err.detail = "not a loop device node";
+    return -1;
+  }
+  if (rdev) *rdev = st.st_rdev;
+  return fd;
+}
+
+struct Attached {
+  int number = -1;
+  int fd = -1;  // the device, kept open when asked to hold it
+  dev_t dev = 0;
+  uint32_t flags = 0;
+};
+
+enum AttachStep { kOpenFile, kGetFree, kOpenLoop, kConfigure, kStatus };
+
+// loopAttach(controlFd, file, openFlags, config, { hold, status })
+//   -> { number, major, minor, fd, flags? }
+// util-linux's attach in one trip: open the backing file, LOOP_CTL_GET_FREE,
+// open /dev/loopN, LOOP_CONFIGURE, (LOOP_GET_STATUS64), close. A failure
+// carries `step` (see AttachStep) and `number` once known.
+Napi::Value LoopAttach(const Napi::CallbackInfo& info) {
+  int control = ArgInt(info, 0);
+  std::string file = ArgString(info, 1);
+  int flags = ArgInt(info, 2);
+  Napi::Object o = ArgObject(info, 3);
+  Napi::Object opts = ArgObject(info, 4);
+  bool hold = opts.Get("hold").ToBoolean();
+  bool status = opts.Get("status").ToBoolean();
+  auto cfg = std::make_shared<struct loop_config>();
+  std::memset(cfg.get(), 0, sizeof *cfg);
+  cfg->block_size = static_cast<uint32_t>(OptNumber(o, "blockSize"));
+  FillInfo(o, cfg->info);
+  auto out = std::make_shared<Attached>();
+  return RunAsync(
+      info.Env(), "loopAttach",
+      [control, file, flags, cfg, hold, status, out]() {
+        auto fail = [&](SysError e, int step, int backing, int dev) {
+          e.step = step;
+          e.number = out->number;
+          if (dev >= 0) close(dev);
+          if (backing >= 0) close(backing);
+          return e;
+        };
+        int backing = open(file.c_str(), flags | O_CLOEXEC);
+        if (backing < 0) return fail(SysError::Errno(errno, "open", file), kOpenFile, -1, -1);
+        out->number = ioctl(control, LOOP_CTL_GET_FREE);
+        if (out->number < 0) {
+          out->number = -1;
+          return fail(SysError::Errno(errno, "ioctl", "LOOP_CTL_GET_FREE"), kGetFree, backing, -1);
+        }
+        SysError err;
+        int dev = OpenLoopNode(LoopPath(out->number), flags, err, &out->dev);
+        if (dev < 0) return fail(err, kOpenLoop, backing, -1);
+        cfg->fd = static_cast<uint32_t>(backing);
+        if (ioctl(dev, LOOP_CONFIGURE, cfg.get()) < 0) return fail(SysError::Errno(errno, "ioctl", "LOOP_CONFIGURE"), kConfigure, backing, dev);
+        close(backing);  // the kernel holds its own reference now
+        if (status) {
+          struct loop_info64 li;
+          if (ioctl(dev, LOOP_GET_STATUS64, &li) == 0) out->flags = li.lo_flags;
+        }
+        if (hold) {
+          out->fd = dev;
+        } else {
+          close(dev);
+        }
+        return SysError::Ok();
+      },
+      [out](Napi::Env env) {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("number", Napi::Number::New(env, out->number));
+        r.Set("major", Napi::Number::New(env, major(out->dev)));
+        r.Set("minor", Napi::Number::New(env, minor(out->dev)));
+        r.Set("fd", Napi::Number::New(env, out->fd));
+        r.Set("flags", Napi::Number::New(env, out->flags));
+        return r;
+      });
+}
+
+// loopPathIoctl(path, openFlags, op, arg) -> Promise<number>: open the device,
+// one of kSimple's ioctls, close; one trip. The failed step shows in `syscall`.
+Napi::Value LoopPathIoctl(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0);
+  int flags = ArgInt(info, 1);
+  std::string op = ArgString(info, 2);
+  unsigned long arg = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0;
+  const SimpleOp* found = nullptr;
+  for (const auto& s : kSimple)
+    if (op == s.name) found = &s;
+  if (!found) throw Napi::TypeError::New(info.Env(), "unknown loop ioctl " + op);
+  auto rc = std::make_shared<int>(0);
+  return RunAsync(
+      info.Env(), found->name,
+      [path, flags, found, arg, rc]() {
+        SysError err;
+        int fd = OpenLoopNode(path, flags, err);
+        if (fd < 0) return err;
+        *rc = ioctl(fd, found->request, arg);
+        SysError e = *rc < 0 ? SysError::Errno(errno, "ioctl", found->name) : SysError::Ok();
+        close(fd);
+        return e;
+      },
+      [rc](Napi::Env env) { return Napi::Number::New(env, *rc); });
+}
+
 }  // namespace
 
 void InitLoop(Napi::Env env, Napi::Object exports) {
   exports.Set("loopIoctl", Napi::Function::New(env, LoopIoctl, "loopIoctl"));
-  exports.Set("loopConfigure", Napi::Function::New(env, LoopConfigure, "loopConfigure"));
   exports.Set("loopSetStatus", Napi::Function::New(env, LoopSetStatus, "loopSetStatus"));
   exports.Set("loopGetStatus", Napi::Function::New(env, LoopGetStatus, "loopGetStatus"));
+  exports.Set("loopAttach", Napi::Function::New(env, LoopAttach, "loopAttach"));
+  exports.Set("loopPathIoctl", Napi::Function::New(env, LoopPathIoctl, "loopPathIoctl"));
   Napi::Object flags = Napi::Object::New(env);
   flags.Set("LO_FLAGS_READ_ONLY", Napi::Number::New(env, LO_FLAGS_READ_ONLY));
   flags.Set("LO_FLAGS_AUTOCLEAR", Napi::Number::New(env, LO_FLAGS_AUTOCLEAR));

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, open, truncate } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -9,6 +9,7 @@ import { readBlock, SCRATCH, sparseFile, sweep, writeBlock } from './helpers';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
+const makedev = (major: number, minor: number) => (major << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
 
 beforeAll(sweep);
 afterAll(sweep);
@@ -17,7 +18,7 @@ afterEach(() => vi.restoreAllMocks());
 for (const legacy of [false, true]) {
   describe(legacy ? 'LOOP_SET_FD + LOOP_SET_STATUS64 (forced fallback)' : 'LOOP_CONFIGURE', () => {
     it(`attaches with the ${legacy ? 'legacy' : 'LOOP_CONFIGURE'} ioctls, and detaches`, async () => {
-      const configure = vi.spyOn(native, 'loopConfigure');
+      const configure = vi.spyOn(native, 'loopAttach');
       const setFd = vi.spyOn(native, 'loopIoctl');
       const file = await sparseFile(`plain-${legacy}`, 16 * MiB);
       const dev = await loop.attach(file, { legacy });
@@ -120,8 +121,27 @@ describe('capacity, races, errors', () => {
     }
   });
 
+  it('makes a missing node, and replaces one that is not the loop device, on attach and on detach', async () => {
+    const file = await sparseFile('nodes', MiB);
+    const first = await loop.attach(file);
+    await loop.detach(first.number);
+    // The next attach takes the same free device: give it a wrong node (/dev/null's numbers).
+    unlinkSync(first.path);
+    native.mknodSync(first.path, native.sysConstants.S_IFBLK | 0o660, 1, 3);
+    const dev = await loop.attach(file);
+    expect(dev.number).toBe(first.number);
+    const [major, minor] = readFileSync(`/sys/block/loop${dev.number}/dev`, 'utf8').trim().split(':').map(Number);
+    expect({ major: dev.major, minor: dev.minor }).toEqual({ major, minor });
+    expect(statSync(dev.path).rdev).toBe(makedev(major!, minor!));
+    expect((await loop.info(dev.path)).backingFile).toBe(file);
+    unlinkSync(dev.path);
+    await loop.detach(dev.number); // no node: made again
+    expect(existsSync(dev.path)).toBe(true);
+    await expect(loop.info(dev.path)).rejects.toMatchObject({ code: 'ENXIO' });
+  });
+
   it('DEVMAPPER_LOOP_LEGACY=1 forces the fallback', async () => {
-    const configure = vi.spyOn(native, 'loopConfigure');
+    const configure = vi.spyOn(native, 'loopAttach');
     process.env.DEVMAPPER_LOOP_LEGACY = '1';
     try {
       const dev = await loop.attach(await sparseFile('env-legacy', MiB));

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { native } from '../../lib/binding';
-import { dm, loop, ThinPool } from '../../lib/index';
+import { dm, DmError, loop, ThinPool } from '../../lib/index';
 import { gone, RUN, SCRATCH, sparseFile, sweep, thinCheck } from './helpers';
 
 const run = promisify(execFile);
@@ -239,6 +240,149 @@ describe('thin devices and snapshots', () => {
     await fh.close();
     expect(await gone(dev.name)).toBe(true);
     await pool.deleteThin(id);
+  });
+});
+
+describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeThinDevice', () => {
+  let pool: ThinPool;
+  beforeAll(async () => {
+    pool = await loopPool('onetrip');
+  });
+  afterAll(() => pool.destroy());
+  // Whether thin id `id` exists in the live pool (create_thin answers EEXIST).
+  const exists = (id: number) =>
+    pool.createThin(id).then(
+      async () => (await pool.deleteThin(id), false),
+      (e: DmError) => (e.code === 'EEXIST' ? true : Promise.reject(e)),
+    );
+  const live = async () => (await pool.activeDevices()).sort((a, b) => a.id - b.id);
+
+  it('creates and activates in one trip, picks a free id, and removes and deletes in one', async () => {
+    const seq = vi.spyOn(native, 'dmIoctlSeq');
+    const ioctl = vi.spyOn(native, 'dmIoctl');
+    const dev = await pool.createThinDevice({ id: 3, name: `${RUN}one`, size: '16M' });
+    expect(seq).toHaveBeenCalledTimes(1);
+    expect(ioctl).not.toHaveBeenCalled();
+    expect(dev).toMatchObject({ id: 3, name: `${RUN}one`, path: `/dev/mapper/${RUN}one`, suspended: false, readOnly: false, activeTable: true });
+    expect(statSync(dev.path).isBlockDevice()).toBe(true);
+    expect(await dm.table(dev.name)).toEqual([{ start: 0, length: (16 * MiB) / 512, type: 'thin', params: expect.stringMatching(/ 3$/) }]);
+    const ro = await pool.createThinDevice({ name: `${RUN}two`, size: 8 * MiB, readOnly: true });
+    expect(ro.id).not.toBe(3);
+    expect(ro.readOnly).toBe(true);
+    expect(await live()).toEqual([{ name: dev.name, id: 3 }, { name: ro.name, id: ro.id }].sort((a, b) => a.id - b.id));
+    seq.mockClear();
+    ioctl.mockClear();
+    await pool.removeThinDevice(dev.name, dev.id);
+    expect(seq).toHaveBeenCalledTimes(1);
+    expect(ioctl).not.toHaveBeenCalled();
+    expect(existsSync(dev.path)).toBe(false);
+    expect(await exists(3)).toBe(false);
+    await pool.removeThinDevice(ro.name, ro.id);
+    expect(await live()).toEqual([]);
+    vi.restoreAllMocks();
+  });
+
+  it('undoes a create that fails half-way: the id is deleted, the device that had the name untouched', async () => {
+    const taken = await pool.createThinDevice({ id: 5, name: `${RUN}taken`, size: '8M' });
+    await expect(pool.createThinDevice({ id: 6, name: taken.name, size: '8M' })).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining('already exists') });
+    expect(await exists(6)).toBe(false);
+    await expect(pool.createThinDevice({ id: 5, name: `${RUN}dup`, size: '8M' })).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await dm.info(`${RUN}dup`).catch((e: DmError) => e.code)).toBe('ENXIO');
+    expect(await live()).toEqual([{ name: taken.name, id: 5 }]);
+    expect(await dm.table(taken.name)).toEqual([expect.objectContaining({ params: expect.stringMatching(/ 5$/) })]);
+    await pool.removeThinDevice(taken.name, 5);
+  });
+
+  it('snapshots an active, mounted origin into an active device; the origin is resumed, and a failed snapshot undone', async () => {
+    const origin = await pool.createThinDevice({ id: 10, name: `${RUN}snap-origin`, size: '64M' });
+    const payload = randomBytes(100_000);
+    const snap = await mounted(origin.path, 'snap-origin', async (d) => {
+      await writeFile(`${d}/f`, payload);
+      const s = await pool.createSnapshotDevice(origin.id, { name: `${RUN}snap`, size: '64M' });
+      expect((await dm.info(origin.name)).suspended).toBe(false);
+      await writeFile(`${d}/after`, 'origin only');
+      return s;
+    }, true);
+    await mounted(snap.path, 'snap', async (d) => {
+      expect(sha(await readFile(`${d}/f`))).toBe(sha(payload));
+      await expect(readFile(`${d}/after`)).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+    // The name is taken: the snapshot id is deleted again, and the origin is not left suspended.
+    await expect(pool.createSnapshotDevice(origin.id, { id: 12, name: snap.name, size: '64M' })).rejects.toMatchObject({ code: 'EBUSY' });
+    expect(await exists(12)).toBe(false);
+    await expect(pool.createSnapshotDevice(999, { id: 13, name: `${RUN}nosuch`, size: '64M' })).rejects.toMatchObject({ code: 'ENODATA', message: expect.stringContaining('999') });
+    expect((await dm.info(origin.name)).suspended).toBe(false);
+    await pool.removeThinDevice(snap.name, snap.id);
+    await pool.removeThinDevice(origin.name, origin.id);
+    expect(await live()).toEqual([]);
+  });
+
+  it('a snapshot checks its guess of the active origins in the same trip, and redoes itself when a device changed behind its back', async () => {
+    await pool.createThin(30);
+    await pool.createThin(31);
+    const dev = await pool.activate(30, { name: `${RUN}guess`, size: '8M' }); // the pool now believes the device maps 30
+    // Another process reloads it to map 31.
+    const [t] = await dm.table(dev.name);
+    await dm.load(dev.name, [{ ...t!, params: t!.params.replace(/ 30$/, ' 31') }]);
+    await dm.suspend(dev.name);
+    await dm.resume(dev.name);
+    const seq = vi.spyOn(native, 'dmIoctlSeq');
+    const ioctl = vi.spyOn(native, 'dmIoctl');
+    expect(await pool.createSnapshot(32, 31)).toBe(32);
+    const seqs = seq.mock.calls.map(([, steps]) => steps.map(([command, request]) => `${command}${request.message ? ` ${request.message}` : ''}${request.flags === native.dmFlags.DM_SUSPEND_FLAG ? ` suspend ${request.name}` : ''}`));
+    // The guess (no origin to suspend) was made, found wrong, undone; then made again with the origin suspended.
+    expect(seqs[0]).toEqual(['DM_TABLE_STATUS', 'DM_TARGET_MSG create_snap 32 31']);
+    expect(ioctl.mock.calls.map(([, command, request]) => `${command} ${request.message}`)).toContain('DM_TARGET_MSG delete 32');
+    expect(seqs.at(-1)).toEqual([`DM_DEV_SUSPEND suspend ${dev.name}`, 'DM_TARGET_MSG create_snap 32 31', 'DM_DEV_SUSPEND']);
+    expect((await dm.info(dev.name)).suspended).toBe(false);
+    // Now the pool knows: the next snapshot is one trip, suspending the device.
+    seq.mockClear();
+    ioctl.mockClear();
+    expect(await pool.createSnapshot(33, 31)).toBe(33);
+    expect(seq).toHaveBeenCalledTimes(1);
+    expect(ioctl).not.toHaveBeenCalled();
+    vi.restoreAllMocks();
+    await pool.deactivate(dev.name);
+    for (const id of [30, 31, 32, 33]) await pool.deleteThin(id);
+    expect(await live()).toEqual([]);
+  });
+
+  it('removeThinDevice changes nothing while the device is open, and puts the device back when the delete fails', async () => {
+    const a = await pool.createThinDevice({ id: 20, name: `${RUN}rm-a`, size: '8M', readOnly: true });
+    const b = await pool.createThinDevice({ id: 21, name: `${RUN}rm-b`, size: '8M' });
+    const fh = await open(a.path, 'r');
+    await expect(pool.removeThinDevice(a.name, a.id)).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining('in use') });
+    await fh.close();
+    // Wrong id, one another device maps: a's device comes back as it was.
+    await expect(pool.removeThinDevice(a.name, b.id)).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(b.name) });
+    expect(await dm.info(a.name)).toMatchObject({ readOnly: true, suspended: false });
+    expect(statSync(a.path).isBlockDevice()).toBe(true);
+    // An id that does not exist: the same.
+    await expect(pool.removeThinDevice(a.name, 77)).rejects.toMatchObject({ code: 'ENODATA' });
+    expect(await live()).toEqual([{ name: a.name, id: 20 }, { name: b.name, id: 21 }]);
+    await expect(pool.removeThinDevice(`${RUN}none`, 20)).rejects.toMatchObject({ code: 'ENXIO' });
+    await pool.removeThinDevice(a.name, a.id);
+    await pool.removeThinDevice(b.name, b.id);
+    expect(await live()).toEqual([]);
+  });
+
+  it('refuses bad input before any ioctl', async () => {
+    const seq = vi.spyOn(native, 'dmIoctlSeq');
+    const ioctl = vi.spyOn(native, 'dmIoctl');
+    for (const [call, field] of [
+      [() => pool.createThinDevice({ name: `${RUN}x`, size: 1000 }), 'multiple of 512'],
+      [() => pool.createThinDevice({ id: -1, name: `${RUN}x`, size: '8M' }), 'options.id'],
+      [() => pool.createThinDevice({ name: 'a/b', size: '8M' }), 'options.name'],
+      [() => pool.createThinDevice({ name: `${RUN}x`, size: '8M', bogus: 1 } as never), 'bogus'],
+      [() => pool.createSnapshotDevice(2 ** 24, { name: `${RUN}x`, size: '8M' }), 'originId'],
+      [() => pool.removeThinDevice(`${RUN}x`, 1.5), 'id'],
+      [() => pool.removeThinDevice('', 1), 'name'],
+    ] as const) {
+      await expect(call()).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(field) });
+    }
+    expect(seq).not.toHaveBeenCalled();
+    expect(ioctl).not.toHaveBeenCalled();
+    vi.restoreAllMocks();
   });
 });
 

@@ -8,7 +8,8 @@ import { dm, DmError, loop } from '../../lib/index';
 const spies = () => ({
   dm: vi.spyOn(native, 'dmIoctl'),
   loopIoctl: vi.spyOn(native, 'loopIoctl'),
-  configure: vi.spyOn(native, 'loopConfigure'),
+  attach: vi.spyOn(native, 'loopAttach'),
+  pathIoctl: vi.spyOn(native, 'loopPathIoctl'),
   mknod: vi.spyOn(native, 'mknod'),
   mknodSync: vi.spyOn(native, 'mknodSync'),
   seq: vi.spyOn(native, 'dmIoctlSeq'),
@@ -21,7 +22,8 @@ const invalid = async (call: () => Promise<unknown>, field: string) => {
   await expect(call()).rejects.toMatchObject({ name: 'DmError', code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(field) });
   expect(s.dm).not.toHaveBeenCalled();
   expect(s.loopIoctl).not.toHaveBeenCalled();
-  expect(s.configure).not.toHaveBeenCalled();
+  expect(s.attach).not.toHaveBeenCalled();
+  expect(s.pathIoctl).not.toHaveBeenCalled();
   expect(s.mknod).not.toHaveBeenCalled();
   expect(s.mknodSync).not.toHaveBeenCalled();
   expect(s.seq).not.toHaveBeenCalled();
