@@ -45,15 +45,20 @@ void FillInfo(const Napi::Object& o, struct loop_info64& li) {
   std::memcpy(li.lo_file_name, name.data(), std::min(name.size(), sizeof li.lo_file_name - 1));
 }
 
+// The kSimple ioctl named by argument `i`, and its integer argument `i + 1` (0 if none).
+const SimpleOp* SimpleArgs(const Napi::CallbackInfo& info, size_t i, unsigned long* arg) {
+  std::string op = ArgString(info, i);
+  *arg = info.Length() > i + 1 && info[i + 1].IsNumber() ? info[i + 1].As<Napi::Number>().Uint32Value() : 0;
+  for (const auto& s : kSimple)
+    if (op == s.name) return &s;
+  throw Napi::TypeError::New(info.Env(), "unknown loop ioctl " + op);
+}
+
 // loopIoctl(fd, op, arg) -> Promise<number>
 Napi::Value LoopIoctl(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0);
-  std::string op = ArgString(info, 1);
-  unsigned long arg = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-  const SimpleOp* found = nullptr;
-  for (const auto& s : kSimple)
-    if (op == s.name) found = &s;
-  if (!found) throw Napi::TypeError::New(info.Env(), "unknown loop ioctl " + op);
+  unsigned long arg;
+  const SimpleOp* found = SimpleArgs(info, 1, &arg);
   auto rc = std::make_shared<int>(0);
   return RunAsync(
       info.Env(), found->name,
@@ -208,12 +213,8 @@ Napi::Value LoopAttach(const Napi::CallbackInfo& info) {
 Napi::Value LoopPathIoctl(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0);
   int flags = ArgInt(info, 1);
-  std::string op = ArgString(info, 2);
-  unsigned long arg = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0;
-  const SimpleOp* found = nullptr;
-  for (const auto& s : kSimple)
-    if (op == s.name) found = &s;
-  if (!found) throw Napi::TypeError::New(info.Env(), "unknown loop ioctl " + op);
+  unsigned long arg;
+  const SimpleOp* found = SimpleArgs(info, 2, &arg);
   auto rc = std::make_shared<int>(0);
   return RunAsync(
       info.Env(), found->name,
