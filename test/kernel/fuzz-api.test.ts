@@ -82,6 +82,9 @@ const calls: fc.Arbitrary<Call> = fc.oneof(
   call('pool.deleteThin', thinId.map((id) => (ctx: Ctx) => ctx.pool.deleteThin(id as number))),
   call('pool.activate', fc.tuple(thinId, options({ name, size, readOnly: fc.anything() })).map(([id, o]) => (ctx: Ctx) => ctx.pool.activate(id as number, o as never))),
   call('pool.deactivate', fc.tuple(name, options({ deferred: fc.anything() })).map(([n, o]) => (ctx: Ctx) => ctx.pool.deactivate(n as string, o as never))),
+  call('pool.createThinDevice', options({ id: thinId, name, size, readOnly: fc.anything() }).map((o) => (ctx: Ctx) => ctx.pool.createThinDevice(o as never))),
+  call('pool.createSnapshotDevice', fc.tuple(thinId, options({ id: thinId, name, size, readOnly: fc.anything() })).map(([origin, o]) => (ctx: Ctx) => ctx.pool.createSnapshotDevice(origin as number, o as never))),
+  call('pool.removeThinDevice', fc.tuple(name, thinId).map(([n, id]) => (ctx: Ctx) => ctx.pool.removeThinDevice(n as string, id as number))),
   call('pool.resize', options({ dataSize: size, metadataSize: size, lowWaterMark: count }).map((o) => (ctx: Ctx) => ctx.pool.resize(o as never))),
   call('pool.watch', options({ autoExtend: options({ threshold: count, percent: count, max: size }) }).map((o) => async (ctx: Ctx) => ctx.pool.watch(o as never).close())),
   call('ThinPool.open/create', fc.tuple(name, fc.constantFrom('open', 'create', 'createLoopBacked'), options({ name, dataDevice: fc.constantFrom('/dev/null', '/nonexistent'), metadataDevice: fc.constant('/dev/null'), dir: fc.constantFrom('', 'rel'), dataSize: size, blockSize: size })).map(
