@@ -143,6 +143,9 @@ export interface LoopBacking {
 /** deleteThin's bound for a thin id the kernel still holds open: libdevmapper's remove-retry bound. */
 const DELETE_RETRY = { attempts: 25, delayMs: 200 };
 
+/** Per pool name, shared by every ThinPool object for it: its devices as last seen (see ThinPool.seen). */
+const seen = new Map<string, Map<number, { name: string; id: number }>>();
+
 /** Per-pool serialisation of changes, shared by every ThinPool object for that name. */
 const locks = new Map<string, Promise<unknown>>();
 
@@ -277,7 +280,11 @@ export class ThinPool {
   /** The pool device's number as last seen; activeDevices() checks it against the kernel. */
   private dev: DevNumber | undefined;
   /** The devices on the pool as last seen, by minor, with the thin id each maps: a guess that snapshots check. */
-  private readonly seen = new Map<number, { name: string; id: number }>();
+  private get seen(): Map<number, { name: string; id: number }> {
+    let m = seen.get(this.name);
+    if (!m) seen.set(this.name, (m = new Map()));
+    return m;
+  }
 
   /** Data block size in bytes. */
   get blockSize(): number {
@@ -498,6 +505,7 @@ export class ThinPool {
         if (at < 0) continue; // a device went away meanwhile: nothing done yet; look properly
         if (at < snap.length) {
           await resumeAll(origins);
+          if (guess && at < origins.length) continue; // a guessed origin is not there: nothing snapshotted; look properly
         } else {
           await dm.undoCreate(name, at - snap.length);
           await this.message(`delete ${n}`).catch(() => undefined);
@@ -669,7 +677,13 @@ export class ThinPool {
         throw r.failed.error;
       }
       await removeNode(mapperPath(name));
+      this.forget(name);
     });
+  }
+
+  /** Drop a removed device from the devices last seen (its minor will be reused). */
+  private forget(name: string): void {
+    for (const [minor, d] of this.seen) if (d.name === name) this.seen.delete(minor);
   }
 
   /** Delete thin device `id` and free its blocks; it must not be active. */
@@ -718,7 +732,9 @@ export class ThinPool {
   async deactivate(name: string, options?: { deferred?: boolean }): Promise<dm.RemoveResult> {
     checkName(name);
     const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
-    return dm.remove(name, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
+    const r = await dm.remove(name, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
+    if (!r.deferred) this.forget(name);
+    return r;
   }
 
   /** Change the pool's transaction id from `from` to `to` (EINVAL if it is not `from`). */

@@ -342,8 +342,18 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(seq).toHaveBeenCalledTimes(1);
     expect(ioctl).not.toHaveBeenCalled();
     vi.restoreAllMocks();
-    await pool.deactivate(dev.name);
-    for (const id of [30, 31, 32, 33]) await pool.deleteThin(id);
+    // Removed and its minor taken by another device behind the pool's back: the
+    // guessed origin is not there; the snapshot still succeeds, the other device untouched.
+    await dm.remove(dev.name);
+    const other = await dm.create(`${RUN}guess-other`, { table: [{ ...t!, params: t!.params.replace(/ 30$/, ' 31') }] });
+    expect(other.minor).toBe(dev.minor);
+    const again = vi.spyOn(native, 'dmIoctlSeq');
+    expect(await pool.createSnapshot(34, 31)).toBe(34); // the guess suspends the gone device by name: ENXIO, then the careful way
+    expect(again.mock.calls.at(-1)![1].map(([command, request]) => `${command} ${request.name ?? ''}`)).toEqual([`DM_DEV_SUSPEND ${other.name}`, 'DM_TARGET_MSG ' + pool.name, `DM_DEV_SUSPEND ${other.name}`]);
+    vi.restoreAllMocks();
+    expect((await dm.info(other.name)).suspended).toBe(false);
+    await dm.remove(other.name);
+    for (const id of [30, 31, 32, 33, 34]) await pool.deleteThin(id);
     expect(await live()).toEqual([]);
   });
 
