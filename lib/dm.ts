@@ -176,6 +176,7 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
 const createHints = (name: string): Hints => ({ EBUSY: `a device named '${name}' (or with that uuid) already exists` });
 
 /**
+ * @internal
  * The three steps of create() with a table (create, load, resume), for a
  * caller that runs more steps before them in the same trip. `options` is
  * validated here, before any ioctl.
@@ -193,12 +194,13 @@ export function createSteps(name: string, options: CreateOptions & { table: Targ
   ];
 }
 
-/** Undo createSteps() that failed at `step` (0: nothing was made; later: remove the half-made device). */
+/** @internal Undo createSteps() that failed at `step` (0: nothing was made; later: remove the half-made device). */
 export async function undoCreate(name: string, step: number): Promise<void> {
   if (step > 0) await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
 }
 
 /**
+ * @internal
  * After the create steps succeeded (`replies`: the create's first, the last
  * one carries the status): make the node; if that fails, remove the device.
  */
