@@ -513,7 +513,7 @@ export class ThinPool {
         throw r.failed.error;
       }
       if (guess) {
-        const seen = this.remember(r.replies.slice(0, checks.length));
+        const seen = this.remember(r.replies.slice(0, checks.length), poolDev);
         const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
         const pool = r.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
         if (pool.major !== poolDev.major || pool.minor !== poolDev.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
@@ -541,11 +541,13 @@ export class ThinPool {
     return guess;
   }
 
-  /** Note the thin ids of devices on the pool from their DM_TABLE_STATUS replies (-1: not a thin device). */
-  private remember(tables: DmIoctlReply[]): Array<{ name: string; id: number }> {
+  /** Note the thin ids of devices on the pool from their DM_TABLE_STATUS replies (-1: not a thin device of this pool). */
+  private remember(tables: DmIoctlReply[], pool: DevNumber): Array<{ name: string; id: number }> {
     return tables.map((reply) => {
-      const t = reply.targets?.find((x) => x.type === 'thin');
-      const d = { name: reply.name, id: t ? thinGrammar.parse(t.params).deviceId : -1 };
+      // The kernel names the pool by number; a minor reused meanwhile may be a thin device of another pool.
+      const thin = reply.targets?.filter((x) => x.type === 'thin').map((x) => thinGrammar.parse(x.params));
+      const t = thin?.find((x) => x.poolDevice === `${pool.major}:${pool.minor}`);
+      const d = { name: reply.name, id: t ? t.deviceId : -1 };
       this.seen.set(reply.dev.minor, d);
       return d;
     });
@@ -760,12 +762,15 @@ export class ThinPool {
   /**
    * Thin devices active on this pool right now, with their thin ids: the
    * pool's sysfs holders, their tables read in one threadpool trip together
-   * with the pool's own status, which proves the holders were the pool's.
+   * with the pool's own status, which proves the holders were the pool's. A
+   * holder removed between the sysfs read and the trip is not active: the
+   * rest are read in a further trip.
    */
   async activeDevices(): Promise<Array<{ name: string; id: number }>> {
-    for (let attempt = 1; ; attempt++) {
-      const dev = (this.dev ??= nodeDev(this.path) ?? (await dm.info(this.name)));
-      const holders = dmHolderMinors(`dm-${dev.minor}`);
+    let dev = (this.dev ??= nodeDev(this.path) ?? (await dm.info(this.name)));
+    let holders = dmHolderMinors(`dm-${dev.minor}`);
+    const tables: DmIoctlReply[] = [];
+    for (let stale = 0; ; ) {
       const r = await dmCallSeq(
         [
           { command: 'DM_DEV_STATUS', request: { name: this.name } },
@@ -774,15 +779,24 @@ export class ThinPool {
         this.name,
       );
       if (r.failed?.step === 0) throw r.failed.error;
-      if (r.failed || r.replies[0]!.dev.minor !== dev.minor || r.replies[0]!.dev.major !== dev.major) {
-        // A holder went away meanwhile, or our idea of the pool's number was stale (a node of an old pool): look again.
-        if (!r.failed) this.dev = r.replies[0]!.dev;
-        if (attempt >= 10) throw new DmError(`the devices on pool '${this.name}' kept changing; try again`, { code: 'EAGAIN', device: this.name });
+      const replies = r.failed ? r.failed.replies : r.replies;
+      const pool = replies[0]!.dev;
+      if (pool.minor !== dev.minor || pool.major !== dev.major) {
+        // Our idea of the pool's number was stale (a node of an old pool): look again.
+        if (++stale >= 10) throw new DmError(`the devices on pool '${this.name}' kept changing; try again`, { code: 'EAGAIN', device: this.name });
+        dev = this.dev = pool;
+        holders = dmHolderMinors(`dm-${dev.minor}`);
+        tables.length = 0;
         continue;
       }
-      this.seen.clear();
-      return this.remember(r.replies.slice(1)).filter((d) => d.id >= 0);
+      tables.push(...replies.slice(1));
+      if (!r.failed) break;
+      // Step k read holders[k - 1]; ENXIO: it went away meanwhile. Each such trip shortens the list.
+      if (r.failed.error.code !== 'ENXIO') throw r.failed.error;
+      holders = holders.slice(r.failed.step);
     }
+    this.seen.clear();
+    return this.remember(tables, dev).filter((d) => d.id >= 0);
   }
 
   /**

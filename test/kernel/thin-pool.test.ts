@@ -357,6 +357,51 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(await live()).toEqual([]);
   });
 
+  it('activeDevices keeps going while devices vanish between the sysfs read and the trip, and ignores another pool\'s device on a reused number', async () => {
+    const keep = await pool.createThinDevice({ id: 40, name: `${RUN}ad-keep`, size: '8M' });
+    const victims: string[] = [];
+    for (let i = 0; i < 11; i++) victims.push((await pool.createThinDevice({ id: 41 + i, name: `${RUN}ad-${i}`, size: '8M' })).name);
+    // Before every trip, one more device goes away (as under 8 concurrent callers): more than any fixed number of retries.
+    const real = native.dmIoctlSeq.bind(native);
+    const gone: string[] = [];
+    const seq = vi.spyOn(native, 'dmIoctlSeq').mockImplementation(async (fd, steps) => {
+      const victim = victims.shift();
+      if (victim) {
+        await dm.remove(victim);
+        gone.push(victim);
+      }
+      return real(fd, steps);
+    });
+    const seen = await pool.activeDevices();
+    vi.restoreAllMocks();
+    expect(seq.mock.calls.length).toBeLessThanOrEqual(13); // each failed trip shortens the list
+    const names = seen.map((d) => d.name);
+    expect(names).toContain(keep.name);
+    for (const v of victims) expect(names).toContain(v); // still active: all found
+    expect(seen.filter((d) => d.name !== keep.name).every((d) => d.id === 41 + Number(d.name.slice(`${RUN}ad-`.length)))).toBe(true);
+    for (const v of [...victims, ...gone]) await dm.remove(v).catch((e: DmError) => expect(e.code).toBe('ENXIO'));
+    for (let i = 0; i < 11; i++) await pool.deleteThin(41 + i);
+
+    // A device removed, and its number taken by a thin device of another pool, between the sysfs read and the trip.
+    const other = await loopPool('onetrip-other');
+    await other.createThin(1);
+    const doomed = await pool.createThinDevice({ id: 41, name: `${RUN}ad-doomed`, size: '8M' });
+    let stranger: dm.DeviceInfo | undefined;
+    vi.spyOn(native, 'dmIoctlSeq').mockImplementationOnce(async (fd, steps) => {
+      await dm.remove(doomed.name);
+      stranger = await other.activate(1, { name: `${RUN}ad-stranger`, size: '8M' });
+      return real(fd, steps);
+    });
+    expect(await pool.activeDevices()).toEqual([{ name: keep.name, id: 40 }]);
+    vi.restoreAllMocks();
+    expect(stranger?.minor).toBe(doomed.minor);
+    await other.deactivate(stranger!.name);
+    await other.destroy();
+    await pool.deleteThin(41);
+    await pool.removeThinDevice(keep.name, keep.id);
+    expect(await live()).toEqual([]);
+  });
+
   it('removeThinDevice changes nothing while the device is open, and puts the device back when the delete fails', async () => {
     const a = await pool.createThinDevice({ id: 20, name: `${RUN}rm-a`, size: '8M', readOnly: true });
     const b = await pool.createThinDevice({ id: 21, name: `${RUN}rm-b`, size: '8M' });
