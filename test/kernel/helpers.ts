@@ -105,7 +105,7 @@ async function thinTool(tool: string, args: string[], metadataFile: string): Pro
   const dev = await loop.attach(metadataFile, { readOnly: true });
   try {
     return await new Promise((resolve, reject) =>
-      execFile(tool, [...args, dev.path], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${tool} failed: ${stderr}${stdout}`)) : resolve(stdout + stderr))),
+      execFile(tool, [...args, dev.path], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${tool} failed (${err.message}): ${stderr}${stdout}`)) : resolve(stdout + stderr))),
     );
   } finally {
     await loop.detach(dev.path);
