@@ -139,6 +139,29 @@ export async function traced<T>(what: string, device: string | undefined, call: 
   }
 }
 
+/** Fields a native failure may carry beside its errno. */
+type NativeFields = { syscall?: string; detail?: string; step?: number; number?: number };
+
+/**
+ * traced(), resolving with the failure instead of throwing it, together with
+ * the native error's own fields (which step failed, a loop number, a detail)
+ * that the caller needs to decide what to do next.
+ */
+export async function tracedOutcome<T>(
+  what: string,
+  device: string | undefined,
+  call: () => Promise<T>,
+  hints?: Hints,
+): Promise<{ value: T; error?: undefined } | { error: DmError; native: NativeFields }> {
+  let raw: unknown;
+  try {
+    const value = await traced(what, device, () => call().catch((e: unknown) => Promise.reject((raw = e))), hints);
+    return { value };
+  } catch (error) {
+    return { error: error as DmError, native: (typeof raw === 'object' && raw !== null ? raw : {}) as NativeFields };
+  }
+}
+
 function elapsed(started: bigint): string {
   return (Number(process.hrtime.bigint() - started) / 1e6).toFixed(3);
 }

@@ -10,7 +10,7 @@ import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { native, type DevNumber, type LoopSimpleIoctl } from './binding';
-import { traced, type Hints } from './control';
+import { traced, tracedOutcome, type Hints } from './control';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode } from './nodes';
 import { sysfsDev, sysfsText } from './sysfs';
@@ -125,17 +125,11 @@ const WRONG_NODE = new Set(['ENOENT', 'ENXIO', 'ENODEV']);
 async function loopCall(n: number, op: LoopSimpleIoctl, arg: number | undefined, hints: Hints): Promise<number> {
   const path = loopPath(n);
   for (let attempt = 1; ; attempt++) {
-    let failure: { syscall?: string; detail?: string } | undefined;
-    try {
-      return await traced(op, path, () => native.loopPathIoctl(path, constants.O_RDONLY, op, arg).catch((e: unknown) => {
-        failure = e as typeof failure;
-        throw e;
-      }), hints);
-    } catch (e) {
-      if (failure?.syscall !== 'open') throw e;
-      if (attempt > 1 || !(e instanceof DmError) || !WRONG_NODE.has(e.code)) throw loopOpenError(path, e, failure.detail);
-      await ensureLoopNode(n);
-    }
+    const r = await tracedOutcome(op, path, () => native.loopPathIoctl(path, constants.O_RDONLY, op, arg), hints);
+    if (!r.error) return r.value;
+    if (r.native.syscall !== 'open') throw r.error;
+    if (attempt > 1 || !WRONG_NODE.has(r.error.code)) throw loopOpenError(path, r.error, r.native.detail);
+    await ensureLoopNode(n);
   }
 }
 
@@ -187,37 +181,33 @@ export async function attach(file: string, options?: AttachOptions): Promise<Loo
   if (!legacy && !configureMissing) {
     const cfg = { offset, sizeLimit, blockSize, fileName: file.slice(-63), flags: statusFlags(c) | (o.directIo ? LF.LO_FLAGS_DIRECT_IO : 0) };
     for (let attempt = 1; ; attempt++) {
-      let failure: { step?: number; number?: number; detail?: string } | undefined;
-      try {
-        const r = await traced('LOOP_CTL_GET_FREE+LOOP_CONFIGURE', file, () =>
-          native.loopAttach(control, file, mode, cfg, { hold: o.autoclear === true, status: o.directIo === true }).catch((e: unknown) => {
-            failure = e as typeof failure;
-            throw e;
-          }),
-        );
-        const held = r.fd >= 0 ? { close: () => promisify(closeFd)(r.fd) } : undefined;
-        return loopDevice(r.number, r, held, (r.flags & LF.LO_FLAGS_DIRECT_IO) !== 0);
-      } catch (e) {
-        if (!(e instanceof DmError) || failure?.step === undefined) throw e;
-        const n = failure.number ?? -1;
-        if (failure.step === AttachStep.OpenFile) throw new DmError(`cannot open backing file ${file}: ${e.code}`, { code: e.code, syscall: 'open', device: file, cause: e });
-        if (failure.step === AttachStep.OpenLoop) {
-          // No node yet (no devtmpfs or udev), or one that is not the device's: make it and go again.
-          if (attempt >= GET_FREE_ATTEMPTS || !WRONG_NODE.has(e.code)) throw loopOpenError(loopPath(n), e, failure.detail);
-          await ensureLoopNode(n).catch((x: unknown) => {
-            if (!(x instanceof DmError) || x.code !== 'ENXIO') throw x; // removed meanwhile: ask for another
-          });
-          continue;
-        }
-        if (failure.step === AttachStep.Configure) {
-          if (e.code === 'EBUSY' && attempt < GET_FREE_ATTEMPTS) continue; // raced: take another
-          // ENOTTY: a kernel before LOOP_CONFIGURE. EINVAL: that, or a value
-          // the kernel refuses; the legacy path tells which by failing on the same value.
-          if (e.code === 'ENOTTY') configureMissing = true;
-          if (e.code === 'EINVAL' || e.code === 'ENOTTY') break;
-        }
-        throw e;
+      const r = await tracedOutcome('LOOP_CTL_GET_FREE+LOOP_CONFIGURE', file, () =>
+        native.loopAttach(control, file, mode, cfg, { hold: o.autoclear === true, status: o.directIo === true }),
+      );
+      if (!r.error) {
+        const held = r.value.fd >= 0 ? { close: () => promisify(closeFd)(r.value.fd) } : undefined;
+        return loopDevice(r.value.number, r.value, held, (r.value.flags & LF.LO_FLAGS_DIRECT_IO) !== 0);
       }
+      const { error: e, native: failure } = r;
+      if (failure.step === undefined) throw e;
+      const n = failure.number ?? -1;
+      if (failure.step === AttachStep.OpenFile) throw new DmError(`cannot open backing file ${file}: ${e.code}`, { code: e.code, syscall: 'open', device: file, cause: e });
+      if (failure.step === AttachStep.OpenLoop) {
+        // No node yet (no devtmpfs or udev), or one that is not the device's: make it and go again.
+        if (attempt >= GET_FREE_ATTEMPTS || !WRONG_NODE.has(e.code)) throw loopOpenError(loopPath(n), e, failure.detail);
+        await ensureLoopNode(n).catch((x: unknown) => {
+          if (!(x instanceof DmError) || x.code !== 'ENXIO') throw x; // removed meanwhile: ask for another
+        });
+        continue;
+      }
+      if (failure.step === AttachStep.Configure) {
+        if (e.code === 'EBUSY' && attempt < GET_FREE_ATTEMPTS) continue; // raced: take another
+        // ENOTTY: a kernel before LOOP_CONFIGURE. EINVAL: that, or a value
+        // the kernel refuses; the legacy path tells which by failing on the same value.
+        if (e.code === 'ENOTTY') configureMissing = true;
+        if (e.code === 'EINVAL' || e.code === 'ENOTTY') break;
+      }
+      throw e;
     }
   }
   return attachLegacy(file, mode, control, c);

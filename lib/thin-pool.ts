@@ -204,6 +204,11 @@ function checkPoolTable(o: PoolTableOptions) {
 const TABLE_KEYS = ['blockSize', 'lowWaterMark', 'errorIfNoSpace', 'blockZeroing'] as const;
 
 /** Whole blocks of `bytes`, in sectors: the pool's length. */
+/** Read the table of the device with number `major`:`minor` (the pool's major: device-mapper's). */
+const tableStep = (pool: DevNumber, minor: number): SeqStep => ({
+  command: 'DM_TABLE_STATUS',
+  request: { dev: { major: pool.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG },
+});
 const poolSectors = (bytes: number, blockSectors: number) => Math.floor(bytes / SECTOR / blockSectors) * blockSectors;
 
 async function exists(path: string): Promise<boolean> {
@@ -494,12 +499,10 @@ export class ThinPool {
    */
   private async snapshotTrip(n: number, originId: number, name: string, create: SeqStep[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
-      const poolDev = this.dev!;
-      const checks = guess ? [...guess.keys()] : [];
-      const origins = guess ? [...guess.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
+      const checks = guess ? [...guess.devices.keys()] : [];
+      const origins = guess ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
       const snap = this.snapshotSteps(n, originId, origins);
-      const tableOf = (minor: number): SeqStep => ({ command: 'DM_TABLE_STATUS', request: { dev: { major: poolDev.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } });
-      const r = await dmCallSeq([...checks.map(tableOf), ...snap, ...create], name);
+      const r = await dmCallSeq([...checks.map((minor) => tableStep(guess!.pool, minor)), ...snap, ...create], name);
       if (r.failed) {
         const at = r.failed.step - checks.length;
         if (at < 0) continue; // a device went away meanwhile: nothing done yet; look properly
@@ -513,10 +516,10 @@ export class ThinPool {
         throw r.failed.error;
       }
       if (guess) {
-        const seen = this.remember(r.replies.slice(0, checks.length), poolDev);
+        const seen = this.remember(r.replies.slice(0, checks.length), guess.pool);
         const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
         const pool = r.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
-        if (pool.major !== poolDev.major || pool.minor !== poolDev.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
+        if (pool.major !== guess.pool.major || pool.minor !== guess.pool.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
           // An active origin may have gone unsuspended: undo, and go again the careful way.
           if (create.length > 0) await dm.undoCreate(name, create.length);
           await this.message(`delete ${n}`);
@@ -528,17 +531,20 @@ export class ThinPool {
     }
   }
 
-  /** The devices on the pool now (sysfs holders) with the thin ids last seen for them; undefined if one is not known. */
-  private guessDevices(): Map<number, { name: string; id: number }> | undefined {
-    this.dev ??= nodeDev(this.path);
-    if (!this.dev) return undefined;
-    const guess = new Map<number, { name: string; id: number }>();
-    for (const minor of dmHolderMinors(`dm-${this.dev.minor}`)) {
+  /**
+   * The devices on the pool now (sysfs holders of the pool's number as last
+   * known), by minor, with the thin ids last seen for them; undefined if one is not known.
+   */
+  private guessDevices(): { pool: DevNumber; devices: Map<number, { name: string; id: number }> } | undefined {
+    const pool = (this.dev ??= nodeDev(this.path));
+    if (!pool) return undefined;
+    const devices = new Map<number, { name: string; id: number }>();
+    for (const minor of dmHolderMinors(`dm-${pool.minor}`)) {
       const known = this.seen.get(minor);
       if (!known) return undefined;
-      guess.set(minor, known);
+      devices.set(minor, known);
     }
-    return guess;
+    return { pool, devices };
   }
 
   /** Note the thin ids of devices on the pool from their DM_TABLE_STATUS replies (-1: not a thin device of this pool). */
@@ -614,8 +620,7 @@ export class ThinPool {
     const { name, readOnly, length } = checkActivate(o);
     const steps = (n: number) =>
       dm.createSteps(name, { readOnly, table: [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, deviceId: n }) }] });
-    steps(0); // validates the table now
-    return { id, name, steps };
+    return { id, name, steps }; // steps(n) checks the table before the first ioctl
   }
 
   /**
@@ -774,7 +779,7 @@ export class ThinPool {
       const r = await dmCallSeq(
         [
           { command: 'DM_DEV_STATUS', request: { name: this.name } },
-          ...holders.map((minor): SeqStep => ({ command: 'DM_TABLE_STATUS', request: { dev: { major: dev.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } })),
+          ...holders.map((minor) => tableStep(dev, minor)),
         ],
         this.name,
       );
