@@ -203,12 +203,13 @@ function checkPoolTable(o: PoolTableOptions) {
 
 const TABLE_KEYS = ['blockSize', 'lowWaterMark', 'errorIfNoSpace', 'blockZeroing'] as const;
 
-/** Whole blocks of `bytes`, in sectors: the pool's length. */
 /** Read the table of the device with number `major`:`minor` (the pool's major: device-mapper's). */
 const tableStep = (pool: DevNumber, minor: number): SeqStep => ({
   command: 'DM_TABLE_STATUS',
   request: { dev: { major: pool.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG },
 });
+
+/** Whole blocks of `bytes`, in sectors: the pool's length. */
 const poolSectors = (bytes: number, blockSectors: number) => Math.floor(bytes / SECTOR / blockSectors) * blockSectors;
 
 async function exists(path: string): Promise<boolean> {
@@ -499,10 +500,10 @@ export class ThinPool {
    */
   private async snapshotTrip(n: number, originId: number, name: string, create: SeqStep[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
-      const checks = guess ? [...guess.devices.keys()] : [];
+      const checks = guess ? [...guess.devices.keys()].map((minor) => tableStep(guess.pool, minor)) : [];
       const origins = guess ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
       const snap = this.snapshotSteps(n, originId, origins);
-      const r = await dmCallSeq([...checks.map((minor) => tableStep(guess!.pool, minor)), ...snap, ...create], name);
+      const r = await dmCallSeq([...checks, ...snap, ...create], name);
       if (r.failed) {
         const at = r.failed.step - checks.length;
         if (at < 0) continue; // a device went away meanwhile: nothing done yet; look properly
