@@ -195,8 +195,9 @@ export class DeviceSet {
     for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
     const lock = await takeLock(root);
     let activated: ThinPool | undefined; // a pool this call brought up, taken down again if open fails
+    let store: MetadataStore | undefined;
     try {
-      const store = await MetadataStore.open(join(root, 'metadata'));
+      store = await MetadataStore.open(join(root, 'metadata'));
       const recorded = await store.readSet();
       const { pool, owns, created } = await openPool(root, o, recorded?.poolName);
       if (created) activated = pool;
@@ -217,6 +218,7 @@ export class DeviceSet {
       return ds;
     } catch (e) {
       await activated?.destroy().catch(() => undefined);
+      await store?.close();
       await lock.close();
       throw e;
     }
@@ -289,10 +291,14 @@ export class DeviceSet {
 
   /** Mounts of this set's devices made earlier (another process, a CLI call): count them as one reference each. */
   private async findMounts(): Promise<void> {
-    const lines = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' '));
+    // Source → first mount point, once: a set may hold tens of thousands of records.
+    const targets = new Map<string, string>();
+    for (const [source, target] of (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' '))) {
+      if (source && target && !targets.has(source)) targets.set(source, target);
+    }
     for (const r of this.store.all()) {
       if (r.id === BASE) continue;
-      const target = lines.find((f) => f[0] === mapperPath(this.dmName(r.id)))?.[1];
+      const target = targets.get(mapperPath(this.dmName(r.id)));
       if (target) this.mounts.set(r.id, { target: target.replace(/\\040/g, ' '), count: 1 });
     }
   }
@@ -696,6 +702,7 @@ export class DeviceSet {
         if (this.ownsPool) await this.pool.destroy();
       });
     } finally {
+      await this.store.close();
       await this.lock.close();
     }
   }

@@ -1,42 +1,135 @@
-// The record store on a plain directory: atomic writes, temp-file cleanup,
-// and opening many records within a small file-descriptor limit.
+// The record store on a plain directory: the append-only log, a line a kill
+// cut short, compaction, concurrent changes, temp-file cleanup, and moving a
+// set written as one file per record into the log.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MetadataStore } from '../../lib/metadata-store';
+import { MetadataStore, type DeviceRecord } from '../../lib/metadata-store';
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mstore-'));
+  dir = join(tmpdir(), `mstore-${process.pid}`);
+  await mkdir(dir, { recursive: true });
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-it('writes, reads back, deletes, and drops temp files a crash left', async () => {
+const rec = (id: string, deviceId: number, extra: Partial<DeviceRecord> = {}): DeviceRecord => ({ id, deviceId, size: 8, parent: id === '' ? null : '', transactionId: deviceId, ...extra });
+const ids = (s: MetadataStore) => s.all().map((r) => r.id).sort();
+const logLines = async (root: string) => (await readFile(join(root, 'devices.log'), 'utf8')).split('\n').filter(Boolean).length;
+
+it('writes, reads back and deletes records; drops temp files a kill left', async () => {
   const root = join(dir, 'a');
   const store = await MetadataStore.open(root);
-  await store.put({ id: '', deviceId: 1, size: 8, parent: null, transactionId: 1, initialized: true });
-  await store.put({ id: 'x', deviceId: 2, size: 8, parent: '', transactionId: 2 });
-  await store.writeTransaction({ openTransactionId: 3, op: 'create', id: 'y', deviceId: 3 });
-  await writeFile(join(root, 'devices', 'y.json.123456'), '{"half":'); // an interrupted atomic write
+  await store.put(rec('', 1, { initialized: true }));
+  await store.put(rec('x', 2));
+  await store.put(rec('y', 3));
+  await store.put(rec('x', 2, { deleted: true }));
+  await store.delete('y');
+  await store.delete('never-there'); // nothing to log
+  await store.writeTransaction({ openTransactionId: 3, op: 'create', id: 'z', deviceId: 4 });
+  await store.close();
+  await expect(store.put(rec('w', 5))).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+  await writeFile(join(root, 'transaction.json.123456'), '{"half":'); // an interrupted atomic replace
+  expect(await logLines(root)).toBe(5);
+
   const again = await MetadataStore.open(root);
-  expect(again.all().map((r) => r.id).sort()).toEqual(['', 'x']);
+  expect(ids(again)).toEqual(['', 'x']);
+  expect(again.get('x')).toEqual(rec('x', 2, { deleted: true }));
   expect(again.devices().map((r) => r.id)).toEqual(['x']);
-  expect(await again.readTransaction()).toEqual({ openTransactionId: 3, op: 'create', id: 'y', deviceId: 3 });
-  expect(await readdir(join(root, 'devices'))).toEqual(['x.json']);
+  expect(await again.readTransaction()).toEqual({ openTransactionId: 3, op: 'create', id: 'z', deviceId: 4 });
+  expect((await readdir(root)).sort()).toEqual(['devices.log', 'transaction.json']);
   await again.delete('x');
   await again.clearTransaction();
-  expect((await MetadataStore.open(root)).devices()).toEqual([]);
+  await again.close();
+  const third = await MetadataStore.open(root);
+  expect(third.devices()).toEqual([]);
+  await third.close();
 });
 
-it('opens 3000 records with only 256 file descriptors allowed', async () => {
+it('drops a last line a kill cut short, and cuts it off the file', async () => {
+  const root = join(dir, 'torn');
+  const store = await MetadataStore.open(root);
+  await store.put(rec('a', 1));
+  await store.close();
+  const whole = await readFile(join(root, 'devices.log'), 'utf8');
+  await appendFile(join(root, 'devices.log'), '{"put":{"id":"b","devi'); // the write of b never finished
+  const again = await MetadataStore.open(root);
+  expect(ids(again)).toEqual(['a']);
+  expect(await readFile(join(root, 'devices.log'), 'utf8')).toBe(whole);
+  await again.put(rec('c', 3)); // appends after the cut, not after the fragment
+  await again.close();
+  const third = await MetadataStore.open(root);
+  expect(ids(third)).toEqual(['a', 'c']);
+  await third.close();
+});
+
+it('refuses a log with a whole line that is not a record change', async () => {
+  for (const bad of ['{"put":', '{"frob":1}', '[]']) {
+    const root = join(dir, `bad-${bad.length}`);
+    await mkdir(root, { recursive: true });
+    await writeFile(join(root, 'devices.log'), `{"put":{"id":"a","deviceId":1,"size":8,"parent":"","transactionId":1}}\n${bad}\n`);
+    await expect(MetadataStore.open(root)).rejects.toMatchObject({ code: 'ERR_DM_CORRUPT', message: expect.stringMatching(/devices\.log/) });
+  }
+});
+
+it('compacts the log when it holds more than twice the lines it needs', async () => {
+  const root = join(dir, 'compact');
+  const store = await MetadataStore.open(root);
+  for (let i = 0; i < 10; i++) await store.put(rec(`keep${i}`, i));
+  for (let i = 0; i < 500; i++) await store.put(rec('churn', 100 + i));
+  expect(await logLines(root)).toBeLessThanOrEqual(64);
+  await store.close();
+  const again = await MetadataStore.open(root);
+  expect(again.get('churn')?.deviceId).toBe(599);
+  expect(again.all()).toHaveLength(11);
+  await again.close();
+});
+
+it('keeps every one of many concurrent changes, across compactions', async () => {
+  const root = join(dir, 'concurrent');
+  const store = await MetadataStore.open(root);
+  await Promise.all(Array.from({ length: 300 }, (_, i) => store.put(rec(`c${i}`, i)).then(() => (i % 3 === 0 ? store.delete(`c${i}`) : undefined))));
+  await store.close();
+  const again = await MetadataStore.open(root);
+  expect(again.all()).toHaveLength(200);
+  expect(again.get('c3')).toBeUndefined();
+  expect(again.get('c4')?.deviceId).toBe(4);
+  await again.close();
+});
+
+it('moves a set written as one file per record into the log', async () => {
+  const root = join(dir, 'legacy');
+  await mkdir(join(root, 'devices'), { recursive: true });
+  await writeFile(join(root, 'base.json'), JSON.stringify(rec('', 1, { initialized: true }), null, 2));
+  await writeFile(join(root, 'devices', 'x.json'), JSON.stringify(rec('x', 2)));
+  await writeFile(join(root, 'devices', 'y.json.123456'), '{"half":'); // an interrupted atomic write
+  const store = await MetadataStore.open(root);
+  expect(ids(store)).toEqual(['', 'x']);
+  expect(store.get('')?.initialized).toBe(true);
+  expect((await readdir(root)).sort()).toEqual(['devices.log']);
+  await store.close();
+
+  // A kill after the log was written but before the files were removed: the log wins.
+  await mkdir(join(root, 'devices'));
+  await writeFile(join(root, 'devices', 'x.json'), JSON.stringify(rec('x', 99)));
+  const again = await MetadataStore.open(root);
+  expect(again.get('x')?.deviceId).toBe(2);
+  expect((await readdir(root)).sort()).toEqual(['devices.log']);
+  await again.close();
+});
+
+it('moves 3000 per-file records with only 256 file descriptors allowed', async () => {
   const root = join(dir, 'many');
-  await MetadataStore.open(root);
-  for (let i = 0; i < 3000; i++) await writeFile(join(root, 'devices', `d${i}.json`), JSON.stringify({ id: `d${i}`, deviceId: i + 10, size: 8, parent: '', transactionId: 1 }));
+  await mkdir(join(root, 'devices'), { recursive: true });
+  for (let i = 0; i < 3000; i++) await writeFile(join(root, 'devices', `d${i}.json`), JSON.stringify(rec(`d${i}`, i + 10)));
   const lib = JSON.stringify(join(__dirname, '..', '..', 'dist', 'metadata-store.js'));
   const out = await new Promise<string>((resolve, reject) =>
-    execFile('sh', ['-c', `ulimit -n 256 && node -e 'require(${lib}).MetadataStore.open(${JSON.stringify(root)}).then((s) => console.log(s.devices().length))'`], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))),
+    execFile('sh', ['-c', `ulimit -n 256 && node -e 'require(${lib}).MetadataStore.open(${JSON.stringify(root)}).then(async (s) => { console.log(s.devices().length); await s.close(); })'`], (err, stdout, stderr) =>
+      err ? reject(new Error(stderr)) : resolve(stdout),
+    ),
   );
   expect(out.trim()).toBe('3000');
+  expect(await logLines(root)).toBe(3000);
 });
