@@ -158,8 +158,21 @@ describe('sizes and filesystems', () => {
     await expect(DeviceSet.open({ root, baseSize: '64M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('cannot shrink') });
   });
 
+  /** The set's recorded base UUID (read from the superblock) is what blkid -p reads. */
+  async function expectUuidAsBlkid(ds: DeviceSet): Promise<void> {
+    const set = JSON.parse(await readFile(`${SCRATCH}/set-${n}/metadata/deviceset.json`, 'utf8')) as { baseUuid: string };
+    await ds.create('uuid-probe');
+    await ds.mount('uuid-probe', mnt('uuid-probe'));
+    const { stdout } = await run('blkid', ['-p', '-s', 'UUID', '-o', 'value', (await ds.get('uuid-probe')).path]);
+    await ds.unmount('uuid-probe');
+    await ds.remove('uuid-probe');
+    expect(set.baseUuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(set.baseUuid).toBe(stdout.trim());
+  }
+
   it('passes mkfsArgs to mkfs and mountOptions (plus per-mount options) to mount', async () => {
     const ds = await fresh({ mkfsArgs: ['-L', 'dmlabel'], mountOptions: ['noatime'] });
+    await expectUuidAsBlkid(ds);
     await ds.create('opts');
     await ds.mount('opts', mnt('opts'), { options: ['nodiratime'], readOnly: true });
     const line = (await readFile('/proc/self/mounts', 'utf8')).split('\n').find((l) => l.split(' ')[1] === mnt('opts'))!;
@@ -175,6 +188,7 @@ describe('sizes and filesystems', () => {
   it('works with xfs (mounted nouuid, so a snapshot mounts beside its origin)', async () => {
     const ds = await fresh({ fs: 'xfs', baseSize: '320M' });
     expect((await ds.info()).backingFilesystem).toBe('xfs');
+    await expectUuidAsBlkid(ds);
     await ds.create('x1');
     await ds.create('x2', { parent: 'x1' });
     await ds.mount('x1', mnt('x1'));
