@@ -11,7 +11,7 @@ export type DmLibraryCode =
   | 'ERR_DM_LOCKED' // another process holds the device set open
   | 'ERR_DM_POOL_FULL' // the pool is below its minimum free space
   | 'ERR_DM_CORRUPT' // records and pool disagree in a way recovery cannot mend
-  | 'ERR_DM_TOOL'; // an external tool (mkfs, resize2fs, blkid) failed
+  | 'ERR_DM_TOOL'; // an external tool (mkfs, resize2fs, xfs_growfs) failed
 
 export interface DmErrorFields {
   code: string;

@@ -17,7 +17,7 @@ export function run(tool: string, args: string[]): Promise<string> {
     execFile(tool, args, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      const what = missing ? `${tool} is not installed (Debian: ${tool.startsWith('mkfs.xfs') || tool.startsWith('xfs') ? 'xfsprogs' : tool === 'blkid' ? 'util-linux' : 'e2fsprogs'})` : `${tool} ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`;
+      const what = missing ? `${tool} is not installed (Debian: ${tool.startsWith('mkfs.xfs') || tool.startsWith('xfs') ? 'xfsprogs' : 'e2fsprogs'})` : `${tool} ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`;
       reject(new DmError(what, { code: 'ERR_DM_TOOL', cause: err }));
     });
   });
