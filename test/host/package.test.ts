@@ -17,7 +17,7 @@ let tarball: string;
 beforeAll(async () => {
   // /var/tmp, not /tmp: the VM mounts its own tmpfs on /tmp.
   work = await mkdtemp(join('/var/tmp', 'devmapper-pack-'));
-  await exec('npm', ['run', '--silent', 'prebuild'], { cwd: root });
+  await exec('npm', ['run', '--silent', 'build:prebuild'], { cwd: root });
   const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: root });
   const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
   tarball = join(work, packed!.filename);
