@@ -5,8 +5,8 @@
 //
 //   DEVMAPPER_TEST_VM=1  always use the VM;  =0  never (fail if this kernel cannot)
 //   npm test -- FILTER   passes FILTER (e.g. a test file) to vitest
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { root, setUp } from './setup.mjs';
 
@@ -16,6 +16,15 @@ const args = process.argv.slice(2);
 function run(cmd, argv) {
   console.log(`\n$ ${[cmd, ...argv].join(' ')}`);
   return spawnSync(cmd, argv, { cwd: root, stdio: 'inherit' }).status ?? 1;
+}
+
+/** The CPUs this process may run on (taskset's list, e.g. "0-3,6"), in order. */
+function allowedCpus() {
+  const list = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' }).stdout?.split(':')[1]?.trim() ?? '';
+  return list.split(',').flatMap((part) => {
+    const [a, b = a] = part.split('-').map(Number);
+    return Number.isInteger(a) && Number.isInteger(b) ? Array.from({ length: b - a + 1 }, (_, i) => a + i) : [];
+  });
 }
 
 function fail(message) {
@@ -47,13 +56,12 @@ const vitest = (project) => [
 ];
 
 // A guest that hangs (a task stuck in the kernel outlives vitest's timeouts)
-// must not hang CI: the kernel run takes about 3 minutes in the VM.
+// must not hang CI.
 const onKernel = (argv) => (useVm ? run(join(root, 'scripts/vm/run'), ['--timeout', '3600', ...argv]) : run(argv[0], argv.slice(1)));
 const runs = [
   { project: 'unit', status: run('npx', vitest('unit')) },
   // The VM harness's own tests only when the kernel tests depend on it.
   { project: 'host', status: run('npx', [...vitest('host'), ...(useVm ? [] : ['--exclude', 'test/host/vm.test.ts'])]) },
-  { project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) },
 ];
 
 // The same tests against the sanitizer build of the addon (CMakeLists.txt,
@@ -62,7 +70,9 @@ const runs = [
 // address space, so in the VM case they boot Debian's own kernel under QEMU
 // (scripts/vm/run --qemu), with shorter fuzz and soak runs as QEMU emulates
 // the CPU. DEVMAPPER_TEST_SANITIZE=0 skips this.
-if (process.env.DEVMAPPER_TEST_SANITIZE !== '0') {
+const sanitize = process.env.DEVMAPPER_TEST_SANITIZE !== '0';
+let kernelAsan;
+if (sanitize) {
   if (run('npm', ['run', '--silent', 'build:asan']) !== 0) fail('the sanitizer build failed');
   const libasan = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout.trim();
   const sanitized = [`LD_PRELOAD=${libasan}`, 'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1', 'UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1', `DEVMAPPER_ADDON=${join(root, 'build-asan/Release/devmapper.node')}`];
@@ -70,11 +80,30 @@ if (process.env.DEVMAPPER_TEST_SANITIZE !== '0') {
   runs.push({ project: 'unit-asan', status: run('env', [...sanitized, 'npx', ...named('unit', 'unit-asan')]) });
   // Less the crash test, and the CLI test (a node start-up per command, about
   // 4 s each under ASan and emulation; the CLI calls the same library).
-  const kernelAsan = ['env', ...sanitized, 'DEVMAPPER_FUZZ_CALLS=1000', 'DEVMAPPER_SOAK_CYCLES=300', 'npx', ...named('kernel', 'kernel-asan'), '--exclude', 'test/kernel/device-set-crash.test.ts', '--exclude', 'test/kernel/cli.test.ts'];
-  runs.push({
-    project: 'kernel-asan',
-    status: useVm ? run(join(root, 'scripts/vm/run'), ['--qemu', '--timeout', '3600', ...kernelAsan]) : run(kernelAsan[0], kernelAsan.slice(1)),
-  });
+  kernelAsan = ['env', ...sanitized, 'DEVMAPPER_FUZZ_CALLS=1000', 'DEVMAPPER_SOAK_CYCLES=300', 'npx', ...named('kernel', 'kernel-asan'), '--exclude', 'test/kernel/device-set-crash.test.ts', '--exclude', 'test/kernel/cli.test.ts'];
+}
+
+if (useVm && kernelAsan) {
+  // Two guests, each with its own kernel and /tmp: the QEMU one (sanitizers)
+  // runs beside the UML one, which keeps to one host CPU. Its output is kept
+  // and printed after, so the two do not interleave.
+  const log = join(results, 'kernel-asan.log');
+  const argv = ['--qemu', '--timeout', '3600', ...kernelAsan];
+  console.log(`\n$ scripts/vm/run ${argv.join(' ')} > ${log} (beside the next run)`);
+  const out = openSync(log, 'w');
+  // UML pins itself to the last CPU this process may use: QEMU gets the others.
+  const others = allowedCpus().slice(0, -1);
+  const cmd = others.length ? ['taskset', '-c', others.join(','), join(root, 'scripts/vm/run')] : [join(root, 'scripts/vm/run')];
+  const qemu = spawn(cmd[0], [...cmd.slice(1), ...argv], { cwd: root, stdio: ['ignore', out, out] });
+  const qemuDone = new Promise((resolve) => qemu.on('close', (code) => resolve(code ?? 1)));
+  runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
+  const status = await qemuDone;
+  closeSync(out);
+  console.log(`\n$ scripts/vm/run ${argv.join(' ')}  (its output)\n${readFileSync(log, 'utf8')}`);
+  runs.push({ project: 'kernel-asan', status });
+} else {
+  runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
+  if (kernelAsan) runs.push({ project: 'kernel-asan', status: run(kernelAsan[0], kernelAsan.slice(1)) });
 }
 
 let passed = 0;
