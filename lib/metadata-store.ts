@@ -155,13 +155,17 @@ export class MetadataStore {
   /** Replace the log with one line per live record. */
   private async compact(): Promise<void> {
     const text = [...this.records.values()].map((r) => line({ put: r })).join('');
-    await writeDurably(this.logPath, text);
+    await writeFileAtomic(this.logPath, text, { fsync: true });
+    // Renamed into place: from here appends must go to the new file, never the old one.
     this.lines = this.records.size;
     this.bytes = Buffer.byteLength(text);
-    if (this.log) {
-      await this.log.close();
+    const old = this.log;
+    if (old) {
+      this.log = undefined;
+      await old.close().catch(() => undefined);
       this.log = await open(this.logPath, 'a');
     }
+    await syncDir(this.dir);
   }
 
   private append(c: Change): Promise<void> {
@@ -171,7 +175,7 @@ export class MetadataStore {
   }
 
   private async appendNow(c: Change): Promise<void> {
-    if (!this.log) throw new DmError(`the metadata store ${this.dir} is closed`, { code: 'ERR_DM_INVALID_ARG' });
+    if (!this.log) throw new DmError(`the metadata log ${this.logPath} is not open (the set is closed, or reopening it after a compaction failed)`, { code: 'ERR_DM_INVALID_ARG' });
     const data = Buffer.from(line(c));
     try {
       const { bytesWritten } = await this.log.write(data);
@@ -184,7 +188,9 @@ export class MetadataStore {
     this.bytes += data.length;
     this.lines++;
     this.apply(c);
-    if (this.lines > Math.max(MIN_COMPACT, SLACK * this.records.size)) await this.compact();
+    // The change is durable; a compaction that fails (no space, say) leaves
+    // the longer log as valid as before, and the next change tries again.
+    if (this.lines > Math.max(MIN_COMPACT, SLACK * this.records.size)) await this.compact().catch(() => undefined);
   }
 
   get(id: string): DeviceRecord | undefined {
