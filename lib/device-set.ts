@@ -37,7 +37,11 @@ const BASE = '';
 export interface DeviceSetOptions {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
   root: string;
-  /** Size of the base device, and so of every device by default (default 10G). Raising it grows the base. */
+  /**
+   * Size of the base device, and so of every device by default (default 10G
+   * for a new set). Given larger on a later open, it grows the base; given
+   * smaller, the open fails; left out, the base keeps its size.
+   */
   baseSize?: number | string;
   /** Filesystem of the base device (default ext4). */
   fs?: FsType;
@@ -479,7 +483,9 @@ export class DeviceSet {
     if (this.settings.baseSizeGiven && this.settings.baseSize < base.size) {
       throw invalidArg('baseSize', `the base device is ${base.size} bytes; it cannot shrink`);
     }
-    if (this.settings.baseSize > base.size) await this.grow(base, this.settings.baseSize);
+    // Only a size the caller gave grows the base (Docker's userBaseSize): a
+    // reopen without one keeps the base as it is, not the 10G default.
+    if (this.settings.baseSizeGiven && this.settings.baseSize > base.size) await this.grow(base, this.settings.baseSize);
   }
 
   // --- the public operations ---------------------------------------------------

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, loop, ThinPool, type DeviceSetOptions } from '../../lib/index';
@@ -145,6 +145,9 @@ describe('sizes and filesystems', () => {
     const root = `${SCRATCH}/set-${n}`;
     await ds.create('old');
     await ds.close();
+    const kept = await DeviceSet.open({ root }); // no baseSize: the base keeps its size (not the 10G default)
+    expect((await kept.info()).baseDeviceSize).toBe(64 * MiB);
+    await kept.close();
     const grown = await DeviceSet.open({ root, baseSize: '96M' });
     expect((await grown.info()).baseDeviceSize).toBe(96 * MiB);
     await grown.create('new');
@@ -198,6 +201,32 @@ describe('sizes and filesystems', () => {
     await ds.unmount('x2');
     await ds.unmount('x1');
     await ds.close();
+  });
+
+  it('opens a set written one file per record (as earlier builds did), moving its records into the log', async () => {
+    const ds = await fresh();
+    const root = `${SCRATCH}/set-${n}`;
+    await ds.create('img');
+    await ds.create('ctr', { parent: 'img' });
+    await ds.mount('ctr', mnt('legacy'));
+    await writeFile(`${mnt('legacy')}/f`, 'kept');
+    await ds.unmount('ctr');
+    const before = ds.records();
+    await ds.close({ keep: true });
+    // Rewrite the log as the earlier layout: metadata/base.json and metadata/devices/<id>.json.
+    const meta = `${root}/metadata`;
+    await mkdir(`${meta}/devices`);
+    for (const r of before) await writeFile(r.id === '' ? `${meta}/base.json` : `${meta}/devices/${r.id}.json`, JSON.stringify(r, null, 2));
+    await rm(`${meta}/devices.log`);
+    const again = await DeviceSet.open({ root });
+    expect(again.records()).toEqual(expect.arrayContaining(before));
+    expect(again.records()).toHaveLength(before.length);
+    expect((await readdir(meta)).sort()).toEqual(['devices.log', 'deviceset.json']);
+    await again.mount('ctr', mnt('legacy'));
+    expect(await readFile(`${mnt('legacy')}/f`, 'utf8')).toBe('kept');
+    await again.unmount('ctr');
+    await again.remove('ctr');
+    await again.close();
   });
 
   it('detects a base device whose filesystem is not the recorded one', async () => {
