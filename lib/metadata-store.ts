@@ -90,13 +90,18 @@ export class MetadataStore {
       await removeLegacy(dir); // a move into the log that a kill interrupted after the log was written
     }
     try {
-      if (store.lines > Math.max(MIN_COMPACT, SLACK * store.records.size)) await store.compact();
+      if (store.stale()) await store.compact();
       store.log = await open(store.logPath, 'a');
     } catch (e) {
       await store.close();
       throw e;
     }
     return store;
+  }
+
+  /** The log holds more than SLACK lines per live record (and at least MIN_COMPACT): time to rewrite it. */
+  private stale(): boolean {
+    return this.lines > Math.max(MIN_COMPACT, SLACK * this.records.size);
   }
 
   private get logPath(): string {
@@ -190,7 +195,7 @@ export class MetadataStore {
     this.apply(c);
     // The change is durable; a compaction that fails (no space, say) leaves
     // the longer log as valid as before, and the next change tries again.
-    if (this.lines > Math.max(MIN_COMPACT, SLACK * this.records.size)) await this.compact().catch(() => undefined);
+    if (this.stale()) await this.compact().catch(() => undefined);
   }
 
   get(id: string): DeviceRecord | undefined {
