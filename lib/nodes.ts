@@ -41,7 +41,7 @@ export function nodeDev(path: string): DevNumber | undefined {
 
 const sameDev = (a: DevNumber | undefined, b: DevNumber) => a !== undefined && a.major === b.major && a.minor === b.minor;
 
-/** Make sure `path` is a block node for `dev` (mode 0660). Safe to call concurrently for one path. */
+/** Make sure `path` is a block node for `dev` (mode 0660 less the umask, as mknod(2) gives). Safe to call concurrently for one path. */
 export async function ensureBlockNode(path: string, dev: DevNumber): Promise<void> {
   const udev = await udevRunning();
   if (!udev) {
