@@ -27,6 +27,12 @@ function allowedCpus() {
   });
 }
 
+/** `pid` and every process below it. */
+function descendants(pid) {
+  const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout?.split('\n').map(Number).filter((p) => p > 0) ?? [];
+  return [pid, ...children.flatMap(descendants)];
+}
+
 function fail(message) {
   console.error(`npm test: ${message}`);
   console.log('0 passed, 1 failed');
@@ -97,6 +103,8 @@ if (useVm && kernelAsan) {
   const qemu = spawn(cmd[0], [...cmd.slice(1), ...argv], { cwd: root, stdio: ['ignore', out, out] });
   const qemuDone = new Promise((resolve) => qemu.on('close', (code) => resolve(code ?? 1)));
   runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
+  // UML is done: let QEMU (still running, as a rule) have every CPU.
+  if (others.length) for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', allowedCpus().join(','), String(pid)], { stdio: 'ignore' });
   const status = await qemuDone;
   closeSync(out);
   console.log(`\n$ scripts/vm/run ${argv.join(' ')}  (its output)\n${readFileSync(log, 'utf8')}`);
