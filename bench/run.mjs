@@ -201,9 +201,10 @@ try {
   // JSON line per change); open reads every one. Their thin ids are not in the
   // pool: open does not look them up.
   const { appendFile, readFile, writeFile } = await import('node:fs/promises');
+  const { putLine } = require(join(root, 'dist/metadata-store.js'));
   const log = `${setRoot}/metadata/devices.log`;
   const small = await readFile(log, 'utf8');
-  await appendFile(log, Array.from({ length: SCALE }, (_, i) => `${JSON.stringify({ put: { id: `r${i}`, deviceId: 100000 + i, size: 64 << 20, parent: 'image', transactionId: 1 } })}\n`).join(''));
+  await appendFile(log, Array.from({ length: SCALE }, (_, i) => putLine({ id: `r${i}`, deviceId: 100000 + i, size: 64 << 20, parent: 'image', transactionId: 1 })).join(''));
   const t = process.hrtime.bigint();
   const big = await DeviceSet.open({ root: setRoot });
   openUs = usPerCycle(t, 1);

@@ -125,13 +125,10 @@ export class MetadataStore {
     }
     this.bytes = Buffer.byteLength(text.slice(0, end));
     if (end < text.length) {
-      const fh = await open(this.logPath, 'r+');
-      try {
+      await withFile(this.logPath, 'r+', async (fh) => {
         await fh.truncate(this.bytes);
         await fh.datasync();
-      } finally {
-        await fh.close();
-      }
+      });
     }
   }
 
@@ -159,7 +156,7 @@ export class MetadataStore {
 
   /** Replace the log with one line per live record. */
   private async compact(): Promise<void> {
-    const text = [...this.records.values()].map((r) => line({ put: r })).join('');
+    const text = [...this.records.values()].map(putLine).join('');
     await writeFileAtomic(this.logPath, text, { fsync: true });
     // Renamed into place: from here appends must go to the new file, never the old one.
     this.lines = this.records.size;
@@ -250,6 +247,9 @@ export class MetadataStore {
 
 const line = (c: Change): string => `${JSON.stringify(c)}\n`;
 
+/** The log line that records `record` (what put() appends): for tools that build a log in bulk, such as the benchmark. */
+export const putLine = (record: DeviceRecord): string => line({ put: record });
+
 /** Temp files of replacements a kill interrupted (write-file-atomic names them FILE.HASH). */
 async function removeTempFiles(dir: string): Promise<void> {
   const temp = /^(?:deviceset\.json|transaction\.json|devices\.log)\.[0-9a-f]+$/;
@@ -291,10 +291,14 @@ function missingIsUndefined(e: unknown): undefined {
 }
 
 /** The rename is durable only once the directory entry is: fsync the directory too. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+function syncDir(dir: string): Promise<void> {
+  return withFile(dir, 'r', (fh) => fh.sync());
+}
+
+async function withFile(path: string, flags: string, body: (fh: FileHandle) => Promise<void>): Promise<void> {
+  const fh = await open(path, flags);
   try {
-    await fh.sync();
+    await body(fh);
   } finally {
     await fh.close();
   }

@@ -97,14 +97,17 @@ if (useVm && kernelAsan) {
   const argv = ['--qemu', '--timeout', '3600', ...kernelAsan];
   console.log(`\n$ scripts/vm/run ${argv.join(' ')} > ${log} (beside the next run)`);
   const out = openSync(log, 'w');
-  // UML pins itself to the last CPU this process may use: QEMU gets the others.
-  const others = allowedCpus().slice(0, -1);
+  // UML runs pinned to one CPU (scripts/vm/run, DEVMAPPER_VM_CPU; here the
+  // last this process may use): QEMU gets the others.
+  const cpus = allowedCpus();
+  process.env.DEVMAPPER_VM_CPU ??= String(cpus.at(-1));
+  const others = cpus.filter((c) => String(c) !== process.env.DEVMAPPER_VM_CPU);
   const cmd = others.length ? ['taskset', '-c', others.join(','), join(root, 'scripts/vm/run')] : [join(root, 'scripts/vm/run')];
   const qemu = spawn(cmd[0], [...cmd.slice(1), ...argv], { cwd: root, stdio: ['ignore', out, out] });
   const qemuDone = new Promise((resolve) => qemu.on('close', (code) => resolve(code ?? 1)));
   runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
   // UML is done: let QEMU (still running, as a rule) have every CPU.
-  if (others.length) for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', allowedCpus().join(','), String(pid)], { stdio: 'ignore' });
+  if (others.length) for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', cpus.join(','), String(pid)], { stdio: 'ignore' });
   const status = await qemuDone;
   closeSync(out);
   console.log(`\n$ scripts/vm/run ${argv.join(' ')}  (its output)\n${readFileSync(log, 'utf8')}`);
