@@ -10,10 +10,13 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostDeviceMapper } from './host-kernel.mjs';
 import { root, setUp } from './setup.mjs';
 
 if (process.env.DEVMAPPER_IN_VM !== '1') setUp(); // packages, node_modules, build
-if (!existsSync('/dev/mapper/control') && process.env.DEVMAPPER_IN_VM !== '1') {
+const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
+if (host && !host.ok) {
+  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
   const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], { stdio: 'inherit', cwd: root });
   process.exit(r.status ?? 1);
 }

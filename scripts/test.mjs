@@ -8,6 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostDeviceMapper } from './host-kernel.mjs';
 import { root, setUp } from './setup.mjs';
 
 const results = join(root, '.vm', 'results'); // on the host fs, so the VM can write it too
@@ -39,13 +40,15 @@ function fail(message) {
   process.exit(1);
 }
 
-const hostKernel = existsSync('/dev/mapper/control') && process.getuid?.() === 0;
+const host = hostDeviceMapper();
+const hostKernel = host.ok && process.getuid?.() === 0;
 const mode = process.env.DEVMAPPER_TEST_VM;
 const useVm = mode === '1' || (mode !== '0' && !hostKernel);
-if (mode === '0' && !hostKernel) fail('DEVMAPPER_TEST_VM=0 but this host has no /dev/mapper/control or we are not root');
+if (mode === '0' && !hostKernel) fail(`DEVMAPPER_TEST_VM=0 but ${host.ok ? 'we are not root' : host.why}`);
 if (useVm && process.getuid?.() !== 0) fail('the kernel tests need root (to run the UML VM, or device-mapper itself)');
 // The route, for the tests that reach the kernel from the host (test/host).
 process.env.DEVMAPPER_TEST_VM = useVm ? '1' : '0';
+console.log(`npm test: ${host.why}; kernel tests run ${useVm ? 'in the UML VM' : 'on this host'}${mode === '1' ? ' (DEVMAPPER_TEST_VM=1)' : ''}`);
 
 try {
   setUp(); // apt packages, node_modules and the build, when missing

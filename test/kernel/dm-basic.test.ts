@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dm, DmError, loop } from '../../lib/index';
+import { hostDeviceMapper } from '../../scripts/host-kernel.mjs';
 import { RUN, sparseFile, sweep } from './helpers';
 
 const zero = (length: number): dm.Target[] => [{ start: 0, length, type: 'zero', params: '' }];
@@ -13,6 +14,10 @@ describe('driver and targets', () => {
     const v = await dm.version();
     expect(v.major).toBe(4);
     expect(v.minor).toBeGreaterThanOrEqual(37); // arm-poll exists since 4.37
+  });
+
+  it('is what npm test and npm run demo look for in a kernel (scripts/host-kernel.mjs)', () => {
+    expect(hostDeviceMapper()).toMatchObject({ ok: true, why: expect.stringContaining('/proc/misc lists it') });
   });
 
   it('lists loaded targets and loads one on demand', async () => {

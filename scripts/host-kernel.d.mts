@@ -1,0 +1,1 @@
+export function hostDeviceMapper(paths?: { misc?: string; control?: string }): { ok: boolean; why: string };
