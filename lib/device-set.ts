@@ -20,7 +20,7 @@ import { native } from './binding';
 import { traced } from './control';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
-import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, unmountLazily, type FsType } from './filesystem';
+import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
@@ -600,16 +600,29 @@ export class DeviceSet {
     });
   }
 
-  /** Drop one mount reference; the last unmounts (lazily) and deactivates the device. */
+  /**
+   * Drop one mount reference. The last unmounts (lazily), removes the mount
+   * point directory (empty once unmounted) and deactivates the device.
+   * Removing the directory is what detaches the copies of the mount that
+   * other mount namespaces hold (every container's runtime makes one), as
+   * Docker does (moby#34573); without it the device stays open. If the
+   * device cannot be deactivated (a process still has a file open on it),
+   * the call fails and the set still counts the device as mounted, so
+   * calling unmount again once that process is gone finishes the job.
+   */
   async unmount(id: string): Promise<void> {
     this.checkId(id);
     await this.serial(async () => {
       const m = this.mounts.get(id);
       if (!m) throw new DmError(`device '${id}' is not mounted by this set`, { code: 'EINVAL', device: id });
-      if (--m.count > 0) return;
-      this.mounts.delete(id);
-      await unmountLazily(m.target);
+      if (m.count > 1) {
+        m.count--;
+        return;
+      }
+      await unmountLazily(m.target, { gone: 'ok' }); // an earlier unmount that failed later may have done it
+      await removeMountPoint(m.target);
       await this.deactivate(id);
+      this.mounts.delete(id);
     });
   }
 
@@ -699,6 +712,7 @@ export class DeviceSet {
       await this.serial(async () => {
         for (const [id, m] of this.mounts) {
           await unmountLazily(m.target).catch(() => undefined);
+          await removeMountPoint(m.target).catch(() => undefined);
           this.mounts.delete(id);
         }
         for (const r of this.store.all()) {

@@ -2,7 +2,7 @@
 // unmount (the mount syscalls come from the addon; mkfs and the grow tools
 // are e2fsprogs / xfsprogs).
 import { execFile } from 'node:child_process';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, rmdir } from 'node:fs/promises';
 import { native } from './binding';
 import { traced } from './control';
 import { DmError } from './errors';
@@ -96,9 +96,29 @@ export async function mountDevice(device: string, target: string, fs: FsType, o:
   await traced('mount', target, () => native.mount(device, target, fs, flags, data));
 }
 
-/** Lazy unmount, as Docker did: open files keep the device busy, not the call. */
-export async function unmountLazily(target: string): Promise<void> {
-  await traced('umount2', target, () => native.umount2(target, native.sysConstants.MNT_DETACH));
+/**
+ * Lazy unmount, as Docker did: open files keep the device busy, not the call.
+ * With `gone: 'ok'`, a target that is no longer a mount point (EINVAL) or no
+ * longer exists (ENOENT) counts as unmounted.
+ */
+export async function unmountLazily(target: string, o: { gone?: 'ok' } = {}): Promise<void> {
+  try {
+    await traced('umount2', target, () => native.umount2(target, native.sysConstants.MNT_DETACH));
+  } catch (e) {
+    if (o.gone !== 'ok' || !(e instanceof DmError) || (e.code !== 'EINVAL' && e.code !== 'ENOENT')) throw e;
+  }
+}
+
+/**
+ * Remove an unmounted mount point directory. The kernel then detaches every
+ * mount on that directory in every other mount namespace (a container's copy
+ * of it), which would otherwise keep the device open. A directory that is not
+ * empty (files under the mount point itself) or already gone is left be.
+ */
+export async function removeMountPoint(target: string): Promise<void> {
+  await rmdir(target).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY' && e.code !== 'EBUSY') throw new DmError(`cannot remove the mount point ${target}: ${e.code}`, { code: e.code ?? 'EIO', cause: e });
+  });
 }
 
 /** Grow the filesystem on `device` to fill it; it is mounted at a scratch `mountDir` meanwhile (both tools grow online). */
