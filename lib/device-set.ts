@@ -17,10 +17,9 @@ import { constants as osConstants } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import { native } from './binding';
-import { traced } from './control';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
-import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, unmountLazily, type FsType } from './filesystem';
+import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
@@ -70,6 +69,14 @@ export interface DeviceSetOptions {
   cleanupIntervalMs?: number;
   /** Told when a long step starts and ends (making or growing a filesystem, discarding). */
   onProgress?: ProgressHandler;
+  /**
+   * XFS only (Docker's dm.xfs_nospace_max_retries): how many times XFS
+   * retries a metadata write the pool refused for lack of space, set on each
+   * device this set mounts (/sys/fs/xfs/dm-N/error/metadata/ENOSPC/max_retries).
+   * 0 fails at once; left out, the kernel's default (-1: retry for ever, so a
+   * full pool hangs the filesystem).
+   */
+  xfsNospaceMaxRetries?: number;
 }
 
 export interface CreateOptions {
@@ -92,6 +99,22 @@ export interface DeviceDetails {
   mountPoint?: string;
   /** Waiting for deferred deletion. */
   deleted: boolean;
+}
+
+/** What the pool has mapped of one device (moby's GetDeviceStatus; containerd's Usage size). */
+export interface DeviceUsage {
+  id: string;
+  /** Thin device id in the pool. */
+  deviceId: number;
+  /** The device's size in bytes. */
+  size: number;
+  /** Bytes the pool has mapped for it (its own and those shared with its parent). */
+  mappedBytes: number;
+  mappedSectors: number;
+  /** null when nothing is mapped. */
+  highestMappedSector: number | null;
+  /** The pool transaction that created the device. */
+  transactionId: number;
 }
 
 /** The storage fields of `docker info`, as data (bytes for sizes). */
@@ -125,7 +148,7 @@ export interface DeviceSetInfo {
 
 const OPTION_KEYS = [
   'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
+  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress', 'xfsNospaceMaxRetries',
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -151,6 +174,7 @@ interface Settings {
   cleanupIntervalMs: number;
   baseSizeGiven: boolean;
   progress: ProgressHandler | undefined;
+  xfsNospaceMaxRetries: number | undefined;
 }
 
 export class DeviceSet {
@@ -190,6 +214,7 @@ export class DeviceSet {
       discard: checkBoolean(o.discard, 'discard') ?? false,
       cleanupIntervalMs: o.cleanupIntervalMs === undefined ? 30_000 : checkUint(o.cleanupIntervalMs, 'cleanupIntervalMs', { min: 10 }),
       progress: checkProgress(o.onProgress),
+      xfsNospaceMaxRetries: o.xfsNospaceMaxRetries === undefined ? undefined : checkUint(o.xfsNospaceMaxRetries, 'xfsNospaceMaxRetries', { max: 2 ** 31 - 1 }),
     };
     if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024) throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
     if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
@@ -203,6 +228,8 @@ export class DeviceSet {
     try {
       store = await MetadataStore.open(join(root, 'metadata'));
       const recorded = await store.readSet();
+      const setFs = recorded?.fs ?? fs;
+      if (settings.xfsNospaceMaxRetries !== undefined && setFs !== 'xfs') throw invalidArg('xfsNospaceMaxRetries', `applies to xfs, and the set's filesystem is ${setFs}`);
       const { pool, owns, created } = await openPool(root, o, recorded?.poolName);
       if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
@@ -521,6 +548,21 @@ export class DeviceSet {
     return d;
   }
 
+  /**
+   * What the pool has mapped of device `id`, from the thin target's status
+   * (see ThinPool.thinUsage: the active device's, or a short read-only
+   * activation's when it is not active).
+   */
+  async usage(id: string): Promise<DeviceUsage> {
+    this.checkOpen();
+    this.checkId(id);
+    return this.serial(async () => {
+      const r = this.record(id);
+      const u = await this.pool.thinUsage(r.deviceId);
+      return { id, deviceId: r.deviceId, size: r.size, mappedBytes: u.mappedBytes, mappedSectors: u.mappedSectors, highestMappedSector: u.highestMappedSector, transactionId: r.transactionId };
+    });
+  }
+
   /** Create device `id` as a snapshot of `parent` (default: the base device). */
   async create(id: string, options?: CreateOptions): Promise<DeviceDetails> {
     this.checkOpen();
@@ -596,6 +638,14 @@ export class DeviceSet {
         if (!wasActive) await dm.remove(dev.name).catch(() => undefined);
         throw e;
       }
+      const retries = this.settings.xfsNospaceMaxRetries;
+      if (retries !== undefined) {
+        await setXfsNospaceRetries(dev.minor, retries).catch(async (e: unknown) => {
+          await unmountLazily(where).catch(() => undefined);
+          if (!wasActive) await dm.remove(dev.name, { retry: true }).catch(() => undefined);
+          throw e;
+        });
+      }
       this.mounts.set(id, { target: where, count: 1 });
     });
   }
@@ -646,15 +696,8 @@ export class DeviceSet {
     const name = this.dmName(rec.id);
     const live = await dm.info(name).catch(() => undefined);
     if (live && live.openCount > 0) return; // someone still uses it: discarding would destroy their data
-    const dev = live ?? (await this.activate(rec));
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(dev.path, constants.O_WRONLY);
-      const fd = fh.fd;
-      await step(this.settings.progress, `discarding the ${humanSize(rec.size)} of '${rec.id}'`, () => traced('BLKDISCARD', dev.name, () => native.blkDiscard(fd, 0, rec.size)));
-    } finally {
-      await fh?.close();
-    }
+    if (!live) await this.activate(rec);
+    await step(this.settings.progress, `discarding the ${humanSize(rec.size)} of '${rec.id}'`, () => dm.discard(name));
   }
 
   /** Run the deferred-deletion retry now (it also runs every cleanupIntervalMs). */

@@ -1,7 +1,9 @@
 // One typed async function per device-mapper ioctl (<linux/dm-ioctl.h>).
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints, type SeqStep } from './control';
+import { dmCall, dmCallOn, dmCallSeq, openControl, traced, type Hints, type SeqStep } from './control';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
@@ -265,6 +267,15 @@ export interface RemoveOptions {
   deferred?: boolean;
   /** Retry EBUSY with bounded back-off: true (about 5 s in all) or { attempts, delayMs }. */
   retry?: boolean | { attempts?: number; delayMs?: number };
+  /**
+   * First replace the table with an `error` target of the same length and
+   * resume (as `dmsetup remove --force`): I/O queued on a suspended device
+   * and every later I/O of its holders fails, so a wedged user lets go.
+   * Implies `retry: true` unless `retry` is given. A holder that keeps the
+   * device open (a mounted filesystem) still makes the removal fail with
+   * EBUSY; add `deferred: true` to have it go on its last close.
+   */
+  force?: boolean;
 }
 
 export interface RemoveResult {
@@ -276,11 +287,13 @@ const REMOVE_RETRY = { attempts: 25, delayMs: 200 };
 
 export async function remove(ref: DeviceRef, options?: RemoveOptions): Promise<RemoveResult> {
   const { request, label } = resolve(ref);
-  const o = checkOptions<RemoveOptions>(options, 'options', ['deferred', 'retry']);
+  const o = checkOptions<RemoveOptions>(options, 'options', ['deferred', 'retry', 'force']);
+  const deferred = checkBoolean(o.deferred, 'options.deferred') ?? false;
+  const force = checkBoolean(o.force, 'options.force') ?? false;
+  const retry = removeRetry(o.retry ?? force);
   // The node is named after the device: look the name up when given a uuid or number.
   const name = typeof ref === 'string' ? ref : (await info(ref)).name;
-  const deferred = checkBoolean(o.deferred, 'options.deferred') ?? false;
-  const retry = removeRetry(o.retry);
+  if (force) await failAllIo(ref, label);
   const hints: Hints = { EBUSY: `'${label}' is in use (mounted or open); close it, or pass { deferred: true } or { retry: true }` };
   for (let attempt = 1; ; attempt++) {
     try {
@@ -295,6 +308,71 @@ export async function remove(ref: DeviceRef, options?: RemoveOptions): Promise<R
       if (!(e instanceof DmError) || e.code !== 'EBUSY' || attempt >= retry.attempts) throw e;
       await sleep(Math.min(retry.delayMs, 10 * 2 ** attempt));
     }
+  }
+}
+
+/** Swap in an `error` table of the device's length and resume, so queued and later I/O fails. */
+async function failAllIo(ref: DeviceRef, label: string): Promise<void> {
+  const { request } = resolve(ref);
+  const live = await table(ref).catch(() => [] as Target[]);
+  const length = live.reduce((end, t) => Math.max(end, t.start + t.length), 0);
+  // A device with no active table has no I/O to fail.
+  if (length === 0) return;
+  await dmCall('DM_TABLE_LOAD', { ...request, targets: [{ start: 0, length, type: 'error', params: '' }] }, label);
+  try {
+    await dmCall('DM_DEV_SUSPEND', request, label, RESUME_HINTS);
+  } catch (e) {
+    await dmCall('DM_TABLE_CLEAR', request, label).catch(() => undefined); // leave no inactive error table behind
+    throw e;
+  }
+}
+
+export interface DiscardOptions {
+  /** Byte offset of the range (default 0); a multiple of 512. */
+  offset?: number;
+  /** Bytes to discard (default: to the end of the device); a multiple of 512. */
+  length?: number;
+}
+
+/**
+ * Discard a byte range of a device (BLKDISCARD), as containerd's
+ * DiscardBlocks does before deleting a snapshot. On a thin device the pool
+ * unmaps the blocks it covers wholly, and, with discard passdown (the
+ * default), a loop-backed pool's sparse data file gives that space back to
+ * the filesystem that holds it. Resolves with the bytes discarded.
+ */
+export async function discard(ref: DeviceRef, options?: DiscardOptions): Promise<{ offset: number; length: number }> {
+  const { label } = resolve(ref);
+  const o = checkOptions<DiscardOptions>(options, 'options', ['offset', 'length']);
+  const offset = o.offset === undefined ? 0 : checkUint(o.offset, 'options.offset');
+  const given = o.length === undefined ? undefined : checkUint(o.length, 'options.length', { min: 1 });
+  if (offset % 512 !== 0) throw invalidArg('options.offset', `${offset} is not a multiple of 512`);
+  if (given !== undefined && given % 512 !== 0) throw invalidArg('options.length', `${given} is not a multiple of 512`);
+  const dev = await info(ref);
+  if (!dev.activeTable) throw new DmError(`'${label}' has no active table: nothing to discard`, { code: 'ENXIO', device: label });
+  const size = (await table(ref)).reduce((end, t) => Math.max(end, t.start + t.length), 0) * 512;
+  const length = given ?? size - offset;
+  if (offset + length > size || length <= 0) {
+    throw invalidArg('options', `offset ${offset} + length ${length} is past the end of '${label}' (${size} bytes)`);
+  }
+  await ensureBlockNode(dev.path, dev);
+  await withDeviceFd(dev.path, label, (fd) => traced('BLKDISCARD', label, () => native.blkDiscard(fd, offset, length)));
+  return { offset, length };
+}
+
+/** Open a device node for writing, run `body` with its fd, close it; open errors as DmError. */
+async function withDeviceFd<T>(path: string, label: string, body: (fd: number) => Promise<T>): Promise<T> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_WRONLY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new DmError(`cannot open ${path} for '${label}': ${code}`, { code, syscall: 'open', device: label, cause: e });
+  }
+  try {
+    return await body(fh.fd);
+  } finally {
+    await fh.close();
   }
 }
 

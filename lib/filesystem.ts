@@ -2,7 +2,7 @@
 // unmount (the mount syscalls come from the addon; mkfs and the grow tools
 // are e2fsprogs / xfsprogs).
 import { execFile } from 'node:child_process';
-import { mkdir, open, rmdir } from 'node:fs/promises';
+import { mkdir, open, rmdir, writeFile } from 'node:fs/promises';
 import { native } from './binding';
 import { traced } from './control';
 import { DmError } from './errors';
@@ -130,4 +130,16 @@ export async function growFilesystem(device: string, fs: FsType, mountDir: strin
   } finally {
     await traced('umount2', mountDir, () => native.umount2(mountDir, 0));
   }
+}
+
+/**
+ * XFS's retry count for metadata writes that fail with ENOSPC on the mounted
+ * device-mapper device dm-`minor` (0: fail at once, -1: the kernel's default,
+ * for ever). The sysfs directory exists while the filesystem is mounted.
+ */
+export async function setXfsNospaceRetries(minor: number, retries: number): Promise<void> {
+  const path = `/sys/fs/xfs/dm-${minor}/error/metadata/ENOSPC/max_retries`;
+  await writeFile(path, `${retries}\n`).catch((e: NodeJS.ErrnoException) => {
+    throw new DmError(`cannot set XFS's ENOSPC retries in ${path}: ${e.code} (the kernel needs XFS error configuration, 4.7 or later)`, { code: e.code ?? 'EIO', syscall: 'write', device: `dm-${minor}`, cause: e });
+  });
 }

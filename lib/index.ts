@@ -11,14 +11,14 @@ export type { Target, DeviceRef, DeviceInfo, ListedDevice, Version, TargetVersio
 export type { AttachOptions, LoopDevice, LoopInfo, LoopRef } from './loop';
 export type { DevNumber } from './binding';
 export { ThinPool, THIN_POOL_DEFAULTS, MAX_THIN_ID, METADATA_BLOCK_SIZE, defaultPoolName } from './thin-pool';
-export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolAlert, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions, ThinDeviceOptions, ThinDevice, ResizeOptions } from './thin-pool';
+export type { LoopBackedOptions, DirectOptions, PoolTableOptions, PoolStatus, PoolAlert, PoolUsage, SpaceUsage, LoopBacking, ActivateOptions, ThinDeviceOptions, ThinDevice, ResizeOptions, ThinUsage } from './thin-pool';
 export { PoolWatcher } from './pool-watch';
 export type { WatchOptions, AutoExtendOptions, Extension, PoolEvent, PoolWatcherEvents } from './pool-watch';
 export { parseSize } from './size';
 export { humanSize } from './format';
 export type { ProgressHandler } from './progress';
 export { DeviceSet } from './device-set';
-export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo } from './device-set';
+export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo, DeviceUsage } from './device-set';
 export type { FsType } from './filesystem';
 export type { DeviceRecord } from './metadata-store';
 export * as targets from './targets/index';

@@ -1,7 +1,7 @@
 // Thin pools: creation on loop-backed sparse files (Docker's loop-lvm), on
 // given devices (direct-lvm) or by opening an existing pool; thin devices and
 // snapshots inside it; status, usage, resize and teardown.
-import { mkdir, open, stat, truncate, unlink } from 'node:fs/promises';
+import { mkdir, open, stat, statfs, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect, type InspectOptionsStylized } from 'node:util';
@@ -62,9 +62,14 @@ export interface LoopBackedOptions extends PoolTableOptions {
   name?: string;
   /** Name prefix for the default name (default 'devmapper'). */
   prefix?: string;
-  /** Size of a new data file (default 100G). An existing file keeps its size: use resize(). */
+  /**
+   * Size of a new data file (default 100G). Given for an existing pool, a
+   * larger size grows it (file, loop device, pool table: Docker's
+   * dm.loopdatasize raised across a restart); a smaller one is refused;
+   * left out, the file keeps its size.
+   */
   dataSize?: number | string;
-  /** Size of a new metadata file (default 2G). */
+  /** Size of a new metadata file (default 2G); given for an existing pool, as `dataSize`. */
   metadataSize?: number | string;
 }
 
@@ -116,7 +121,26 @@ export interface SpaceUsage {
   /** Bytes. */
   used: number;
   total: number;
+  /**
+   * Bytes that can still be written: total − used, and for a loop-backed
+   * pool at most what the filesystem holding the sparse file has free (as
+   * Docker reported it): a 100G file on a disk with 2G free has 2G available.
+   */
   available: number;
+  /** Loop-backed pools: free bytes of the filesystem that holds the file. */
+  hostFree?: number;
+}
+
+/** What the pool has mapped of one thin device (moby's GetDeviceStatus, containerd's Usage). */
+export interface ThinUsage {
+  thinId: number;
+  mappedSectors: number;
+  /** mappedSectors × 512. */
+  mappedBytes: number;
+  /** null when nothing is mapped yet. */
+  highestMappedSector: number | null;
+  /** Where the figures came from: the id's active device, or a short read-only activation. */
+  source: 'active' | 'activation';
 }
 
 export interface PoolUsage {
@@ -340,21 +364,45 @@ export class ThinPool {
       await dm.remove(name); // made, never loaded: a process died in between
       live = undefined;
     }
+    // Sizes the caller gave for files that exist: larger grows, smaller is refused.
+    const given = { data: o.dataSize !== undefined, metadata: o.metadataSize !== undefined };
+    const existing = { data: await fileSize(backing.dataFile), metadata: await fileSize(backing.metadataFile) };
+    const wanted = { data: dataSize, metadata: metadataSize };
+    for (const what of ['data', 'metadata'] as const) {
+      const has = existing[what];
+      if (given[what] && has !== undefined && wanted[what] < has) {
+        throw invalidArg(`${what}Size`, `${backing[`${what}File`]} is ${has} bytes (${humanSize(has)}); a thin pool's ${what} cannot shrink to ${wanted[what]}`);
+      }
+    }
+    const grow = (what: 'data' | 'metadata') => given[what] && existing[what] !== undefined && wanted[what] > existing[what]!;
+
     if (live) {
       const pool = await ThinPool.open(name);
       if (pool.loopBacking?.dataFile !== backing.dataFile) {
         throw new DmError(`a device named '${name}' exists but is not a pool on ${backing.dataFile}`, { code: 'EEXIST', device: name });
+      }
+      if (grow('data') || grow('metadata')) {
+        await pool.resize({ ...(grow('data') ? { dataSize } : {}), ...(grow('metadata') ? { metadataSize } : {}) });
       }
       return pool;
     }
 
     return Undo.guard(async (undo) => {
       const fresh = !(await exists(backing.metadataFile));
-      for (const [file, size] of [[backing.dataFile, dataSize], [backing.metadataFile, metadataSize]] as const) {
-        if (await exists(file)) continue;
+      for (const what of ['data', 'metadata'] as const) {
+        const file = backing[`${what}File`];
+        const has = existing[what];
+        if (has !== undefined) {
+          // The pool is not active: growing the file before the loop attaches is the whole resize.
+          if (grow(what)) {
+            await truncate(file, wanted[what]);
+            undo.push(() => truncate(file, has));
+          }
+          continue;
+        }
         await (await open(file, 'wx')).close();
         undo.push(() => unlink(file));
-        await truncate(file, size);
+        await truncate(file, wanted[what]);
       }
       if (fresh) await zeroHeader(backing.metadataFile); // the kernel formats metadata whose superblock is zero
       // Autoclear: the loops detach by themselves once the pool device is removed.
@@ -427,11 +475,16 @@ export class ThinPool {
 
   /** Bytes used, total and available, for data and metadata. */
   async usage(): Promise<PoolUsage> {
-    const s = await this.status();
-    const space = (used: number, total: number, unit: number): SpaceUsage => ({ used: used * unit, total: total * unit, available: (total - used) * unit });
+    const b = this.loopBacking;
+    const [s, dataFree, metadataFree] = await Promise.all([this.status(), b && hostFree(b.dataFile), b && hostFree(b.metadataFile)]);
+    const space = (used: number, total: number, unit: number, free: number | undefined): SpaceUsage => {
+      const left = (total - used) * unit;
+      if (free === undefined) return { used: used * unit, total: total * unit, available: left };
+      return { used: used * unit, total: total * unit, available: Math.min(left, free), hostFree: free };
+    };
     return {
-      data: space(s.usedDataBlocks, s.totalDataBlocks, this.blockSize),
-      metadata: space(s.usedMetadataBlocks, s.totalMetadataBlocks, METADATA_BLOCK_SIZE),
+      data: space(s.usedDataBlocks, s.totalDataBlocks, this.blockSize, dataFree),
+      metadata: space(s.usedMetadataBlocks, s.totalMetadataBlocks, METADATA_BLOCK_SIZE, metadataFree),
     };
   }
 
@@ -745,6 +798,42 @@ export class ThinPool {
     return r;
   }
 
+  /**
+   * How much of thin device `id` the pool has mapped: the thin target's
+   * status (mapped sectors, highest mapped sector). For an id that is active
+   * the status of its device; for one that is not, of a short read-only
+   * activation under a scratch name, removed again before this resolves
+   * (the kernel counts mappings per thin id, whatever the table's length).
+   */
+  async thinUsage(id: number): Promise<ThinUsage> {
+    checkThinId(id);
+    const active = (await this.activeDevices()).find((d) => d.id === id);
+    if (active) {
+      const status = await thinStatusOf(active.name).catch((e: unknown) => {
+        // Removed meanwhile: look again the other way.
+        if (e instanceof DmError && e.code === 'ENXIO') return undefined;
+        throw e;
+      });
+      if (status) return usageFrom(id, status, 'active');
+    }
+    return serialised(this.name, async () => {
+      const name = `${this.name.slice(0, 100)}-usage-${id}`;
+      const length = this.params.dataBlockSectors;
+      const params = thinGrammar.format({ poolDevice: this.path, deviceId: id });
+      await dm.create(name, { readOnly: true, table: [{ start: 0, length, type: 'thin', params }] }).catch((e: unknown) => {
+        if (e instanceof DmError && (e.code === 'ENODATA' || e.code === 'EINVAL')) {
+          throw new DmError(`thin id ${id} does not exist in pool '${this.name}' (or cannot be opened: ${e.code})`, { code: 'ERR_DM_NOT_FOUND', device: this.name, cause: e });
+        }
+        throw e;
+      });
+      try {
+        return usageFrom(id, await thinStatusOf(name), 'activation');
+      } finally {
+        await dm.remove(name, { retry: true });
+      }
+    });
+  }
+
   /** Change the pool's transaction id from `from` to `to` (EINVAL if it is not `from`). */
   async setTransactionId(from: number, to: number): Promise<void> {
     checkUint(from, 'from');
@@ -902,6 +991,38 @@ async function loopBackingOf(p: ThinPoolParams): Promise<LoopBacking | undefined
   const [dataFile, metadataFile] = await Promise.all([loopFile(p.dataDevice), loopFile(p.metadataDevice)]);
   if (!dataFile || !metadataFile) return undefined;
   return { dir: dataFile.slice(0, dataFile.lastIndexOf('/')), dataFile, metadataFile };
+}
+
+/** Free bytes of the filesystem holding `file` (statfs f_bfree, as Docker: the loop driver writes as root, which may use the reserved blocks). */
+async function hostFree(file: string): Promise<number> {
+  const st = await statfs(file).catch((e: NodeJS.ErrnoException) => {
+    throw new DmError(`cannot statfs ${file}: ${e.code}`, { code: e.code ?? 'EIO', syscall: 'statfs', device: file, cause: e });
+  });
+  return st.bfree * st.bsize;
+}
+
+/** The parsed status of thin device `name`; a failed pool or unreadable metadata is an error. */
+async function thinStatusOf(name: string): Promise<{ mappedSectors: number; highestMappedSector: number | null }> {
+  const [line] = await dm.status(name);
+  const s = line?.type === 'thin' ? thinGrammar.parseStatus(line.params) : undefined;
+  if (!s) throw new DmError(`'${name}' has no thin status`, { code: 'ERR_DM_DECODE', device: name });
+  if (s.state !== 'ok') throw new DmError(`'${name}' reports '${s.state}': its pool has failed or its metadata cannot be read`, { code: 'EIO', device: name });
+  return s;
+}
+
+function usageFrom(thinId: number, s: { mappedSectors: number; highestMappedSector: number | null }, source: ThinUsage['source']): ThinUsage {
+  return { thinId, mappedSectors: s.mappedSectors, mappedBytes: s.mappedSectors * SECTOR, highestMappedSector: s.highestMappedSector, source };
+}
+
+/** A file's size, or undefined when there is no such file. */
+async function fileSize(path: string): Promise<number | undefined> {
+  return stat(path).then(
+    (st) => st.size,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw new DmError(`cannot stat ${path}: ${e.code}`, { code: e.code ?? 'EIO', syscall: 'stat', device: path, cause: e });
+    },
+  );
 }
 
 async function growFile(file: string, size: number | undefined, field: string, device: string): Promise<void> {

@@ -1,11 +1,15 @@
 // Docker's and containerd's own test intents, run against DeviceSet: the
 // cases a container runtime meets on its first day.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, type DeviceSetOptions } from '../../lib/index';
-import { SCRATCH, sweep } from './helpers';
+import { SCRATCH, sweep, thinDump } from './helpers';
+
+const run = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { env: { ...process.env, DM_DISABLE_UDEV: '1' } })).stdout.trim();
 
 const MiB = 1 << 20;
 let n = 0;
@@ -39,6 +43,7 @@ async function kill(child: ChildProcess): Promise<void> {
 beforeAll(sweep);
 afterAll(async () => {
   for (const c of children) await kill(c);
+  await run('umount', ['-l', `${SCRATCH}/small`]).catch(() => undefined);
   for (const d of await dm.list()) if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
   for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
   await sweep();
@@ -82,5 +87,114 @@ describe('unmount when another mount namespace holds a copy of the mount (moby#3
     await ds.remove('held');
     expect(ds.has('held')).toBe(false);
     await ds.close();
+  });
+});
+
+describe('a larger dataSize / metadataSize on reopen grows the pool (moby TestDevmapperIncreaseLoopBackSize)', () => {
+  it('grows a pool that is down, grows a live one, refuses to shrink; data intact', async () => {
+    const ds = await fresh();
+    const root = rootOf(n);
+    await ds.create('a');
+    await ds.mount('a', mnt('grow'));
+    const payload = randomBytes(2 * MiB);
+    await writeFile(`${mnt('grow')}/data`, payload);
+    await ds.unmount('a');
+    await ds.close(); // the pool goes down with it
+
+    const grown = await DeviceSet.open({ root, dataSize: '2G', metadataSize: '32M' });
+    const info = await grown.info();
+    expect(info.dataSpaceTotal).toBe(2 * 1024 * MiB);
+    expect(info.metadataSpaceTotal).toBe(32 * MiB);
+    expect((await stat(`${root}/devicemapper/data`)).size).toBe(2 * 1024 * MiB);
+    expect(Number(await run('blockdev', ['--getsize64', info.dataFile]))).toBe(2 * 1024 * MiB);
+    expect(Number(await run('blockdev', ['--getsize64', info.metadataFile]))).toBe(32 * MiB);
+    await grown.close({ keep: true }); // the pool stays live
+
+    const live = await DeviceSet.open({ root, dataSize: '3G' });
+    const table = await run('dmsetup', ['table', live.pool.name]);
+    expect(table.split(' ')[1]).toBe(String((3 * 1024 * MiB) / 512));
+    expect((await live.info()).dataSpaceTotal).toBe(3 * 1024 * MiB);
+    await live.mount('a', mnt('grow'));
+    expect((await readFile(`${mnt('grow')}/data`)).equals(payload)).toBe(true);
+    await live.unmount('a');
+    await live.close({ keep: true });
+
+    for (const smaller of [{ dataSize: '1G' }, { metadataSize: '16M' }]) {
+      await expect(DeviceSet.open({ root, ...smaller })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('cannot shrink') });
+    }
+    expect((await stat(`${root}/devicemapper/data`)).size).toBe(3 * 1024 * MiB);
+    const same = await DeviceSet.open({ root });
+    expect((await same.info()).dataSpaceTotal).toBe(3 * 1024 * MiB);
+    await same.close();
+  });
+});
+
+describe('available space is capped by the filesystem under the sparse loop files (Docker)', () => {
+  it('reports what the host filesystem can still hold, for data and metadata', async () => {
+    const small = `${SCRATCH}/small`;
+    await mkdir(small, { recursive: true });
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=256M', 'tmpfs', small]);
+    const ds = await DeviceSet.open({ root: `${small}/set`, baseSize: '64M', dataSize: '1G', metadataSize: '512M' });
+    const info = await ds.info();
+    const u = await ds.pool.usage();
+    // Free bytes as coreutils sees them: free blocks × block size.
+    const [free, bsize] = (await run('stat', ['-f', '-c', '%f %S', small])).split(' ').map(Number) as [number, number];
+    const hostFree = free * bsize;
+    expect(hostFree).toBeLessThan(256 * MiB);
+    expect(info.dataSpaceAvailable).toBe(hostFree);
+    expect(info.dataSpaceAvailable).toBeLessThan(info.dataSpaceTotal - info.dataSpaceUsed);
+    expect(info.metadataSpaceAvailable).toBe(hostFree);
+    expect(info.metadataSpaceAvailable).toBeLessThan(info.metadataSpaceTotal - info.metadataSpaceUsed);
+    expect(u.data.hostFree).toBe(hostFree);
+    await ds.close();
+    await run('umount', [small]);
+  });
+});
+
+describe('per-device usage (moby GetDeviceStatus, containerd Usage)', () => {
+  it('reports mapped bytes from the thin status, active or not, as thin_dump counts them', async () => {
+    const ds = await fresh();
+    const root = rootOf(n);
+    await ds.create('u');
+    await ds.mount('u', mnt('u'));
+    const fresh0 = await ds.usage('u'); // mapped blocks shared with the base
+    await writeFile(`${mnt('u')}/data`, randomBytes(8 * MiB));
+    await run('sync', []);
+    const mounted = await ds.usage('u');
+    expect(mounted.mappedBytes - fresh0.mappedBytes).toBeGreaterThanOrEqual(8 * MiB);
+    await ds.unmount('u');
+    const idle = await ds.usage('u'); // a short read-only activation
+    expect(idle.mappedBytes).toBeGreaterThanOrEqual(mounted.mappedBytes);
+    expect(idle.highestMappedSector).toBeGreaterThan(0);
+    expect((await dm.list()).filter((d) => d.name.includes('-usage-'))).toEqual([]);
+    expect(await ds.pool.thinUsage(idle.deviceId)).toMatchObject({ source: 'activation', mappedSectors: idle.mappedSectors });
+    await expect(ds.pool.thinUsage(4242)).rejects.toMatchObject({ code: 'ERR_DM_NOT_FOUND' });
+    await expect(ds.usage('nope')).rejects.toMatchObject({ code: 'ENOENT' });
+    const blockSectors = ds.pool.blockSize / 512;
+    await ds.close();
+    // thin_dump's count, on the pool's metadata now that it is down.
+    const mapped = (await thinDump(`${root}/devicemapper/metadata`)).get(idle.deviceId);
+    expect(mapped! * blockSectors).toBe(idle.mappedSectors);
+  });
+});
+
+describe("XFS's ENOSPC retries (dm.xfs_nospace_max_retries)", () => {
+  const retries = async (ds: DeviceSet, id: string) =>
+    (await readFile(`/sys/fs/xfs/dm-${(await dm.info(`${ds.prefix}-${id}`)).minor}/error/metadata/ENOSPC/max_retries`, 'utf8')).trim();
+
+  it('is set on each device the set mounts, and only for xfs', async () => {
+    const ds = await fresh({ fs: 'xfs', baseSize: '320M', xfsNospaceMaxRetries: 0 });
+    await ds.create('x');
+    await ds.mount('x', mnt('xfs'));
+    expect(await retries(ds, 'x')).toBe('0');
+    await ds.unmount('x');
+    await ds.close();
+    const plain = await DeviceSet.open({ root: rootOf(n) });
+    await plain.mount('x', mnt('xfs'));
+    expect(await retries(plain, 'x')).toBe('-1'); // the kernel's default: for ever
+    await plain.unmount('x');
+    await plain.close();
+    await expect(fresh({ xfsNospaceMaxRetries: 3 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('ext4') });
+    await expect(fresh({ fs: 'xfs', xfsNospaceMaxRetries: -1 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
   });
 });

@@ -121,6 +121,12 @@ export async function thinIds(metadataFile: string): Promise<number[]> {
   return [...xml.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]));
 }
 
+/** Mapped blocks per thin id in a metadata file (of a pool that is down), from thin_dump. */
+export async function thinDump(metadataFile: string): Promise<Map<number, number>> {
+  const xml = await thinTool('thin_dump', [], metadataFile);
+  return new Map([...xml.matchAll(/<device dev_id="(\d+)" mapped_blocks="(\d+)"/g)].map((m) => [Number(m[1]), Number(m[2])]));
+}
+
 /**
  * Whether device `name` is gone within `ms`: a deferred removal completes on
  * the kernel's workqueue after the last close returns, not during it.
