@@ -356,7 +356,9 @@ export async function discard(ref: DeviceRef, options?: DiscardOptions): Promise
     throw invalidArg('options', `offset ${offset} + length ${length} is past the end of '${label}' (${size} bytes)`);
   }
   await ensureBlockNode(dev.path, dev);
-  await withDeviceFd(dev.path, label, (fd) => traced('BLKDISCARD', label, () => native.blkDiscard(fd, offset, length)));
+  await withDeviceFd(dev.path, label, (fd) => traced('BLKDISCARD', label, () => native.blkDiscard(fd, offset, length), {
+    EOPNOTSUPP: `'${label}' does not take discards (its target, e.g. zero or error, or the device under it does not support them)`,
+  }));
   return { offset, length };
 }
 

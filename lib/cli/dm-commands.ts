@@ -8,6 +8,7 @@ import { columns, emit, keyValues, type OutputOptions } from './output';
 import { formatTableText, parseTableText } from './table-line';
 import { terminalProgress } from './progress-line';
 import { step } from '../progress';
+import { parseSize } from '../size';
 
 
 export function addDmCommands(program: Command, out: () => OutputOptions): void {
@@ -110,20 +111,35 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
     .description('remove a device')
     .option('--deferred', 'if it is open, remove it on last close')
     .option('--retry', 'retry while it is busy (about 5 s)')
+    .option('-f, --force', 'first replace its table with an error target, so its users\' I/O fails and they let go (implies --retry)')
     .option('--wait', 'with --deferred: wait until the last user has closed it and it is gone')
     .option('--timeout <seconds>', 'with --wait: give up after this long (exit 1)')
-    .addHelpText('after', '\nExamples:\n  devmapper remove mydev --deferred\n  devmapper remove mydev --deferred --wait --timeout 60')
-    .action(async (name: string, o: { deferred?: boolean; retry?: boolean; wait?: boolean; timeout?: string }) => {
+    .addHelpText('after', '\nExamples:\n  devmapper remove mydev --deferred\n  devmapper remove mydev --deferred --wait --timeout 60\n  devmapper remove wedged --force --deferred')
+    .action(async (name: string, o: { deferred?: boolean; retry?: boolean; force?: boolean; wait?: boolean; timeout?: string }) => {
       if (o.wait && !o.deferred) throw invalidArg('--wait', 'goes with --deferred (a plain remove is done when it returns)');
       if (o.timeout !== undefined && !o.wait) throw invalidArg('--timeout', 'goes with --wait');
       const timeoutMs = o.timeout === undefined ? undefined : toInt(o.timeout, '--timeout') * 1000;
-      const r = await dm.remove(name, { deferred: o.deferred ?? false, retry: o.retry ?? false });
+      const r = await dm.remove(name, { deferred: o.deferred ?? false, force: o.force ?? false, ...(o.retry ? { retry: true } : {}) });
       if (r.deferred && o.wait) {
         await step(terminalProgress(), `waiting for '${name}' to be closed by its last user`, () => dm.waitRemoved(name, timeoutMs === undefined ? {} : { timeoutMs }));
         emit(out(), { deferred: true, removed: true }, () => '');
         return;
       }
       emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
+    });
+
+  program
+    .command('discard <name>')
+    .description('discard a byte range of a device (BLKDISCARD): a thin device gives its blocks back to the pool')
+    .option('--offset <size>', 'start of the range (default 0; a multiple of 512)')
+    .option('--length <size>', 'bytes to discard (default: to the end)')
+    .addHelpText('after', '\nExamples:\n  devmapper discard thin1\n  devmapper discard thin1 --offset 1M --length 64M')
+    .action(async (name: string, o: { offset?: string; length?: string }) => {
+      const r = await dm.discard(name, {
+        ...(o.offset !== undefined ? { offset: parseSize(o.offset, '--offset') } : {}),
+        ...(o.length !== undefined ? { length: parseSize(o.length, '--length') } : {}),
+      });
+      emit(out(), r, () => `${name}: discarded ${r.length} bytes from ${r.offset}`);
     });
 
   program

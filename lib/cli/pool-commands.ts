@@ -146,6 +146,13 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       const r = await dm.remove(name, { deferred: o.deferred ?? false });
       emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
     });
+  t.command('usage <pool> <id>')
+    .description('mapped sectors of thin device ID (its device\'s status, or a short read-only activation)')
+    .addHelpText('after', '\nExample:\n  devmapper thin usage docker-8:1-1234-pool 7 --json')
+    .action(async (pool: string, id: string) => {
+      const u = await (await ThinPool.open(pool)).thinUsage(toInt(id, 'id'));
+      emit(out(), u, () => `${u.mappedSectors} sectors mapped (${u.mappedBytes} bytes), highest ${u.highestMappedSector ?? '-'}`);
+    });
   t.command('delete <pool> <id>')
     .description('delete a thin device and free its blocks (it must not be active)')
     .addHelpText('after', '\nExample:\n  devmapper thin delete docker-8:1-1234-pool 7')

@@ -92,6 +92,22 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       await withSet(o, (ds) => ds.remove(id));
     });
 
+  root(s.command('usage <id>'))
+    .description('bytes the pool has mapped for device ID (from the thin status)')
+    .addHelpText('after', '\nExample:\n  devmapper set usage container1 --root /var/lib/rt/dm --json')
+    .action(async (id: string, o: SetOptions) => {
+      const u = await withSet(o, (ds) => ds.usage(id));
+      emit(out(), u, () =>
+        keyValues([
+          ['Size', humanSize(u.size)],
+          ['Mapped', `${humanSize(u.mappedBytes)} (${u.mappedSectors} sectors)`],
+          ['Highest mapped sector', u.highestMappedSector ?? '-'],
+          ['Thin id', u.deviceId],
+          ['Transaction', u.transactionId],
+        ]),
+      );
+    });
+
   root(s.command('ls'))
     .description('list the devices of a set')
     .addHelpText('after', '\nExample:\n  devmapper set ls --root /var/lib/rt/dm --json')

@@ -40,6 +40,12 @@ describe('devmapper CLI', () => {
     expect(busy.code).toBe(1);
     expect(busy.stderr).toContain("no such device-mapper device 'no-such-device-here'");
     expect(await cli('remove', name)).toMatchObject({ code: 0 });
+    const forced = `${RUN}cli-force`;
+    await cli('create', forced, '--table', '0 2048 zero');
+    expect((await cli('discard', forced)).stderr).toContain('does not take discards');
+    expect((await cli('discard', forced, '--offset', '100')).stderr).toContain('multiple of 512');
+    expect(await cli('remove', forced, '--force')).toMatchObject({ code: 0 });
+    await expect(dm.info(forced)).rejects.toMatchObject({ code: 'ENXIO' });
   });
 
   it('loop attach, ls, info, detach', async () => {
@@ -63,7 +69,10 @@ describe('devmapper CLI', () => {
     expect((await cli('status', pool, '--raw')).stdout).toMatch(/thin-pool 0 \d+\/\d+ 0\/4096 - rw/);
     const human = await cli('pool', 'status', pool);
     expect(human.stdout).toMatch(/Pool Blocksize: 65.54 kB[\s\S]*Data Space Total: 268.4 MB/);
+    expect(await json('discard', `${RUN}clithin`, '--offset', '1M', '--length', '4M')).toEqual({ offset: 1 << 20, length: 4 << 20 });
+    expect(await json('thin', 'usage', pool, '5')).toMatchObject({ thinId: 5, source: 'active', mappedSectors: 0, highestMappedSector: null });
     expect(await cli('thin', 'deactivate', `${RUN}clithin`)).toMatchObject({ code: 0 });
+    expect((await cli('thin', 'usage', pool, '5')).stdout.trim()).toBe('0 sectors mapped (0 bytes), highest -');
     expect(await cli('thin', 'delete', pool, '5')).toMatchObject({ code: 0 });
     expect((await cli('pool', 'resize', pool, '--data-size', '512M')).stdout).toContain('data 536.9 MB');
     expect((await json<{ totalDataBlocks: number }>('pool', 'status', pool)).totalDataBlocks).toBe(8192);
@@ -119,6 +128,8 @@ describe('devmapper CLI', () => {
     const ls = await json<Array<{ id: string; mountPoint?: string }>>('set', 'ls', '--root', root);
     expect(ls.find((d) => d.id === 'ctr')?.mountPoint).toBe(mnt);
     expect((await cli('set', 'rm', 'ctr', '--root', root)).code).toBe(1); // still mounted
+    expect(await json('set', 'usage', 'ctr', '--root', root)).toMatchObject({ id: 'ctr', size: 10 * 2 ** 30, mappedBytes: expect.any(Number) });
+    expect((await cli('set', 'usage', 'ctr', '--root', root)).stdout).toMatch(/Size: 10.74 GB\n Mapped: .* \(\d+ sectors\)/);
     expect(await cli('set', 'unmount', 'ctr', '--root', root)).toMatchObject({ code: 0 });
     expect(await cli('set', 'rm', 'ctr', '--root', root)).toMatchObject({ code: 0 });
     expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(/^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/);
