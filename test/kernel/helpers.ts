@@ -131,7 +131,7 @@ export async function thinDump(metadataFile: string): Promise<Map<number, number
  * Whether device `name` is gone within `ms`: a deferred removal completes on
  * the kernel's workqueue after the last close returns, not during it.
  */
-export async function gone(name: string, ms = 2000): Promise<boolean> {
+export async function gone(name: string, ms = 30_000): Promise<boolean> {
   const end = Date.now() + ms;
   for (;;) {
     if (!(await dm.info(name).catch(() => undefined))) return true;

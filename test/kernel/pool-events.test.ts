@@ -71,7 +71,7 @@ describe('pool.watch()', () => {
     const dev = await pool.activate(1, { name: `${RUN}lw-thin`, size: '64M' });
     const t0 = Date.now();
     await dd(['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=20', 'oflag=direct']);
-    await until(() => r.types().includes('lowWater'), 5000, 'lowWater');
+    await until(() => r.types().includes('lowWater'), 60_000, 'lowWater');
     const ev = r.seen.find((s) => s.type === 'lowWater')!;
     console.log(`lowWater emitted ${Date.now() - t0} ms after the writes began (${ev.status!.usedDataBlocks}/${ev.status!.totalDataBlocks} blocks used)`);
     expect(ev.status!.totalDataBlocks - ev.status!.usedDataBlocks).toBeLessThanOrEqual(768);
@@ -178,7 +178,7 @@ describe('autoExtend', () => {
     await pool.createThin(1);
     const dev = await pool.activate(1, { name: `${RUN}am-thin`, size: '128M' });
     const writer = dd(['if=/dev/zero', `of=${dev.path}`, 'bs=1M', 'count=64', 'oflag=direct']);
-    await until(() => r.types().includes('extendLimit'), 10_000, 'extendLimit');
+    await until(() => r.types().includes('extendLimit'), 60_000, 'extendLimit');
     expect(r.types().filter((t) => t === 'extended-data')).toHaveLength(1);
     expect(r.seen.find((s) => s.type === 'extended-data')!.to).toBe(48 * MiB);
     expect((await pool.status()).totalDataBlocks * pool.blockSize).toBe(48 * MiB);
@@ -223,11 +223,11 @@ describe('a full pool (error_if_no_space, no autoExtend)', () => {
     const failedAfter = Date.now() - t0;
     console.log(`full pool: the writer failed after ${failedAfter} ms: ${err?.trim()}`);
     expect(err).toMatch(/No space left on device/);
-    expect(failedAfter).toBeLessThan(10_000); // not the kernel's 60 s queue
+    expect(failedAfter).toBeLessThan(30_000); // not the kernel's 60 s queue (room for a busy machine)
     const s = await pool.status();
     expect(s.mode).toBe('out_of_data_space');
     expect(s.alerts).toEqual(expect.arrayContaining(['lowWater', 'outOfDataSpace']));
-    await until(() => r.types().includes('outOfDataSpace'), 5000, 'the outOfDataSpace event');
+    await until(() => r.types().includes('outOfDataSpace'), 60_000, 'the outOfDataSpace event');
     await expect(set.create('c1')).rejects.toMatchObject({ code: 'ERR_DM_POOL_FULL', message: expect.stringMatching(/out of data space/) });
 
     await pool.resize({ dataSize: '96M' });
@@ -282,7 +282,7 @@ describe('failing devices under a pool', () => {
     await swap(meta.name, failing(8 * MiB));
     // The kernel answers the message, then fails the commit behind it: the pool degrades.
     await within(10_000, 'createThin on failing metadata', pool.createThin(2).catch(() => undefined));
-    await until(() => r.types().some((t) => t === 'readOnly' || t === 'fail'), 5000, 'a readOnly or fail event');
+    await until(() => r.types().some((t) => t === 'readOnly' || t === 'fail'), 60_000, 'a readOnly or fail event');
     const degraded = await within(10_000, 'pool.status()', pool.status());
     console.log(`failing metadata device: pool mode ${degraded.mode}, alerts [${degraded.alerts.join(', ')}]; events [${r.types().join(', ')}]`);
     expect(['ro', 'fail']).toContain(degraded.mode);
@@ -335,7 +335,7 @@ describe('metadata near full', () => {
       if (statusFirst === undefined && (await pool.status()).alerts.includes('metadataLowWater')) statusFirst = made;
       await new Promise((resolve) => setImmediate(resolve)); // let the watcher run
     }
-    await until(() => r.types().includes('metadataLowWater'), 5000, 'the metadataLowWater event');
+    await until(() => r.types().includes('metadataLowWater'), 60_000, 'the metadataLowWater event');
     const ev = r.seen.find((x) => x.type === 'metadataLowWater')!.status!;
     const s = await pool.status();
     console.log(

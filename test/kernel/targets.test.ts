@@ -146,11 +146,11 @@ describe('grammars on real kernel output', () => {
     expect(slow.status).toEqual({ reads: 0, writes: 0, flushes: 0 });
     const get = () => statusOf(T.delay, slow.name);
     const writing = writeBlock(slow.info.path, 0, randomBytes(4096));
-    expect((await until(2000, get, (s) => s.writes > 0)).writes).toBeGreaterThan(0);
+    expect((await until(30_000, get, (s) => s.writes > 0)).writes).toBeGreaterThan(0);
     await writing;
     const reading = readBlock(slow.info.path, 512 * 1024, 4096);
-    expect((await until(2000, get, (s) => s.reads > 0)).reads).toBeGreaterThan(0);
+    expect((await until(30_000, get, (s) => s.reads > 0)).reads).toBeGreaterThan(0);
     await reading;
-    expect(await until(5000, get, (s) => s.reads + s.writes + (s.flushes ?? 0) === 0)).toEqual({ reads: 0, writes: 0, flushes: 0 });
+    expect(await until(30_000, get, (s) => s.reads + s.writes + (s.flushes ?? 0) === 0)).toEqual({ reads: 0, writes: 0, flushes: 0 });
   });
 });

@@ -3,7 +3,9 @@
 // stand-in for udev in this process makes /dev/mapper/NAME (mode 0600, so
 // the parent can tell its nodes from the library's 0660 ones) DELAY ms after
 // a device appears, or never when DELAY is 'never', and removes the nodes of
-// devices that are gone. Prints one JSON line of what it saw.
+// devices that are gone once this script has looked at what the library left
+// (not after a fixed time: on a busy machine a remove can take longer than
+// any such time). Prints one JSON line of what it saw.
 import { readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
@@ -15,8 +17,8 @@ const delay = delayText === 'never' ? Infinity : Number(delayText);
 
 /** name → when it was first seen, for the devices in /sys/block. */
 const seen = new Map();
-/** name → when it was first missed. */
-const gone = new Map();
+/** Set once the library's own removal has been looked at: then udev may remove nodes. */
+let removing = false;
 const udev = setInterval(() => {
   const live = new Map();
   for (const b of readdirSync('/sys/block').filter((b) => b.startsWith('dm-'))) {
@@ -38,13 +40,10 @@ const udev = setInterval(() => {
       }
     }
   }
-  // Nodes of devices gone for 50 ms or more: the caller looks just after its remove, and again later.
+  // Nodes of devices that are gone.
   for (const n of seen.keys()) {
-    if (live.has(n)) continue;
-    if (!gone.has(n)) gone.set(n, Date.now());
-    if (Date.now() - gone.get(n) < 50) continue;
+    if (live.has(n) || !removing) continue;
     seen.delete(n);
-    gone.delete(n);
     try {
       unlinkSync(`/dev/mapper/${n}`);
     } catch {
@@ -64,7 +63,9 @@ const createMs = Date.now() - t;
 const mode = modeOf(d.path);
 await dm.remove(name);
 const leftByRemove = modeOf(d.path); // the library leaves removal to udev
-await new Promise((r) => setTimeout(r, 250));
+removing = true;
+// udev removes it: wait for that (bounded far above any delay load causes).
+for (const end = Date.now() + 30_000; modeOf(d.path) !== null && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
 const afterUdev = modeOf(d.path);
 let udevSyncSupported = null;
 if (setRoot) {

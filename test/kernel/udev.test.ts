@@ -35,7 +35,7 @@ it('waits for the node udev makes, and leaves its removal to udev', async (ctx) 
   console.log(`udev stand-in made the node after 150 ms: create returned after ${seen.createMs} ms`);
   expect(seen.mode).toBe(0o600); // udev's node, not one the library made
   expect(seen.createMs).toBeGreaterThanOrEqual(140);
-  expect(seen.createMs).toBeLessThan(2000);
+  expect(seen.createMs).toBeLessThan(2000); // the library's wait: a later node would have been its own (mode above)
   expect(seen.leftByRemove).toBe(0o600); // the library did not unlink it
   expect(seen.afterUdev).toBeNull(); // udev did
   expect(seen.udevSyncSupported).toBe(true);
@@ -47,6 +47,6 @@ it('makes the node itself when udev has not made it within its wait', async (ctx
   console.log(`udev stand-in never made the node: create returned after ${seen.createMs} ms`);
   expect(seen.mode).toBe(0o660 & ~seen.umask); // the library's own (mknod applies the umask)
   expect(seen.createMs).toBeGreaterThanOrEqual(1900);
-  expect(seen.createMs).toBeLessThan(5000);
+  expect(seen.createMs).toBeLessThan(15_000); // bounded, with room for a busy machine
   expect(seen.leftByRemove).toBe(seen.mode); // removal is still udev's job: the node stays
 });
