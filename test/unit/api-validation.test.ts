@@ -42,6 +42,17 @@ describe('dm: bad input', () => {
     await invalid(() => dm.setUuid('a', 'x'.repeat(200)), 'uuid');
     await invalid(() => dm.remove('a', { retry: { attempts: 0 } }), 'options.retry.attempts');
     await invalid(() => dm.remove('a', { deferred: 'yes' as never }), 'options.deferred');
+    await invalid(() => dm.remove('a', { force: 1 as never }), 'options.force');
+    await invalid(() => dm.remove('a', { force: true, retry: { delayMs: -1 } }), 'options.retry.delayMs');
+  });
+
+  it('discard ranges', async () => {
+    await invalid(() => dm.discard('a', { offset: 100 }), 'options.offset');
+    await invalid(() => dm.discard('a', { offset: -512 }), 'options.offset');
+    await invalid(() => dm.discard('a', { length: 0 }), 'options.length');
+    await invalid(() => dm.discard('a', { length: 513 }), 'options.length');
+    await invalid(() => dm.discard('a', { size: 512 } as never), 'size');
+    await invalid(() => dm.discard('', {}), 'device');
   });
 
   it('tables', async () => {
