@@ -17,6 +17,8 @@ import { parseSize } from './size';
 import { blockName, dmHolderMinors } from './sysfs';
 import { thin as thinGrammar } from './targets/thin';
 import { thinPool as poolGrammar, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
+import * as msg from './targets/thin-pool-messages';
+import type { PoolMessage } from './targets/thin-pool-messages';
 import { Undo } from './undo';
 import { PoolWatcher, type WatchOptions } from './pool-watch';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint } from './validate';
@@ -497,14 +499,19 @@ export class ThinPool {
     return id;
   }
 
-  private async message(text: string, hints?: Partial<Record<string, string>>): Promise<void> {
+  private async message(m: PoolMessage): Promise<void> {
     try {
-      await dm.message(this.name, text);
+      await dm.message(this.name, m.text);
     } catch (e) {
-      const advice = e instanceof DmError ? hints?.[e.code] : undefined;
+      const advice = e instanceof DmError ? m.hints[e.code] : undefined;
       if (!advice || !(e instanceof DmError)) throw e;
       throw new DmError(`${e.message} — ${advice}`, { code: e.code, errno: e.errno, syscall: e.syscall, ioctl: e.ioctl, device: e.device, cause: e });
     }
+  }
+
+  /** A pool message as one step of a trip. */
+  private messageStep(m: PoolMessage): SeqStep {
+    return { command: 'DM_TARGET_MSG', request: { name: this.name, message: m.text, sector: 0 }, hints: m.hints };
   }
 
   /** Try `create(id)` with `id`, or with successive free ids when none is given. */
@@ -528,7 +535,7 @@ export class ThinPool {
   /** Create thin device `id` (or the next free id); resolves with the id. */
   async createThin(id?: number): Promise<number> {
     return serialised(this.name, () =>
-      this.allocate(id, (n) => this.message(`create_thin ${n}`, { EEXIST: `thin id ${n} already exists in pool '${this.name}'` })),
+      this.allocate(id, (n) => this.message(msg.createThin(this.name, n))),
     );
   }
 
@@ -565,7 +572,7 @@ export class ThinPool {
           if (guess && at < origins.length) continue; // a guessed origin is not there: nothing snapshotted; look properly
         } else {
           await dm.undoCreate(name, at - snap.length);
-          await this.message(`delete ${n}`).catch(() => undefined);
+          await this.message(msg.deleteThin(this.name, n)).catch(() => undefined);
         }
         throw r.failed.error;
       }
@@ -576,7 +583,7 @@ export class ThinPool {
         if (pool.major !== guess.pool.major || pool.minor !== guess.pool.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
           // An active origin may have gone unsuspended: undo, and go again the careful way.
           if (create.length > 0) await dm.undoCreate(name, create.length);
-          await this.message(`delete ${n}`);
+          await this.message(msg.deleteThin(this.name, n));
           this.dev = undefined;
           continue;
         }
@@ -622,11 +629,7 @@ export class ThinPool {
   private snapshotSteps(n: number, originId: number, origins: string[]): SeqStep[] {
     return [
       ...origins.map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name, flags: native.dmFlags.DM_SUSPEND_FLAG } })),
-      {
-        command: 'DM_TARGET_MSG',
-        request: { name: this.name, message: `create_snap ${n} ${originId}`, sector: 0 },
-        hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'`, ENODATA: `origin thin id ${originId} does not exist in pool '${this.name}'` },
-      },
+      this.messageStep(msg.createSnap(this.name, n, originId)),
       ...[...origins].reverse().map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name } })),
     ];
   }
@@ -642,8 +645,7 @@ export class ThinPool {
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
       const made = await this.allocate(id, async (n) => {
-        const first: SeqStep = { command: 'DM_TARGET_MSG', request: { name: this.name, message: `create_thin ${n}`, sector: 0 }, hints: { EEXIST: `thin id ${n} already exists in pool '${this.name}'` } };
-        device = await this.createWithPrefix(n, name, [first], steps(n));
+        device = await this.createWithPrefix(n, name, [this.messageStep(msg.createThin(this.name, n))], steps(n));
       });
       return { ...device!, id: made };
     });
@@ -687,7 +689,7 @@ export class ThinPool {
     if (r.failed) {
       if (r.failed.step >= prefix.length) {
         await dm.undoCreate(name, r.failed.step - prefix.length);
-        await this.message(`delete ${n}`).catch(() => undefined);
+        await this.message(msg.deleteThin(this.name, n)).catch(() => undefined);
       }
       throw r.failed.error;
     }
@@ -701,7 +703,7 @@ export class ThinPool {
       this.seen.set(device.minor, { name, id: n });
       return device;
     } catch (e) {
-      await this.message(`delete ${n}`).catch(() => undefined);
+      await this.message(msg.deleteThin(this.name, n)).catch(() => undefined);
       throw e;
     }
   }
@@ -719,7 +721,7 @@ export class ThinPool {
         [
           { command: 'DM_TABLE_STATUS', request: { name, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } },
           { command: 'DM_DEV_REMOVE', request: { name }, hints: { EBUSY: `'${name}' is in use (mounted or open); close it first` } },
-          { command: 'DM_TARGET_MSG', request: { name: this.name, message: `delete ${id}`, sector: 0 }, hints: { ENODATA: `thin id ${id} does not exist in pool '${this.name}'` } },
+          this.messageStep(msg.deleteThin(this.name, id)),
         ],
         name,
       );
@@ -762,10 +764,7 @@ export class ThinPool {
   private async deleteId(id: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.message(`delete ${id}`, {
-          ENODATA: `thin id ${id} does not exist in pool '${this.name}'`,
-          EBUSY: `thin id ${id} is still open in the kernel (a device on it is being removed)`,
-        });
+        await this.message(msg.deleteThin(this.name, id));
         return;
       } catch (e) {
         if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;
@@ -839,19 +838,19 @@ export class ThinPool {
     checkUint(from, 'from');
     checkUint(to, 'to');
     return serialised(this.name, () =>
-      this.message(`set_transaction_id ${from} ${to}`, { EINVAL: `the pool's transaction id is not ${from}` }),
+      this.message(msg.setTransactionId(from, to)),
     );
   }
 
   /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
   async reserveMetadataSnap(): Promise<void> {
     return serialised(this.name, () =>
-      this.message('reserve_metadata_snap', { EBUSY: 'a metadata snapshot is already held; releaseMetadataSnap() first' }),
+      this.message(msg.reserveMetadataSnap()),
     );
   }
 
   async releaseMetadataSnap(): Promise<void> {
-    return serialised(this.name, () => this.message('release_metadata_snap'));
+    return serialised(this.name, () => this.message(msg.releaseMetadataSnap()));
   }
 
   /**
