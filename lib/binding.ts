@@ -96,30 +96,24 @@ export interface FdWatcher {
   close(): void;
 }
 
+/** The dm-ioctl.h flags the addon exports (native/dm_ioctl.cc); a unit test holds the two lists and the header's values together. */
+export const DM_FLAG_NAMES = [
+  'DM_READONLY_FLAG', 'DM_SUSPEND_FLAG', 'DM_PERSISTENT_DEV_FLAG', 'DM_STATUS_TABLE_FLAG', 'DM_ACTIVE_PRESENT_FLAG',
+  'DM_INACTIVE_PRESENT_FLAG', 'DM_BUFFER_FULL_FLAG', 'DM_SKIP_BDGET_FLAG', 'DM_SKIP_LOCKFS_FLAG', 'DM_NOFLUSH_FLAG',
+  'DM_QUERY_INACTIVE_TABLE_FLAG', 'DM_UEVENT_GENERATED_FLAG', 'DM_UUID_FLAG', 'DM_SECURE_DATA_FLAG', 'DM_DATA_OUT_FLAG',
+  'DM_DEFERRED_REMOVE', 'DM_INTERNAL_SUSPEND_FLAG',
+] as const;
+export type DmFlagName = (typeof DM_FLAG_NAMES)[number];
+
+/** The loop.h flags the addon exports (native/loop.cc). */
+export const LOOP_FLAG_NAMES = ['LO_FLAGS_READ_ONLY', 'LO_FLAGS_AUTOCLEAR', 'LO_FLAGS_PARTSCAN', 'LO_FLAGS_DIRECT_IO'] as const;
+export type LoopFlagName = (typeof LOOP_FLAG_NAMES)[number];
+
 export interface Native {
   dmIoctl(fd: number, command: DmCommand, request: DmIoctlRequest): Promise<DmIoctlReply>;
   /** Several ioctls in order in one threadpool trip; a failure carries `step`, the index of the failed one, and `replies`, those before it. */
   dmIoctlSeq(fd: number, steps: Array<[DmCommand, DmIoctlRequest]>): Promise<DmIoctlReply[]>;
-  dmFlags: Record<
-    | 'DM_READONLY_FLAG'
-    | 'DM_SUSPEND_FLAG'
-    | 'DM_PERSISTENT_DEV_FLAG'
-    | 'DM_STATUS_TABLE_FLAG'
-    | 'DM_ACTIVE_PRESENT_FLAG'
-    | 'DM_INACTIVE_PRESENT_FLAG'
-    | 'DM_BUFFER_FULL_FLAG'
-    | 'DM_SKIP_BDGET_FLAG'
-    | 'DM_SKIP_LOCKFS_FLAG'
-    | 'DM_NOFLUSH_FLAG'
-    | 'DM_QUERY_INACTIVE_TABLE_FLAG'
-    | 'DM_UEVENT_GENERATED_FLAG'
-    | 'DM_UUID_FLAG'
-    | 'DM_SECURE_DATA_FLAG'
-    | 'DM_DATA_OUT_FLAG'
-    | 'DM_DEFERRED_REMOVE'
-    | 'DM_INTERNAL_SUSPEND_FLAG',
-    number
-  >;
+  dmFlags: Record<DmFlagName, number>;
   loopIoctl(fd: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
   loopSetStatus(fd: number, info: NativeLoopInfo): Promise<void>;
   loopGetStatus(fd: number): Promise<NativeLoopStatus>;
@@ -138,7 +132,7 @@ export interface Native {
   ): Promise<DevNumber & { number: number; fd: number; flags: number }>;
   /** Open the loop device at `path`, one simple ioctl, close: one trip. An open failure has syscall 'open'. */
   loopPathIoctl(path: string, openFlags: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
-  loopFlags: Record<'LO_FLAGS_READ_ONLY' | 'LO_FLAGS_AUTOCLEAR' | 'LO_FLAGS_PARTSCAN' | 'LO_FLAGS_DIRECT_IO', number>;
+  loopFlags: Record<LoopFlagName, number>;
   mknod(path: string, mode: number, major: number, minor: number): Promise<void>;
   /** mknod on the JS thread (for /dev, which is in memory). */
   mknodSync(path: string, mode: number, major: number, minor: number): void;
