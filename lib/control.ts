@@ -139,6 +139,20 @@ export async function traced<T>(what: string, device: string | undefined, call: 
   }
 }
 
+/** traced() for a call that runs on the JS thread (mknod in /dev, which is in memory). */
+export function tracedSync<T>(what: string, device: string | undefined, call: () => T, hints?: Hints): T {
+  const started = trace.enabled ? process.hrtime.bigint() : 0n;
+  try {
+    const result = call();
+    if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
+    return result;
+  } catch (e) {
+    const err = fromNative(e, device, hints);
+    if (trace.enabled) trace('%s %s failed %sms: %s', what, device ?? '', elapsed(started), err.code);
+    throw err;
+  }
+}
+
 /** Fields a native failure may carry beside its errno. */
 type NativeFields = { syscall?: string; detail?: string; step?: number; number?: number };
 

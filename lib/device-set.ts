@@ -16,7 +16,7 @@ import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
-import { native } from './binding';
+import * as sys from './sys';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily, type FsType } from './filesystem';
@@ -795,11 +795,11 @@ async function takeLock(root: string): Promise<FileHandle> {
   const path = join(root, 'lock');
   const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
-    await native.flock(fh.fd, native.sysConstants.LOCK_EX | native.sysConstants.LOCK_NB);
+    await sys.lockExclusiveNow(fh.fd, path);
   } catch (e) {
     await fh.close();
     const holder = (await readFile(path, 'utf8').catch(() => '')).trim() || 'unknown';
-    if ((e as { errno?: number }).errno === osConstants.errno.EWOULDBLOCK) {
+    if ((e as DmError).errno === osConstants.errno.EWOULDBLOCK) {
       throw new DmError(`the device set under ${root} is open in process ${holder}`, { code: 'ERR_DM_LOCKED', device: root, cause: e });
     }
     throw e;

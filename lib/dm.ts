@@ -3,7 +3,8 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { dmCall, dmCallOn, dmCallSeq, openControl, traced, type Hints, type SeqStep } from './control';
+import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints, type SeqStep } from './control';
+import * as sys from './sys';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
@@ -356,7 +357,7 @@ export async function discard(ref: DeviceRef, options?: DiscardOptions): Promise
     throw invalidArg('options', `offset ${offset} + length ${length} is past the end of '${label}' (${size} bytes)`);
   }
   await ensureBlockNode(dev.path, dev);
-  await withDeviceFd(dev.path, label, (fd) => traced('BLKDISCARD', label, () => native.blkDiscard(fd, offset, length), {
+  await withDeviceFd(dev.path, label, (fd) => sys.blockDiscard(fd, offset, length, label, {
     EOPNOTSUPP: `'${label}' does not take discards (its target, e.g. zero or error, or the device under it does not support them)`,
   }));
   return { offset, length };

@@ -3,8 +3,7 @@
 // are e2fsprogs / xfsprogs).
 import { execFile } from 'node:child_process';
 import { mkdir, open, rmdir, writeFile } from 'node:fs/promises';
-import { native } from './binding';
-import { traced } from './control';
+import * as sys from './sys';
 import { DmError } from './errors';
 
 export type FsType = 'ext4' | 'xfs';
@@ -56,7 +55,7 @@ export interface MountOptions {
   data?: string[];
 }
 
-const C = native.sysConstants;
+const C = sys.MOUNT_FLAGS;
 
 /** Generic options are VFS flags, not filesystem data: split them out as mount(8) does. */
 const FLAG_OPTIONS: Record<string, { set?: number; clear?: number }> = {
@@ -93,7 +92,7 @@ export async function mountDevice(device: string, target: string, fs: FsType, o:
   const options = [...(o.data ?? [])];
   if (fs === 'xfs' && !options.includes('nouuid')) options.push('nouuid'); // snapshots share their origin's UUID
   const { flags, data } = mountFlags(options, o.readOnly);
-  await traced('mount', target, () => native.mount(device, target, fs, flags, data));
+  await sys.mount(device, target, fs, flags, data);
 }
 
 /**
@@ -103,7 +102,7 @@ export async function mountDevice(device: string, target: string, fs: FsType, o:
  */
 export async function unmountLazily(target: string, o: { gone?: 'ok' } = {}): Promise<void> {
   try {
-    await traced('umount2', target, () => native.umount2(target, native.sysConstants.MNT_DETACH));
+    await sys.umount(target, { detach: true });
   } catch (e) {
     if (o.gone !== 'ok' || !(e instanceof DmError) || (e.code !== 'EINVAL' && e.code !== 'ENOENT')) throw e;
   }
@@ -128,7 +127,7 @@ export async function growFilesystem(device: string, fs: FsType, mountDir: strin
     if (fs === 'ext4') await run('resize2fs', [device]);
     else await run('xfs_growfs', [mountDir]);
   } finally {
-    await traced('umount2', mountDir, () => native.umount2(mountDir, 0));
+    await sys.umount(mountDir);
   }
 }
 

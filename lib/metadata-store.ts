@@ -20,8 +20,7 @@
 import { mkdir, open, readdir, readFile, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { native } from './binding';
-import { traced } from './control';
+import * as sys from './sys';
 import { DmError } from './errors';
 
 export interface DeviceRecord {
@@ -143,7 +142,7 @@ export class MetadataStore {
     const devices = join(this.dir, 'devices');
     const names = (await readdir(devices).catch(missingIsUndefined)) ?? [];
     const files = names.filter((n) => n.endsWith('.json')); // others are temp files of interrupted writes
-    const texts = files.length ? await traced('readFiles', devices, () => native.readFiles(devices, files)) : [];
+    const texts = files.length ? await sys.readFiles(devices, files) : [];
     texts.forEach((text, i) => {
       if (text !== null) this.apply({ put: parseJson<DeviceRecord>(text, join(devices, files[i]!)) });
     });

@@ -6,8 +6,8 @@
 import { lstatSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { access, lstat, readdir, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { native, type DevNumber } from './binding';
-import { traced } from './control';
+import type { DevNumber } from './binding';
+import * as sys from './sys';
 
 export const MAPPER_DIR = '/dev/mapper';
 const UDEV_CONTROL = '/run/udev/control';
@@ -48,7 +48,7 @@ export async function ensureBlockNode(path: string, dev: DevNumber): Promise<voi
     // A new device's node is nearly always missing: make it in one syscall.
     // EEXIST (a node is there, maybe stale) or ENOENT (no directory yet): the careful way below.
     try {
-      native.mknodSync(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor);
+      sys.mknodBlock(path, dev);
       return;
     } catch {
       // fall through
@@ -78,7 +78,7 @@ export async function ensureBlockNode(path: string, dev: DevNumber): Promise<voi
     madeDirs.add(dir);
   }
   try {
-    await traced('mknod', path, async () => native.mknodSync(path, native.sysConstants.S_IFBLK | 0o660, dev.major, dev.minor));
+    sys.mknodBlock(path, dev);
   } catch (e) {
     // A concurrent caller made the same node first: fine if it is the right one.
     if (!sameDev(nodeDev(path), dev)) throw e;

@@ -19,6 +19,7 @@ import { thin as thinGrammar } from './targets/thin';
 import { thinPool as poolGrammar, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolParams } from './targets/thin-pool';
 import * as msg from './targets/thin-pool-messages';
 import type { PoolMessage } from './targets/thin-pool-messages';
+import * as sys from './sys';
 import { Undo } from './undo';
 import { PoolWatcher, type WatchOptions } from './pool-watch';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint } from './validate';
@@ -265,7 +266,7 @@ async function deviceSize(path: string): Promise<number> {
   try {
     const st = await fh.stat();
     if (!st.isBlockDevice()) throw invalidArg('device', `${path} is not a block device`);
-    return await native.blkGetSize64(fh.fd);
+    return await sys.blockDeviceSize(fh.fd, path);
   } finally {
     await fh.close();
   }
