@@ -133,8 +133,8 @@ export interface DeviceSetInfo {
 }
 
 const OPTION_KEYS = [
-  'root', 'layout', 'readOnly', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
+  'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
+  'layout', 'readOnly', 'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -206,7 +206,9 @@ export class DeviceSet {
     if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
     if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
     if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
-    if (o.layout !== undefined && o.layout !== 'devmapper' && o.layout !== 'docker') throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
+    if (o.layout !== undefined && o.layout !== 'devmapper' && o.layout !== 'docker') {
+      throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
+    }
     if (checkBoolean(o.readOnly, 'readOnly') && o.layout !== 'docker') throw invalidArg('readOnly', "only layout 'docker' opens read-only");
     if (o.layout === 'docker') return DeviceSet.openDocker(settings, o);
     await refuseDockerStore(root);

@@ -39,7 +39,9 @@ export const DEVICE_SET_FILE = 'deviceset-metadata';
 export const TRANSACTION_FILE = 'transaction-metadata';
 
 /** DeviceSet options that would change a Docker store (or make no sense for one). */
-export const DOCKER_REFUSED_OPTIONS = ['baseSize', 'mkfsArgs', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice'] as const;
+export const DOCKER_REFUSED_OPTIONS = [
+  'baseSize', 'mkfsArgs', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
+] as const;
 
 /** Options a Docker store refuses; `readOnly: false` among them (writing to Docker's store is not supported). */
 export function checkDockerOptions(o: Record<string, unknown>): void {
@@ -82,7 +84,11 @@ export function readOnlyError(what: string, root: string): DmError {
 }
 
 const corrupt = (file: string, why: string, cause?: unknown) =>
-  new DmError(`Docker metadata file ${file} ${why}; restore it from a backup or leave the device out`, { code: 'ERR_DM_CORRUPT', device: file, cause });
+  new DmError(`Docker metadata file ${file} ${why}; restore it from a backup or leave the device out`, {
+    code: 'ERR_DM_CORRUPT',
+    device: file,
+    cause,
+  });
 
 function parseObject(text: string, file: string): Record<string, unknown> {
   let v: unknown;
@@ -149,7 +155,11 @@ export function parseDeviceSetFile(text: string, file: string): DockerSetMetadat
 /** ROOT/metadata/transaction-metadata. */
 export function parseTransactionFile(text: string, file: string): DockerTransaction {
   const o = parseObject(text, file);
-  return { openTransactionId: field(o, 'open_transaction_id', 'number', file), hash: field(o, 'device_hash', 'string', file), deviceId: field(o, 'device_id', 'number', file) };
+  return {
+    openTransactionId: field(o, 'open_transaction_id', 'number', file),
+    hash: field(o, 'device_hash', 'string', file),
+    deviceId: field(o, 'device_id', 'number', file),
+  };
 }
 
 /** What Docker's metadata directory holds, read without writing anything. */
@@ -165,13 +175,15 @@ const missing = (e: unknown): undefined => {
 };
 
 /** A device file's name: as Docker skipped them, temp files ('.tmp…'), '*.migrated' and its two set files are not devices. */
-const isDeviceFile = (name: string) => !name.startsWith('.') && !name.endsWith('.migrated') && name !== DEVICE_SET_FILE && name !== TRANSACTION_FILE;
+const isDeviceFile = (name: string) =>
+  !name.startsWith('.') && !name.endsWith('.migrated') && name !== DEVICE_SET_FILE && name !== TRANSACTION_FILE;
 
 /** Read ROOT/metadata (and an unmigrated ROOT/devicemapper/json) into records. */
 export async function readDockerMetadata(root: string): Promise<DockerMetadata> {
   const dir = join(root, 'metadata');
   const entries = await readdir(dir, { withFileTypes: true }).catch((e: unknown) => {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new DmError(`${dir} does not exist: ${root} is not a Docker devicemapper store`, { code: 'ENOENT', device: root });
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new DmError(`${dir} does not exist: ${root} is not a Docker devicemapper store`, { code: 'ENOENT', device: root });
     throw e;
   });
   const records = new Map<string, DeviceRecord>();
@@ -242,18 +254,24 @@ export async function readPoolSuperblock(file: string): Promise<{ blockSectors: 
  * without removing it), else brought up read-only on ROOT/devicemapper's
  * loop files. `owns`: this call brought it up, and close() takes it down.
  */
-export async function openDockerPool(root: string, prefix: string, poolName: string | undefined): Promise<{ pool: ThinPool; owns: boolean }> {
+export async function openDockerPool(
+  root: string,
+  prefix: string,
+  poolName: string | undefined,
+): Promise<{ pool: ThinPool; owns: boolean }> {
   const name = poolName ?? `${prefix}-pool`;
   const live = await dm.info(name).catch(() => undefined);
   if (live?.activeTable || poolName !== undefined) return { pool: await ThinPool.open(name), owns: false };
   if (live) {
-    throw new DmError(`device '${name}' exists with no table (Docker stopped half-way through making the pool); remove it (dmsetup remove ${name}) and open again`, { code: 'EEXIST', device: name });
+    const why = `device '${name}' exists with no table (Docker stopped half-way through making the pool)`;
+    throw new DmError(`${why}; remove it (dmsetup remove ${name}) and open again`, { code: 'EEXIST', device: name });
   }
   const dataFile = join(root, 'devicemapper', 'data');
   const metadataFile = join(root, 'devicemapper', 'metadata');
   for (const f of [dataFile, metadataFile]) {
     if (!(await stat(f).catch(missing))) {
-      throw new DmError(`${f} does not exist and no pool '${name}' is active: if Docker used a pool of its own (dm.thinpooldev, direct-lvm), activate it and pass poolName`, { code: 'ENOENT', device: f });
+      const advice = 'if Docker used a pool of its own (dm.thinpooldev, direct-lvm), activate it and pass poolName';
+      throw new DmError(`${f} does not exist and no pool '${name}' is active: ${advice}`, { code: 'ENOENT', device: f });
     }
   }
   const { blockSectors } = await readPoolSuperblock(metadataFile);
@@ -287,7 +305,8 @@ export async function lockDockerRoot(root: string): Promise<FileHandle> {
   } catch (e) {
     await fh.close();
     if ((e as { errno?: number }).errno === osConstants.errno.EWOULDBLOCK) {
-      throw new DmError(`the Docker store under ${root} is open in another process (a flock on the directory; /proc/locks names it)`, { code: 'ERR_DM_LOCKED', device: root, cause: e });
+      const why = `the Docker store under ${root} is open in another process (a flock on the directory; /proc/locks names it)`;
+      throw new DmError(why, { code: 'ERR_DM_LOCKED', device: root, cause: e });
     }
     throw e;
   }
@@ -325,10 +344,16 @@ async function probeFs(device: string): Promise<FsType | undefined> {
  * device's UUID must be the one deviceset-metadata recorded (else the pool
  * is not this store's). The base is activated read-only for the look.
  */
-async function checkBase(pool: ThinPool, prefix: string, base: DeviceRecord | undefined, m: DockerSetMetadata | undefined): Promise<FsType> {
+async function checkBase(
+  pool: ThinPool,
+  prefix: string,
+  base: DeviceRecord | undefined,
+  m: DockerSetMetadata | undefined,
+): Promise<FsType> {
   if (!base || !base.initialized || base.deleted) {
     if (m?.fs) return m.fs;
-    throw new DmError(`the Docker store has no initialized base device and records no filesystem: there is nothing to mount`, { code: 'ERR_DM_CORRUPT', device: pool.name });
+    const why = 'the Docker store has no initialized base device and records no filesystem: there is nothing to mount';
+    throw new DmError(why, { code: 'ERR_DM_CORRUPT', device: pool.name });
   }
   const name = `${prefix}-base`;
   const live = await dm.info(name).catch(() => undefined);
@@ -336,7 +361,8 @@ async function checkBase(pool: ThinPool, prefix: string, base: DeviceRecord | un
   try {
     const [uuid, fs] = await Promise.all([filesystemUuid(dev.path), probeFs(dev.path)]);
     if (m?.baseUuid && uuid !== m.baseUuid) {
-      throw new DmError(`the base device's filesystem UUID is '${uuid}', Docker recorded '${m.baseUuid}': pool '${pool.name}' does not belong to this store`, { code: 'ERR_DM_CORRUPT', device: name });
+      const why = `the base device's filesystem UUID is '${uuid}', Docker recorded '${m.baseUuid}'`;
+      throw new DmError(`${why}: pool '${pool.name}' does not belong to this store`, { code: 'ERR_DM_CORRUPT', device: name });
     }
     const found = m?.fs ?? fs;
     if (!found) throw new DmError(`the base device holds neither ext4 nor xfs`, { code: 'ERR_DM_CORRUPT', device: name });
@@ -435,7 +461,10 @@ export async function openDockerStore(root: string, o: { poolName?: string; fs?:
     const { pool, owns } = await openDockerPool(root, prefix, o.poolName);
     if (owns) owned = pool;
     const status = await pool.status();
-    if (status.mode === 'fail') throw new DmError(`pool '${pool.name}' has failed; run thin_check on ${join(root, 'devicemapper', 'metadata')}`, { code: 'EIO', device: pool.name });
+    if (status.mode === 'fail') {
+      const file = join(root, 'devicemapper', 'metadata');
+      throw new DmError(`pool '${pool.name}' has failed; run thin_check on ${file}`, { code: 'EIO', device: pool.name });
+    }
     const { records, rolledBack } = rollBack(metadata, status.transactionId);
     const leaveActive = new Set((await dm.list()).map((d) => d.name).filter((n) => n.startsWith(`${prefix}-`) && n !== pool.name));
     const fs = await checkBase(pool, prefix, records.find((r) => r.id === ''), metadata.set);

@@ -61,8 +61,10 @@ async function dockerStore(tag: string, { live = false, fs = 'ext4' as 'ext4' | 
   const dataLoop = await loop.attach(data);
   const metaLoop = await loop.attach(meta);
   // moby's CreatePool table: 64K blocks, low water mark 32768, skip_block_zeroing.
-  const p = await dm.create(pool, { table: [{ start: 0, length: 512 * 2048, type: 'thin-pool', params: `${metaLoop.path} ${dataLoop.path} 128 32768 1 skip_block_zeroing` }] });
-  const activate = (id: number, hash: string) => dm.create(`${prefix}-${hash}`, { table: [{ start: 0, length: size / 512, type: 'thin', params: `${p.major}:${p.minor} ${id}` }] });
+  const poolParams = `${metaLoop.path} ${dataLoop.path} 128 32768 1 skip_block_zeroing`;
+  const p = await dm.create(pool, { table: [{ start: 0, length: 512 * 2048, type: 'thin-pool', params: poolParams }] });
+  const activate = (id: number, hash: string) =>
+    dm.create(`${prefix}-${hash}`, { table: [{ start: 0, length: size / 512, type: 'thin', params: `${p.major}:${p.minor} ${id}` }] });
   const writeIn = async (dev: string, files: Record<string, string>, keepMounted = '') => {
     const at = keepMounted || mnt(`fixture-${tag}`);
     await mkdir(at, { recursive: true });
@@ -96,14 +98,16 @@ async function dockerStore(tag: string, { live = false, fs = 'ext4' as 'ext4' | 
   await record(DELETED, { device_id: 5, size, transaction_id: 3, initialized: false, deleted: true });
   await commit(2, 3);
   const container = await activate(3, CONTAINER);
-  await writeIn(container.path, { 'container-file': 'from container', 'image-file': 'changed by container' }, live ? join(root, 'mnt', CONTAINER) : '');
+  const dockerMount = live ? join(root, 'mnt', CONTAINER) : '';
+  await writeIn(container.path, { 'container-file': 'from container', 'image-file': 'changed by container' }, dockerMount);
   if (!live) await dm.remove(container.name);
 
   // Docker writes the device's file inside the transaction, and commits last.
   await writeFile(join(root, 'metadata', 'transaction-metadata'), JSON.stringify({ open_transaction_id: 4, device_hash: PENDING, device_id: 4 }));
   await dm.message(pool, 'create_snap 4 2');
   await record(PENDING, { device_id: 4, size, transaction_id: 4, initialized: false, deleted: false });
-  await writeFile(join(root, 'metadata', 'deviceset-metadata'), JSON.stringify({ next_device_id: 5, BaseDeviceUUID: uuid, BaseDeviceFilesystem: fs }));
+  const set = { next_device_id: 5, BaseDeviceUUID: uuid, BaseDeviceFilesystem: fs };
+  await writeFile(join(root, 'metadata', 'deviceset-metadata'), JSON.stringify(set));
 
   if (!live) {
     await dm.remove(pool);
@@ -153,7 +157,9 @@ describe("a Docker store whose pool is down (Docker stopped)", () => {
     expect(ds.has(DELETED)).toBe(false);
     expect(ds.has(PENDING)).toBe(false);
     await expect(ds.get(PENDING)).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(await ds.get(CONTAINER)).toMatchObject({ id: CONTAINER, parent: null, deviceId: 3, size: SIZE, path: `/dev/mapper/${fx.prefix}-${CONTAINER}`, active: false });
+    expect(await ds.get(CONTAINER)).toMatchObject({
+      id: CONTAINER, parent: null, deviceId: 3, size: SIZE, path: `/dev/mapper/${fx.prefix}-${CONTAINER}`, active: false,
+    });
 
     await ds.mount(IMAGE, mnt('image'));
     await ds.mount(CONTAINER, mnt('container'));
@@ -170,7 +176,10 @@ describe("a Docker store whose pool is down (Docker stopped)", () => {
     await expect(ds.cleanup()).rejects.toMatchObject({ code: 'EROFS' });
     await expect(ds.mount(IMAGE, mnt('rw'), { readOnly: false })).rejects.toMatchObject({ code: 'EROFS' });
     await expect(DeviceSet.open({ root: fx.root, layout: 'docker' })).rejects.toMatchObject({ code: 'ERR_DM_LOCKED' });
-    expect(await ds.info()).toMatchObject({ poolName: fx.pool, poolBlockSize: 64 * 1024, baseDeviceSize: SIZE, backingFilesystem: 'ext4', dataLoopFile: join(fx.root, 'devicemapper', 'data'), devices: 2 });
+    expect(await ds.info()).toMatchObject({
+      poolName: fx.pool, poolBlockSize: 64 * 1024, baseDeviceSize: SIZE, backingFilesystem: 'ext4',
+      dataLoopFile: join(fx.root, 'devicemapper', 'data'), devices: 2,
+    });
 
     await ds.unmount(IMAGE);
     expect((await ds.get(IMAGE)).active).toBe(false);
@@ -191,7 +200,8 @@ describe("a Docker store whose pool is down (Docker stopped)", () => {
   it("the library's own layout refuses the store and writes nothing", async () => {
     const fx = await dockerStore('native');
     const before = await snapshot(fx.root);
-    await expect(DeviceSet.open({ root: fx.root })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining("layout: 'docker'") });
+    const refused = { code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining("layout: 'docker'") };
+    await expect(DeviceSet.open({ root: fx.root })).rejects.toMatchObject(refused);
     expect(await snapshot(fx.root)).toEqual(before);
     expect(await ours(fx.prefix)).toEqual([]);
   });

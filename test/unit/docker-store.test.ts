@@ -45,17 +45,19 @@ describe('parsing Docker metadata files', () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toMatchObject({ name: 'DmError', code: 'ERR_DM_CORRUPT', device: '/var/lib/docker/devicemapper/metadata/abc', message: expect.stringContaining('/var/lib/docker/devicemapper/metadata/abc') });
+      const file = '/var/lib/docker/devicemapper/metadata/abc';
+      expect(err).toMatchObject({ name: 'DmError', code: 'ERR_DM_CORRUPT', device: file, message: expect.stringContaining(file) });
     }
   });
 
   it('a field of the wrong type or out of range is ERR_DM_CORRUPT naming file and field', () => {
-    expect(() => parseDeviceFile('{"device_id":"1"}', '/m/f', 'f')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT', message: expect.stringMatching(/\/m\/f.*device_id/) }));
-    expect(() => parseDeviceFile('{"device_id":16777216}', '/m/f', 'f')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT' }));
-    expect(() => parseDeviceFile('{"device_id":1,"size":-5}', '/m/f', 'f')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT', message: expect.stringContaining('size') }));
-    expect(() => parseDeviceFile('{"device_id":1,"deleted":"no"}', '/m/f', 'f')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT' }));
-    expect(() => parseDeviceSetFile('{"BaseDeviceFilesystem":"btrfs"}', '/m/d')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT', message: expect.stringContaining('btrfs') }));
-    expect(() => parseTransactionFile('{"open_transaction_id":1.5}', '/m/t')).toThrow(expect.objectContaining({ code: 'ERR_DM_CORRUPT', device: '/m/t' }));
+    const corrupt = (more: object = {}) => expect.objectContaining({ code: 'ERR_DM_CORRUPT', ...more });
+    expect(() => parseDeviceFile('{"device_id":"1"}', '/m/f', 'f')).toThrow(corrupt({ message: expect.stringMatching(/\/m\/f.*device_id/) }));
+    expect(() => parseDeviceFile('{"device_id":16777216}', '/m/f', 'f')).toThrow(corrupt());
+    expect(() => parseDeviceFile('{"device_id":1,"size":-5}', '/m/f', 'f')).toThrow(corrupt({ message: expect.stringContaining('size') }));
+    expect(() => parseDeviceFile('{"device_id":1,"deleted":"no"}', '/m/f', 'f')).toThrow(corrupt());
+    expect(() => parseDeviceSetFile('{"BaseDeviceFilesystem":"btrfs"}', '/m/d')).toThrow(corrupt({ message: expect.stringContaining('btrfs') }));
+    expect(() => parseTransactionFile('{"open_transaction_id":1.5}', '/m/t')).toThrow(corrupt({ device: '/m/t' }));
   });
 
   it('reads deviceset-metadata and transaction-metadata', () => {
@@ -90,7 +92,8 @@ describe('readDockerMetadata', () => {
 
   it("reads the oldest drivers' devicemapper/json ({\"Devices\": ...}), which wins as Docker's migration made it", async () => {
     await put(H1, { device_id: 2, size: 1 << 20 });
-    await writeFile(join(root, 'devicemapper', 'json'), JSON.stringify({ Devices: { '': { device_id: 1, size: 1 << 20, initialized: true }, [H1]: { device_id: 9, size: 2 << 20 } } }));
+    const Devices = { '': { device_id: 1, size: 1 << 20, initialized: true }, [H1]: { device_id: 9, size: 2 << 20 } };
+    await writeFile(join(root, 'devicemapper', 'json'), JSON.stringify({ Devices }));
     const m = await readDockerMetadata(root);
     expect(m.records.find((r) => r.id === H1)).toMatchObject({ deviceId: 9, size: 2 << 20 });
     expect(m.records.find((r) => r.id === '')).toMatchObject({ deviceId: 1, initialized: true });
@@ -113,7 +116,8 @@ describe("Docker's start-up rollback, in memory", () => {
     expect(rollBack({ records, set: undefined, transaction: undefined }, 2)).toEqual({ records });
   });
   it('one the pool did not reach loses its device, as Docker deleted it', () => {
-    expect(rollBack({ records, set: undefined, transaction: { openTransactionId: 3, hash: H1, deviceId: 2 } }, 2)).toEqual({ records: [records[0]], rolledBack: H1 });
+    const transaction = { openTransactionId: 3, hash: H1, deviceId: 2 };
+    expect(rollBack({ records, set: undefined, transaction }, 2)).toEqual({ records: [records[0]], rolledBack: H1 });
   });
 });
 
@@ -129,7 +133,8 @@ describe('DeviceSet.open with layout docker: options refused before anything is 
     const before = (await readdir(root, { recursive: true })).sort();
     const ioctl = vi.spyOn(native, 'dmIoctl');
     const attach = vi.spyOn(native, 'loopAttach');
-    await expect(DeviceSet.open({ root, ...options } as never)).rejects.toMatchObject({ name: 'DmError', code, message: expect.stringContaining(text) });
+    const refused = { name: 'DmError', code, message: expect.stringContaining(text) };
+    await expect(DeviceSet.open({ root, ...options } as never)).rejects.toMatchObject(refused);
     expect(ioctl).not.toHaveBeenCalled();
     expect(attach).not.toHaveBeenCalled();
     expect((await readdir(root, { recursive: true })).sort()).toEqual(before);
