@@ -18,10 +18,11 @@ import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import * as sys from './sys';
 import * as dm from './dm';
+import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseDockerStore, type SetAccess } from './docker-store';
 import { DmError, invalidArg } from './errors';
 import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
-import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
+import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
@@ -36,6 +37,14 @@ const BASE = '';
 export interface DeviceSetOptions {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
   root: string;
+  /**
+   * 'devmapper' (default): the library's own records. 'docker': a store that
+   * Docker's devicemapper driver left under root (/var/lib/docker/devicemapper),
+   * opened read-only (see lib/docker-store.ts).
+   */
+  layout?: 'devmapper' | 'docker';
+  /** Layout 'docker' only, where it is the default and the only choice: refuse every change with EROFS. */
+  readOnly?: boolean;
   /**
    * Size of the base device, and so of every device by default (default 10G
    * for a new set). Given larger on a later open, it grows the base; given
@@ -148,7 +157,8 @@ export interface DeviceSetInfo {
 
 const OPTION_KEYS = [
   'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress', 'xfsNospaceMaxRetries',
+  'layout', 'readOnly', 'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
+  'xfsNospaceMaxRetries',
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -188,11 +198,13 @@ export class DeviceSet {
     private readonly settings: Settings,
     readonly pool: ThinPool,
     private readonly ownsPool: boolean,
-    private readonly store: MetadataStore,
+    private readonly store: RecordStore,
     private set: SetRecord,
     private readonly lock: FileHandle,
     /** Device-mapper names are `<prefix>-<id>`; the base device is `<prefix>-base`. */
     readonly prefix: string,
+    /** Read-only (a Docker store), and the devices it found active and leaves so. */
+    private readonly access: SetAccess = READ_WRITE,
   ) {}
 
   /** Open the set under `root`, creating it (pool, base device, filesystem) on first use. */
@@ -220,6 +232,12 @@ export class DeviceSet {
     if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
     if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
     if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
+    if (o.layout !== undefined && o.layout !== 'devmapper' && o.layout !== 'docker') {
+      throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
+    }
+    if (checkBoolean(o.readOnly, 'readOnly') && o.layout !== 'docker') throw invalidArg('readOnly', "only layout 'docker' opens read-only");
+    if (o.layout === 'docker') return DeviceSet.openDocker(settings, o);
+    await refuseDockerStore(root);
 
     for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
     const lock = await takeLock(root);
@@ -253,6 +271,18 @@ export class DeviceSet {
       await lock.close();
       throw e;
     }
+  }
+
+  /** A store of Docker's devicemapper driver, read-only (lib/docker-store.ts): nothing under root is written. */
+  private static async openDocker(settings: Settings, o: Partial<DeviceSetOptions>): Promise<DeviceSet> {
+    checkDockerOptions(o);
+    const d = await openDockerStore(settings.root, { poolName: o.poolName, fs: o.fs });
+    // No findMounts(): mounts found now are Docker's own, and close() must not unmount them.
+    return new DeviceSet({ ...settings, fs: d.fs }, d.pool, d.owns, d.store, d.set, d.lock, d.prefix, d.access);
+  }
+
+  private checkWritable(what: string): void {
+    if (this.access.readOnly) throw readOnlyError(what, this.settings.root);
   }
 
   private serial<T>(body: () => Promise<T>): Promise<T> {
@@ -447,12 +477,12 @@ export class DeviceSet {
       return live;
     }
     if (live) await dm.remove(name); // created, never loaded: the process died in between
-    return this.pool.activate(rec.deviceId, { name, size: rec.size });
+    return this.pool.activate(rec.deviceId, { name, size: rec.size, readOnly: this.access.readOnly });
   }
 
   private async deactivate(id: string): Promise<void> {
     const name = this.dmName(id);
-    if (!(await dm.info(name).catch(() => undefined))) return;
+    if (this.access.leaveActive.has(name) || !(await dm.info(name).catch(() => undefined))) return;
     await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
   }
 
@@ -566,6 +596,7 @@ export class DeviceSet {
   /** Create device `id` as a snapshot of `parent` (default: the base device). */
   async create(id: string, options?: CreateOptions): Promise<DeviceDetails> {
     this.checkOpen();
+    this.checkWritable(`create device '${String(id)}'`);
     this.checkId(id);
     const o = checkOptions<CreateOptions>(options, 'options', ['parent', 'size']);
     if (o.parent !== undefined) this.checkId(o.parent, 'options.parent');
@@ -619,7 +650,8 @@ export class DeviceSet {
     this.checkId(id);
     checkPath(target, 'target');
     const o = checkOptions<{ readOnly: boolean; options: string[] }>(options, 'options', ['readOnly', 'options']);
-    const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
+    if (o.readOnly === false && this.access.readOnly) this.checkWritable(`mount device '${id}' read-write`);
+    const readOnly = (checkBoolean(o.readOnly, 'options.readOnly') ?? false) || this.access.readOnly;
     const extra = checkStrings(o.options, 'options.options');
     const where = resolvePath(target);
     await this.serial(async () => {
@@ -682,6 +714,7 @@ export class DeviceSet {
    */
   async remove(id: string): Promise<void> {
     this.checkOpen();
+    this.checkWritable(`remove device '${String(id)}'`);
     this.checkId(id);
     await this.serial(async () => {
       const rec = this.record(id);
@@ -702,6 +735,7 @@ export class DeviceSet {
 
   /** Run the deferred-deletion retry now (it also runs every cleanupIntervalMs). */
   cleanup(): Promise<void> {
+    if (this.access.readOnly) return Promise.reject(readOnlyError('delete devices pending deletion', this.settings.root));
     return this.serial(() => this.retryDeletions());
   }
 
@@ -760,6 +794,7 @@ export class DeviceSet {
         }
         for (const r of this.store.all()) {
           const name = this.dmName(r.id);
+          if (this.access.leaveActive.has(name)) continue;
           if (await dm.info(name).catch(() => undefined)) await dm.remove(name, { deferred: this.settings.deferredRemoval, retry: true });
         }
         if (this.ownsPool) await this.pool.destroy();

@@ -244,6 +244,12 @@ export class MetadataStore {
   }
 }
 
+/** What a DeviceSet uses of its records: the library's own log, or another layout's reader (lib/docker-store.ts). */
+export type RecordStore = Pick<
+  MetadataStore,
+  'dir' | 'get' | 'devices' | 'all' | 'put' | 'delete' | 'close' | 'readSet' | 'writeSet' | 'readTransaction' | 'writeTransaction' | 'clearTransaction'
+>;
+
 const line = (c: Change): string => `${JSON.stringify(c)}\n`;
 
 /** The log line that records `record` (what put() appends): for tools that build a log in bulk, such as the benchmark. */
