@@ -25,7 +25,6 @@ import { constants } from 'node:fs';
 import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { native } from './binding';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { filesystemUuid, type FsType } from './filesystem';
@@ -33,6 +32,7 @@ import * as loop from './loop';
 import type { DeviceRecord, RecordStore, SetRecord, TransactionRecord } from './metadata-store';
 import { thinPool as poolGrammar } from './targets/thin-pool';
 import { MAX_THIN_ID, THIN_POOL_DEFAULTS, ThinPool } from './thin-pool';
+import * as sys from './sys';
 import { Undo } from './undo';
 
 export const DEVICE_SET_FILE = 'deviceset-metadata';
@@ -301,10 +301,10 @@ export async function openDockerPool(
 export async function lockDockerRoot(root: string): Promise<FileHandle> {
   const fh = await open(root, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    await native.flock(fh.fd, native.sysConstants.LOCK_EX | native.sysConstants.LOCK_NB);
+    await sys.lockExclusiveNow(fh.fd, root);
   } catch (e) {
     await fh.close();
-    if ((e as { errno?: number }).errno === osConstants.errno.EWOULDBLOCK) {
+    if ((e as DmError).errno === osConstants.errno.EWOULDBLOCK) {
       const why = `the Docker store under ${root} is open in another process (a flock on the directory; /proc/locks names it)`;
       throw new DmError(why, { code: 'ERR_DM_LOCKED', device: root, cause: e });
     }
