@@ -3,28 +3,19 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { dmCall, dmCallOn, dmCallSeq, openControl, type Hints, type SeqStep } from './control';
+import * as batch from './batch';
+import { LOAD_HINTS, RESUME_HINTS } from './batch';
+import { dmCall, dmCallOn, openControl, type Hints } from './control';
 import * as sys from './sys';
+import { checkTable, resolveRef as resolve, toInfo, type DeviceInfo, type DeviceRef, type Target } from './dm-shapes';
 import { DmError, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, removeNode, renameNode } from './nodes';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
 
 const F = native.dmFlags;
 
-/** One line of a device-mapper table: `length` sectors from `start`, mapped by target `type`. */
-export interface Target {
-  /** First sector (512 bytes) this target covers. */
-  start: number;
-  /** Number of sectors. */
-  length: number;
-  /** Target type, e.g. 'linear', 'thin-pool', 'thin'. */
-  type: string;
-  /** The target's parameter string (table) or status string (status). */
-  params: string;
-}
+export type { DeviceInfo, DeviceRef, Target } from './dm-shapes';
 
-/** A device: by name, by uuid, or by device number. */
-export type DeviceRef = string | { uuid: string } | DevNumber;
 
 export interface Version {
   major: number;
@@ -45,76 +36,6 @@ export interface ListedDevice {
   eventNr: number;
 }
 
-export interface DeviceInfo {
-  name: string;
-  /** '' when the device has no uuid. */
-  uuid: string;
-  major: number;
-  minor: number;
-  /** Its node: /dev/mapper/NAME. */
-  path: string;
-  openCount: number;
-  targetCount: number;
-  eventNr: number;
-  suspended: boolean;
-  readOnly: boolean;
-  activeTable: boolean;
-  inactiveTable: boolean;
-  deferredRemove: boolean;
-  /** Suspended by the kernel itself (e.g. a thin device while its pool is). */
-  internalSuspend: boolean;
-}
-
-function resolve(ref: DeviceRef, field = 'device'): { request: DmIoctlRequest; label: string } {
-  if (typeof ref === 'string') return { request: { name: checkName(ref, field) }, label: ref };
-  if (typeof ref === 'object' && ref !== null) {
-    if ('uuid' in ref) {
-      const uuid = checkUuid(ref.uuid, `${field}.uuid`);
-      return { request: { uuid }, label: `uuid ${uuid}` };
-    }
-    if ('major' in ref && 'minor' in ref) {
-      const major = checkUint(ref.major, `${field}.major`, { max: 0xfff });
-      const minor = checkUint(ref.minor, `${field}.minor`, { max: 0xfffff });
-      return { request: { dev: { major, minor } }, label: `${major}:${minor}` };
-    }
-  }
-  throw invalidArg(field, 'expected a device name, { uuid } or { major, minor }');
-}
-
-function checkTable(table: unknown, field = 'table'): Target[] {
-  if (!Array.isArray(table) || table.length === 0) throw invalidArg(field, 'expected a non-empty array of targets');
-  let next = 0;
-  return table.map((t: unknown, i) => {
-    const f = `${field}[${i}]`;
-    if (typeof t !== 'object' || t === null) throw invalidArg(f, 'expected { start, length, type, params }');
-    const { start, length, type, params } = t as Partial<Target>;
-    checkUint(start, `${f}.start`);
-    checkUint(length, `${f}.length`, { min: 1 });
-    // The kernel refuses gaps and overlaps; say which target before it does.
-    if (start !== next) throw invalidArg(`${f}.start`, `${start} leaves a gap or overlap: the previous target ends at sector ${next}`);
-    next = start + length!;
-    return { start: start!, length: length!, type: checkTargetType(type, `${f}.type`), params: checkLine(params ?? '', `${f}.params`) };
-  });
-}
-
-function toInfo(r: DmIoctlReply): DeviceInfo {
-  return {
-    name: r.name,
-    uuid: r.uuid,
-    major: r.dev.major,
-    minor: r.dev.minor,
-    path: mapperPath(r.name),
-    openCount: r.openCount,
-    targetCount: r.targetCount,
-    eventNr: r.eventNr,
-    suspended: (r.flags & F.DM_SUSPEND_FLAG) !== 0,
-    readOnly: (r.flags & F.DM_READONLY_FLAG) !== 0,
-    activeTable: (r.flags & F.DM_ACTIVE_PRESENT_FLAG) !== 0,
-    inactiveTable: (r.flags & F.DM_INACTIVE_PRESENT_FLAG) !== 0,
-    deferredRemove: (r.flags & F.DM_DEFERRED_REMOVE) !== 0,
-    internalSuspend: (r.flags & F.DM_INTERNAL_SUSPEND_FLAG) !== 0,
-  };
-}
 
 /** The kernel driver's interface version. */
 export async function version(): Promise<Version> {
@@ -161,65 +82,13 @@ export async function create(name: string, options?: CreateOptions): Promise<Dev
   checkName(name);
   const o = checkOptions<CreateOptions>(options, 'options', ['uuid', 'readOnly', 'table']);
   if (o.table === undefined) {
-    const request: DmIoctlRequest = { name };
-    if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
     checkBoolean(o.readOnly, 'options.readOnly');
-    return finishCreate(name, [await dmCall('DM_DEV_CREATE', request, name, createHints(name))]);
+    const step = batch.createEmpty(name, o.uuid === undefined ? {} : { uuid: o.uuid });
+    return batch.finishCreate(name, await batch.runBatch([step], name));
   }
-  // Create, load and resume in one trip to the threadpool.
-  const r = await dmCallSeq(createSteps(name, { ...o, table: o.table }), name);
-  if (r.failed) {
-    await undoCreate(name, r.failed.step);
-    throw r.failed.error;
-  }
-  return finishCreate(name, r.replies);
+  // Create, load and resume in one trip to the threadpool; undone if a step fails.
+  return batch.finishCreate(name, await batch.runBatch(batch.createDevice(name, { ...o, table: o.table }), name));
 }
-
-// The kernel answers EBUSY for a name or uuid already taken.
-const createHints = (name: string): Hints => ({ EBUSY: `a device named '${name}' (or with that uuid) already exists` });
-
-/**
- * @internal
- * The three steps of create() with a table (create, load, resume), for a
- * caller that runs more steps before them in the same trip. `options` is
- * validated here, before any ioctl.
- */
-export function createSteps(name: string, options: CreateOptions & { table: Target[] }): SeqStep[] {
-  checkName(name);
-  const request: DmIoctlRequest = { name };
-  if (options.uuid !== undefined) request.uuid = checkUuid(options.uuid, 'options.uuid');
-  const readOnly = checkBoolean(options.readOnly, 'options.readOnly') ?? false;
-  const targets = checkTable(options.table, 'options.table');
-  return [
-    { command: 'DM_DEV_CREATE', request, hints: createHints(name) },
-    { command: 'DM_TABLE_LOAD', request: { name, flags: readOnly ? F.DM_READONLY_FLAG : 0, targets }, hints: LOAD_HINTS },
-    { command: 'DM_DEV_SUSPEND', request: { name }, hints: RESUME_HINTS },
-  ];
-}
-
-/** @internal Undo createSteps() that failed at `step` (0: nothing was made; later: remove the half-made device). */
-export async function undoCreate(name: string, step: number): Promise<void> {
-  if (step > 0) await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
-}
-
-/**
- * @internal
- * After the create steps succeeded (`replies`: the create's first, the last
- * one carries the status): make the node; if that fails, remove the device.
- */
-export async function finishCreate(name: string, replies: DmIoctlReply[]): Promise<DeviceInfo> {
-  try {
-    await ensureBlockNode(mapperPath(name), replies[0]!.dev);
-  } catch (e) {
-    await dmCall('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
-    await removeNode(mapperPath(name)).catch(() => undefined);
-    throw e;
-  }
-  return toInfo(replies.at(-1)!);
-}
-
-const LOAD_HINTS: Hints = { EINVAL: 'the kernel rejected the table (dmesg has the target\'s reason)' };
-const RESUME_HINTS: Hints = { EINVAL: 'the device has no table to resume (load one first)' };
 
 /** Load `table` into the device's inactive slot; `resume` makes it live. */
 export async function load(ref: DeviceRef, table: Target[], options?: { readOnly?: boolean }): Promise<void> {

@@ -5,8 +5,8 @@ import { mkdir, open, stat, statfs, truncate, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect, type InspectOptionsStylized } from 'node:util';
-import { native, type DevNumber, type DmIoctlReply } from './binding';
-import { dmCallSeq, type SeqStep } from './control';
+import type { DevNumber, DmIoctlReply } from './binding';
+import * as batch from './batch';
 import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { humanSize } from './format';
@@ -195,11 +195,6 @@ function checkActivate(o: Partial<ActivateOptions>): { name: string; readOnly: b
   return { name, readOnly: checkBoolean(o.readOnly, 'options.readOnly') ?? false, length: size / SECTOR };
 }
 
-/** Resume devices a failed snapshot step may have left suspended (resuming a live device does nothing). */
-async function resumeAll(names: string[]): Promise<void> {
-  for (const name of [...names].reverse()) await dm.resume(name).catch(() => undefined);
-}
-
 function checkBlockSize(value: unknown): number {
   const bytes = parseSize(value ?? THIN_POOL_DEFAULTS.blockSize, 'blockSize');
   if (bytes < MIN_BLOCK_SIZE || bytes > MAX_BLOCK_SIZE || bytes % MIN_BLOCK_SIZE !== 0) {
@@ -231,10 +226,7 @@ function checkPoolTable(o: PoolTableOptions) {
 const TABLE_KEYS = ['blockSize', 'lowWaterMark', 'errorIfNoSpace', 'blockZeroing'] as const;
 
 /** Read the table of the device with number `major`:`minor` (the pool's major: device-mapper's). */
-const tableStep = (pool: DevNumber, minor: number): SeqStep => ({
-  command: 'DM_TABLE_STATUS',
-  request: { dev: { major: pool.major, minor }, flags: native.dmFlags.DM_STATUS_TABLE_FLAG },
-});
+const tableStep = (pool: DevNumber, minor: number) => batch.readTable({ dev: { major: pool.major, minor } });
 
 /** Whole blocks of `bytes`, in sectors: the pool's length. */
 const poolSectors = (bytes: number, blockSectors: number) => Math.floor(bytes / SECTOR / blockSectors) * blockSectors;
@@ -510,11 +502,6 @@ export class ThinPool {
     }
   }
 
-  /** A pool message as one step of a trip. */
-  private messageStep(m: PoolMessage): SeqStep {
-    return { command: 'DM_TARGET_MSG', request: { name: this.name, message: m.text, sector: 0 }, hints: m.hints };
-  }
-
   /** Try `create(id)` with `id`, or with successive free ids when none is given. */
   private async allocate(id: number | undefined, create: (id: number) => Promise<void>): Promise<number> {
     if (id !== undefined) {
@@ -559,37 +546,32 @@ export class ThinPool {
    * meanwhile) undoes the snapshot and makes it again after a fresh look.
    * Resolves with the replies of the `create` steps.
    */
-  private async snapshotTrip(n: number, originId: number, name: string, create: SeqStep[]): Promise<DmIoctlReply[]> {
+  private async snapshotTrip(n: number, originId: number, name: string, create: batch.Step[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
       const checks = guess ? [...guess.devices.keys()].map((minor) => tableStep(guess.pool, minor)) : [];
       const origins = guess ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
       const snap = this.snapshotSteps(n, originId, origins);
-      const r = await dmCallSeq([...checks, ...snap, ...create], name);
-      if (r.failed) {
-        const at = r.failed.step - checks.length;
+      const o = await batch.runSteps([...checks, ...snap, ...create], name);
+      if (!o.ok) {
+        // Undone: origins resumed, the snapshot deleted, a half-made device removed.
+        await o.undo();
+        const at = o.failed.index - checks.length;
         if (at < 0) continue; // a device went away meanwhile: nothing done yet; look properly
-        if (at < snap.length) {
-          await resumeAll(origins);
-          if (guess && at < origins.length) continue; // a guessed origin is not there: nothing snapshotted; look properly
-        } else {
-          await dm.undoCreate(name, at - snap.length);
-          await this.message(msg.deleteThin(this.name, n)).catch(() => undefined);
-        }
-        throw r.failed.error;
+        if (guess && at < origins.length) continue; // a guessed origin is not there: nothing snapshotted; look properly
+        throw o.failed.error;
       }
       if (guess) {
-        const seen = this.remember(r.replies.slice(0, checks.length), guess.pool);
+        const seen = this.remember(o.replies.slice(0, checks.length), guess.pool);
         const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
-        const pool = r.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
+        const pool = o.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
         if (pool.major !== guess.pool.major || pool.minor !== guess.pool.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
           // An active origin may have gone unsuspended: undo, and go again the careful way.
-          if (create.length > 0) await dm.undoCreate(name, create.length);
-          await this.message(msg.deleteThin(this.name, n));
+          await o.undo();
           this.dev = undefined;
           continue;
         }
       }
-      return r.replies.slice(checks.length + snap.length);
+      return o.replies.slice(checks.length + snap.length);
     }
   }
 
@@ -626,12 +608,12 @@ export class ThinPool {
     return (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
   }
 
-  /** Suspend the active origins, snapshot, resume them: steps for one trip. */
-  private snapshotSteps(n: number, originId: number, origins: string[]): SeqStep[] {
+  /** Suspend the active origins, snapshot, resume them: steps for one trip, each undone if a later one fails. */
+  private snapshotSteps(n: number, originId: number, origins: string[]): batch.Step[] {
     return [
-      ...origins.map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name, flags: native.dmFlags.DM_SUSPEND_FLAG } })),
-      this.messageStep(msg.createSnap(this.name, n, originId)),
-      ...[...origins].reverse().map((name): SeqStep => ({ command: 'DM_DEV_SUSPEND', request: { name } })),
+      ...origins.map((name) => batch.suspend(name)),
+      batch.message(this.name, msg.createSnap(this.name, n, originId), msg.deleteThin(this.name, n)),
+      ...[...origins].reverse().map((name) => batch.resume(name)),
     ];
   }
 
@@ -646,7 +628,8 @@ export class ThinPool {
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
       const made = await this.allocate(id, async (n) => {
-        device = await this.createWithPrefix(n, name, [this.messageStep(msg.createThin(this.name, n))], steps(n));
+        const replies = await batch.runBatch([batch.message(this.name, msg.createThin(this.name, n), msg.deleteThin(this.name, n)), ...steps(n)], name);
+        device = await this.finishDevice(n, name, replies.slice(1));
       });
       return { ...device!, id: made };
     });
@@ -671,36 +654,19 @@ export class ThinPool {
   }
 
   /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
-  private deviceSteps(options: ThinDeviceOptions): { id: number | undefined; name: string; steps: (n: number) => SeqStep[] } {
+  private deviceSteps(options: ThinDeviceOptions): { id: number | undefined; name: string; steps: (n: number) => batch.Step[] } {
     const o = checkOptions<ThinDeviceOptions>(options, 'options', ['id', 'name', 'size', 'readOnly']);
     const id = o.id === undefined ? undefined : checkThinId(o.id, 'options.id');
     const { name, readOnly, length } = checkActivate(o);
     const steps = (n: number) =>
-      dm.createSteps(name, { readOnly, table: [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, deviceId: n }) }] });
+      batch.createDevice(name, { readOnly, table: [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, deviceId: n }) }] });
     return { id, name, steps }; // steps(n) checks the table before the first ioctl
   }
 
-  /**
-   * `prefix` (which makes thin id `n`) and then `create` (which activates
-   * it as `name`), in one trip. A failure in the create part removes the
-   * half-made device and deletes the id.
-   */
-  private async createWithPrefix(n: number, name: string, prefix: SeqStep[], create: SeqStep[]): Promise<dm.DeviceInfo> {
-    const r = await dmCallSeq([...prefix, ...create], name);
-    if (r.failed) {
-      if (r.failed.step >= prefix.length) {
-        await dm.undoCreate(name, r.failed.step - prefix.length);
-        await this.message(msg.deleteThin(this.name, n)).catch(() => undefined);
-      }
-      throw r.failed.error;
-    }
-    return this.finishDevice(n, name, r.replies.slice(prefix.length));
-  }
-
-  /** After the create steps for thin id `n` succeeded: its node (dm.finishCreate), or on failure the id deleted too. */
+  /** After the create steps for thin id `n` succeeded: its node (batch.finishCreate), or on failure the id deleted too. */
   private async finishDevice(n: number, name: string, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
     try {
-      const device = await dm.finishCreate(name, replies);
+      const device = await batch.finishCreate(name, replies);
       this.seen.set(device.minor, { name, id: n });
       return device;
     } catch (e) {
@@ -718,27 +684,19 @@ export class ThinPool {
     checkName(name);
     checkThinId(id);
     return serialised(this.name, async () => {
-      const r = await dmCallSeq(
-        [
-          { command: 'DM_TABLE_STATUS', request: { name, flags: native.dmFlags.DM_STATUS_TABLE_FLAG } },
-          { command: 'DM_DEV_REMOVE', request: { name }, hints: { EBUSY: `'${name}' is in use (mounted or open); close it first` } },
-          this.messageStep(msg.deleteThin(this.name, id)),
-        ],
-        name,
-      );
-      if (r.failed?.step === 2) {
-        // The device is gone, its id not: another device maps the id or a
+      const table = batch.readTable({ name });
+      const remove = batch.remove(name, { restore: table, hints: { EBUSY: `'${name}' is in use (mounted or open); close it first` } });
+      const o = await batch.runSteps([table, remove, batch.message(this.name, msg.deleteThin(this.name, id))], name);
+      if (!o.ok) {
+        // The device gone, its id not: another device maps the id or a
         // removal still holds it (EBUSY: deleteThin's way finds which, or
-        // waits it out), or there is no such id.
-        let error = r.failed.error;
-        const deleted = error.code === 'EBUSY' && (await this.deleteId(id).then(() => true, (e: DmError) => ((error = e), false)));
+        // waits it out), or there is no such id. Else the device goes back.
+        let error = o.failed.error;
+        const deleted = o.failed.index === 2 && error.code === 'EBUSY' && (await this.deleteId(id).then(() => true, (e: DmError) => ((error = e), false)));
         if (!deleted) {
-          const table = r.failed.replies[0]!;
-          await dm.create(name, { table: table.targets ?? [], readOnly: (table.flags & native.dmFlags.DM_READONLY_FLAG) !== 0, ...(table.uuid ? { uuid: table.uuid } : {}) }).catch(() => undefined);
+          await o.undo();
           throw error;
         }
-      } else if (r.failed) {
-        throw r.failed.error;
       }
       await removeNode(mapperPath(name));
       this.forget(name);
@@ -866,15 +824,9 @@ export class ThinPool {
     let holders = dmHolderMinors(`dm-${dev.minor}`);
     const tables: DmIoctlReply[] = [];
     for (let stale = 0; ; ) {
-      const r = await dmCallSeq(
-        [
-          { command: 'DM_DEV_STATUS', request: { name: this.name } },
-          ...holders.map((minor) => tableStep(dev, minor)),
-        ],
-        this.name,
-      );
-      if (r.failed?.step === 0) throw r.failed.error;
-      const replies = r.failed ? r.failed.replies : r.replies;
+      const o = await batch.runSteps([batch.readInfo(this.name), ...holders.map((minor) => tableStep(dev, minor))], this.name);
+      if (!o.ok && o.failed.index === 0) throw o.failed.error;
+      const replies = o.replies;
       const pool = replies[0]!.dev;
       if (pool.minor !== dev.minor || pool.major !== dev.major) {
         // Our idea of the pool's number was stale (a node of an old pool): look again.
@@ -885,10 +837,10 @@ export class ThinPool {
         continue;
       }
       tables.push(...replies.slice(1));
-      if (!r.failed) break;
+      if (o.ok) break;
       // Step k read holders[k - 1]; ENXIO: it went away meanwhile. Each such trip shortens the list.
-      if (r.failed.error.code !== 'ENXIO') throw r.failed.error;
-      holders = holders.slice(r.failed.step);
+      if (o.failed.error.code !== 'ENXIO') throw o.failed.error;
+      holders = holders.slice(o.failed.index);
     }
     this.seen.clear();
     return this.remember(tables, dev).filter((d) => d.id >= 0);
