@@ -27,8 +27,7 @@ import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { checkProgress, step, type ProgressHandler } from './progress';
 import { parseSize } from './size';
 import { LIBRARY_VERSION } from './version';
-import { blockName } from './sysfs';
-import { defaultPoolName, MAX_THIN_ID, METADATA_BLOCK_SIZE, ThinPool } from './thin-pool';
+import { defaultPoolName, devicePath, MAX_THIN_ID, METADATA_BLOCK_SIZE, ThinPool } from './pool/index';
 import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MAX } from './validate';
 
 const GiB = 1024 ** 3;
@@ -749,8 +748,8 @@ export class DeviceSet {
       poolBlockSize: this.pool.blockSize,
       baseDeviceSize: base?.size ?? 0,
       backingFilesystem: this.settings.fs,
-      dataFile: await deviceNode(dataDev ?? ''),
-      metadataFile: await deviceNode(metaDev ?? ''),
+      dataFile: await devicePath(dataDev ?? '', { missing: 'keep' }),
+      metadataFile: await devicePath(metaDev ?? '', { missing: 'keep' }),
       dataSpaceUsed: u.data.used,
       dataSpaceTotal: u.data.total,
       dataSpaceAvailable: u.data.available,
@@ -843,12 +842,4 @@ async function takeLock(root: string): Promise<FileHandle> {
   await fh.write(`${process.pid}\n`, 0);
   await fh.sync();
   return fh;
-}
-
-/** '/dev/loop0' for '7:0'; a path stays as it is. */
-async function deviceNode(device: string): Promise<string> {
-  const m = /^(\d+):(\d+)$/.exec(device);
-  if (!m) return device;
-  const name = await blockName({ major: Number(m[1]), minor: Number(m[2]) });
-  return name ? `/dev/${name}` : device;
 }

@@ -31,7 +31,7 @@ import { filesystemUuid, type FsType } from './filesystem';
 import * as loop from './loop';
 import type { DeviceRecord, RecordStore, SetRecord, TransactionRecord } from './metadata-store';
 import { thinPool as poolGrammar } from './targets/thin-pool';
-import { MAX_THIN_ID, THIN_POOL_DEFAULTS, ThinPool } from './thin-pool';
+import { MAX_THIN_ID, THIN_POOL_DEFAULTS, ThinPool } from './pool/index';
 import * as sys from './sys';
 import { Undo } from './undo';
 

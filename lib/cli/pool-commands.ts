@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { invalidArg } from '../errors';
 import * as dm from '../dm';
 import { humanSize } from '../format';
-import { ThinPool, type PoolStatus } from '../thin-pool';
+import { ThinPool, type PoolStatus } from '../pool/index';
 import { toInt } from './dm-commands';
 import { emit, keyValues, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { poolAlerts, type PoolStatus } from '../../lib/thin-pool';
+import { poolAlerts, type PoolStatus } from '../../lib/pool/index';
 
 const base: Omit<PoolStatus, 'alerts' | 'raw'> = {
   mode: 'rw', transactionId: 0, usedMetadataBlocks: 10, totalMetadataBlocks: 512, usedDataBlocks: 0, totalDataBlocks: 1024,

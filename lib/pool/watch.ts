@@ -9,11 +9,24 @@
 // water mark to the threshold, so the kernel wakes it exactly when use
 // crosses it; it then grows the files and reloads, moving the mark along.
 import { EventEmitter, on } from 'node:events';
-import * as dm from './dm';
-import { DmError, invalidArg } from './errors';
-import { parseSize } from './size';
-import { MAX_METADATA_SIZE, METADATA_BLOCK_SIZE, type PoolAlert, type PoolStatus, type ThinPool } from './thin-pool';
-import { checkOptions, checkUint } from './validate';
+import * as dm from '../dm';
+import { DmError, invalidArg } from '../errors';
+import { parseSize } from '../size';
+import { MAX_METADATA_SIZE, METADATA_BLOCK_SIZE, type ResizeOptions } from './limits';
+import type { LoopBacking } from './backing';
+import type { PoolAlert, PoolStatus } from './status';
+
+/** What a watcher needs of a pool (ThinPool is one). */
+export interface WatchedPool {
+  readonly name: string;
+  readonly loopBacking: LoopBacking | undefined;
+  /** Data block size in bytes. */
+  readonly blockSize: number;
+  readonly lowWaterMark: number;
+  status(): Promise<PoolStatus>;
+  resize(options: ResizeOptions): Promise<void>;
+}
+import { checkOptions, checkUint } from '../validate';
 
 export interface AutoExtendOptions {
   /** Grow when this percentage of the data (or metadata) space is used: 50..99. */
@@ -64,7 +77,7 @@ export interface PoolWatcherEvents {
   close: [];
 }
 
-function checkAutoExtend(value: unknown, pool: ThinPool): Required<Omit<AutoExtendOptions, 'max'>> & { max: number } | undefined {
+function checkAutoExtend(value: unknown, pool: WatchedPool): Required<Omit<AutoExtendOptions, 'max'>> & { max: number } | undefined {
   if (value === undefined) return undefined;
   const o = checkOptions<AutoExtendOptions>(value, 'options.autoExtend', ['threshold', 'percent', 'max']);
   const threshold = checkUint(o.threshold, 'options.autoExtend.threshold', { max: 99 });
@@ -90,7 +103,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private shown = new Set<PoolAlert | 'extendLimit'>();
 
   constructor(
-    readonly pool: ThinPool,
+    readonly pool: WatchedPool,
     options?: WatchOptions,
   ) {
     super();

@@ -1,0 +1,391 @@
+// ThinPool: one thin pool, as its user sees it. The work lives beside it:
+// limits.ts (options and their checks), create.ts (bringing a pool up),
+// status.ts (status and usage as data), backing.ts (loop files or devices
+// underneath), devices.ts (its thin devices and the one-trip operations),
+// registry.ts (what every ThinPool object of a pool shares), watch.ts.
+import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { inspect, type InspectOptionsStylized } from 'node:util';
+import * as batch from '../batch';
+import * as dm from '../dm';
+import { DmError, invalidArg } from '../errors';
+import { humanSize } from '../format';
+import * as loop from '../loop';
+import { checkProgress, step } from '../progress';
+import { parseSize } from '../size';
+import { thinPool as poolGrammar, type ThinPoolParams } from '../targets/thin-pool';
+import * as msg from '../targets/thin-pool-messages';
+import type { PoolMessage } from '../targets/thin-pool-messages';
+import { checkBoolean, checkName, checkOptions, checkUint } from '../validate';
+import { deviceSize, devicePath, growFile, hostFree, type LoopBacking } from './backing';
+import { directParts, loopBackedParts, openParts, type PoolParts } from './create';
+import { PoolDevices, type ThinDevice } from './devices';
+import {
+  checkActivate, checkMetadataSize, checkThinId, MAX_THIN_ID, poolSectors, SECTOR,
+  type ActivateOptions, type DirectOptions, type LoopBackedOptions, type ResizeOptions, type ThinDeviceOptions,
+} from './limits';
+import { serialised } from './registry';
+import { toPoolStatus, toPoolUsage, type PoolStatus, type PoolUsage, type ThinUsage } from './status';
+import { PoolWatcher, type WatchOptions } from './watch';
+
+/** deleteThin's bound for a thin id the kernel still holds open: libdevmapper's remove-retry bound. */
+const DELETE_RETRY = { attempts: 25, delayMs: 200 };
+
+export class ThinPool {
+  /** Device-mapper name of the pool. */
+  readonly name: string;
+  /** Its node, /dev/mapper/NAME. */
+  readonly path: string;
+  /** The sparse files behind a loop-backed pool. */
+  readonly loopBacking: LoopBacking | undefined;
+  private params: ThinPoolParams;
+  private sectors: number;
+  private readonly devices: PoolDevices;
+  private nextId = 0;
+
+  private constructor(parts: PoolParts) {
+    this.name = parts.name;
+    this.path = parts.path;
+    this.loopBacking = parts.loopBacking;
+    this.params = parts.params;
+    this.sectors = parts.sectors;
+    this.devices = new PoolDevices(parts.name, parts.path);
+  }
+
+  /**
+   * A pool on `dir/data` and `dir/metadata` sparse files attached to loop
+   * devices (created on first use). If the pool device already exists it is
+   * opened; if the files exist they are reattached without wiping (and grown
+   * to a larger `dataSize` / `metadataSize` given).
+   */
+  static async createLoopBacked(options: LoopBackedOptions): Promise<ThinPool> {
+    const { parts, resize } = await loopBackedParts(options);
+    const pool = new ThinPool(parts);
+    if (resize) await pool.resize(resize);
+    return pool;
+  }
+
+  /** A pool on given block devices (Docker's direct-lvm with dm.datadev / dm.metadatadev). */
+  static async create(options: DirectOptions): Promise<ThinPool> {
+    return new ThinPool(await directParts(options));
+  }
+
+  /** An existing pool device (Docker's dm.thinpooldev). */
+  static async open(name: string): Promise<ThinPool> {
+    return new ThinPool(await openParts(name));
+  }
+
+  /** Data block size in bytes. */
+  get blockSize(): number {
+    return this.params.dataBlockSectors * SECTOR;
+  }
+
+  /** Size of the data area in bytes. */
+  get dataSize(): number {
+    return this.sectors * SECTOR;
+  }
+
+  get lowWaterMark(): number {
+    return this.params.lowWaterMark;
+  }
+
+  /** Feature arguments of the pool table, in order. */
+  get features(): readonly string[] {
+    return this.params.features;
+  }
+
+  /** How the REPL and console.log show a pool: sizes for people. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    const o = { path: this.path, blockSize: humanSize(this.blockSize), dataSize: humanSize(this.dataSize), lowWaterMark: this.lowWaterMark, features: this.features, dataDevice: this.params.dataDevice, metadataDevice: this.params.metadataDevice, ...(this.loopBacking ? { loopBacking: this.loopBacking } : {}) };
+    return `ThinPool '${this.name}' ${inspect(o, { ...options, depth: 2 })}`;
+  }
+
+  /** The pool's status, parsed. */
+  async status(): Promise<PoolStatus> {
+    const [line] = await dm.status(this.name);
+    if (!line || line.type !== 'thin-pool') throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
+    return toPoolStatus(line.params, this.params.lowWaterMark);
+  }
+
+  /** Bytes used, total and available, for data and metadata (available: see SpaceUsage). */
+  async usage(): Promise<PoolUsage> {
+    const b = this.loopBacking;
+    const [s, free] = await Promise.all([
+      this.status(),
+      b && Promise.all([hostFree(b.dataFile), hostFree(b.metadataFile)]).then(([data, metadata]) => ({ data, metadata })),
+    ]);
+    return toPoolUsage(s, this.blockSize, free);
+  }
+
+  /** A thin id this process has not used yet (another process may still hold it: createThin() without an id retries). */
+  nextFreeId(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) % (MAX_THIN_ID + 1);
+    return id;
+  }
+
+  /** Create thin device `id` (or the next free id); resolves with the id. */
+  async createThin(id?: number): Promise<number> {
+    return serialised(this.name, () =>
+      this.allocate(id, (n) => this.message(msg.createThin(this.name, n))),
+    );
+  }
+
+  /**
+   * Snapshot thin device `originId` as `id` (or the next free id). Active
+   * origins are suspended for the snapshot and resumed whatever happens.
+   */
+  async createSnapshot(id: number | undefined, originId: number): Promise<number> {
+    checkThinId(originId, 'originId');
+    if (id !== undefined) checkThinId(id);
+    return serialised(this.name, () => this.allocate(id, async (n) => void (await this.devices.snapshot(n, originId, this.name, []))));
+  }
+
+  /**
+   * Create thin device `options.id` (or the next free id) and activate it as
+   * `options.name`: create_thin, create, load and resume in one trip to the
+   * kernel (what containerd's CreateThinDevice does in two). If a step fails,
+   * what was done is undone.
+   */
+  async createThinDevice(options: ThinDeviceOptions): Promise<ThinDevice> {
+    const { id, name, steps } = this.deviceSteps(options);
+    return serialised(this.name, async () => {
+      let device: dm.DeviceInfo | undefined;
+      const made = await this.allocate(id, async (n) => {
+        device = await this.devices.createThin(n, name, steps(n));
+      });
+      return { ...device!, id: made };
+    });
+  }
+
+  /**
+   * Snapshot thin device `originId` as `options.id` (or the next free id) and
+   * activate the snapshot as `options.name`, in one trip: suspend the active
+   * origins, create_snap, resume them, create, load and resume. If a step
+   * fails, what was done is undone and no origin stays suspended.
+   */
+  async createSnapshotDevice(originId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
+    checkThinId(originId, 'originId');
+    const { id, name, steps } = this.deviceSteps(options);
+    return serialised(this.name, async () => {
+      let device: dm.DeviceInfo | undefined;
+      const made = await this.allocate(id, async (n) => {
+        device = await this.devices.createSnapshot(n, originId, name, steps(n));
+      });
+      return { ...device!, id: made };
+    });
+  }
+
+  /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
+  private deviceSteps(options: ThinDeviceOptions): { id: number | undefined; name: string; steps: (n: number) => batch.Step[] } {
+    const o = checkOptions<ThinDeviceOptions>(options, 'options', ['id', 'name', 'size', 'readOnly']);
+    const id = o.id === undefined ? undefined : checkThinId(o.id, 'options.id');
+    const { name, readOnly, length } = checkActivate(o);
+    const steps = (n: number) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(n, length) });
+    return { id, name, steps }; // steps(n) checks the table before the first ioctl
+  }
+
+  /**
+   * Deactivate thin device `name` and delete thin id `id`, the one it maps
+   * (as createThinDevice() returned them): remove and delete in one trip. If
+   * the delete fails, the device is put back as it was.
+   */
+  async removeThinDevice(name: string, id: number): Promise<void> {
+    checkName(name);
+    checkThinId(id);
+    return serialised(this.name, () => this.devices.remove(name, id, (n) => this.deleteId(n)));
+  }
+
+  /** Delete thin device `id` and free its blocks; it must not be active. */
+  async deleteThin(id: number): Promise<void> {
+    checkThinId(id);
+    return serialised(this.name, () => this.deleteId(id));
+  }
+
+  /** Map thin device `id` as a block device of `size` bytes named `name`. */
+  async activate(id: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
+    checkThinId(id);
+    const { name, readOnly, length } = checkActivate(checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']));
+    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(id, length) });
+    this.devices.noteActive(device.minor, name, id);
+    return device;
+  }
+
+  /** Remove the thin device `name`; with `deferred`, when its last user closes it. */
+  async deactivate(name: string, options?: { deferred?: boolean }): Promise<dm.RemoveResult> {
+    checkName(name);
+    const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
+    const r = await dm.remove(name, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
+    if (!r.deferred) this.devices.forget(name);
+    return r;
+  }
+
+  /**
+   * How much of thin device `id` the pool has mapped: the thin target's
+   * status (mapped sectors, highest mapped sector). For an id that is active
+   * the status of its device; for one that is not, of a short read-only
+   * activation under a scratch name, removed again before this resolves
+   * (the kernel counts mappings per thin id, whatever the table's length).
+   */
+  async thinUsage(id: number): Promise<ThinUsage> {
+    checkThinId(id);
+    return this.devices.usage(id, this.params.dataBlockSectors);
+  }
+
+  /**
+   * Thin devices active on this pool right now, with their thin ids: the
+   * pool's sysfs holders, their tables read in one threadpool trip together
+   * with the pool's own status, which proves the holders were the pool's.
+   */
+  activeDevices(): Promise<Array<{ name: string; id: number }>> {
+    return this.devices.activeDevices();
+  }
+
+  /** Change the pool's transaction id from `from` to `to` (EINVAL if it is not `from`). */
+  async setTransactionId(from: number, to: number): Promise<void> {
+    checkUint(from, 'from');
+    checkUint(to, 'to');
+    return serialised(this.name, () =>
+      this.message(msg.setTransactionId(from, to)),
+    );
+  }
+
+  /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
+  async reserveMetadataSnap(): Promise<void> {
+    return serialised(this.name, () =>
+      this.message(msg.reserveMetadataSnap()),
+    );
+  }
+
+  async releaseMetadataSnap(): Promise<void> {
+    return serialised(this.name, () => this.message(msg.releaseMetadataSnap()));
+  }
+
+  /**
+   * Grow the pool. Loop-backed: `dataSize` / `metadataSize` grow the files,
+   * the loops pick up the new size and the pool table is reloaded. Direct:
+   * the pool is reloaded at its data device's current size. Shrinking is
+   * refused. `lowWaterMark` (data blocks) replaces the table's low water mark
+   * in the same reload.
+   */
+  async resize(options: ResizeOptions = {}): Promise<void> {
+    const o = checkOptions<ResizeOptions>(options, 'options', ['dataSize', 'metadataSize', 'lowWaterMark', 'onProgress']);
+    const progress = checkProgress(o.onProgress, 'options.onProgress');
+    const dataSize = o.dataSize === undefined ? undefined : parseSize(o.dataSize, 'dataSize');
+    const metadataSize = o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
+    const lowWaterMark = o.lowWaterMark === undefined ? undefined : checkUint(o.lowWaterMark, 'lowWaterMark');
+    return serialised(this.name, async () => {
+      const b = this.loopBacking;
+      if (!b && (dataSize !== undefined || metadataSize !== undefined)) {
+        throw invalidArg('options', `pool '${this.name}' is on block devices: grow them (e.g. lvextend), then call resize() with no sizes`);
+      }
+      if (b) {
+        await growFile(b.dataFile, dataSize, 'dataSize', this.params.dataDevice);
+        await growFile(b.metadataFile, metadataSize, 'metadataSize', this.params.metadataDevice);
+      }
+      const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.params.dataDevice));
+      const sectors = poolSectors(dataBytes, this.params.dataBlockSectors);
+      if (sectors < this.sectors) throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
+      const params = { ...this.params, lowWaterMark: lowWaterMark ?? this.params.lowWaterMark };
+      // Load, then suspend and resume: the data length and any metadata growth
+      // take effect on resume. noFlush: a full pool cannot flush queued I/O.
+      await step(progress, `reloading pool '${this.name}' at ${humanSize(sectors * SECTOR)}`, async () => {
+        await dm.load(this.name, [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }]);
+        await dm.suspend(this.name, { noFlush: true });
+        await dm.resume(this.name);
+      });
+      this.sectors = sectors;
+      this.params = params;
+    });
+  }
+
+  /**
+   * Watch the pool's device-mapper events: see {@link PoolWatcher}. With
+   * `autoExtend` (loop-backed pools), the watcher grows the pool before it
+   * fills.
+   */
+  watch(options?: WatchOptions): PoolWatcher {
+    return new PoolWatcher(this, options);
+  }
+
+  /**
+   * Remove the pool device (and the thin devices active on it); a loop-backed
+   * pool's loop devices are detached and its files kept, so createLoopBacked()
+   * on the same dir reopens it. Fails with EBUSY, changing nothing, while a
+   * thin device is open.
+   */
+  async destroy(): Promise<void> {
+    return serialised(this.name, async () => {
+      const active = await this.activeDevices();
+      const open = [];
+      for (const d of active) if ((await dm.info(d.name)).openCount > 0) open.push(d.name);
+      if (open.length > 0) {
+        throw new DmError(`pool '${this.name}' has open thin devices: ${open.join(', ')}; unmount or close them first`, { code: 'EBUSY', device: this.name });
+      }
+      for (const d of active) await dm.remove(d.name, { retry: true });
+      const loops = [this.params.dataDevice, this.params.metadataDevice];
+      await dm.remove(this.name, { retry: true });
+      if (this.loopBacking) {
+        // Autoclear detaches our own loops; detach ones a foreign tool attached without it.
+        for (const l of loops) {
+          const path = await devicePath(l);
+          const info = await loop.info(path).catch(() => undefined);
+          if (info && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile)) await loop.detach(path);
+        }
+      }
+    });
+  }
+
+  // ---- private ------------------------------------------------------------
+
+  private async message(m: PoolMessage): Promise<void> {
+    try {
+      await dm.message(this.name, m.text);
+    } catch (e) {
+      const advice = e instanceof DmError ? m.hints[e.code] : undefined;
+      if (!advice || !(e instanceof DmError)) throw e;
+      throw new DmError(`${e.message} — ${advice}`, { code: e.code, errno: e.errno, syscall: e.syscall, ioctl: e.ioctl, device: e.device, cause: e });
+    }
+  }
+
+  /** Try `create(id)` with `id`, or with successive free ids when none is given. */
+  private async allocate(id: number | undefined, create: (id: number) => Promise<void>): Promise<number> {
+    if (id !== undefined) {
+      await create(checkThinId(id));
+      return id;
+    }
+    for (let attempt = 0; attempt <= MAX_THIN_ID; attempt++) {
+      const candidate = this.nextFreeId();
+      try {
+        await create(candidate);
+        return candidate;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
+      }
+    }
+    throw new DmError(`pool '${this.name}' has no free thin id`, { code: 'ENOSPC', device: this.name });
+  }
+
+  /**
+   * The delete message. The kernel refuses (EBUSY) an id that is open; only
+   * then look for the device that maps it (a trip the common case skips).
+   * With none, the kernel still holds the id a moment after a deferred
+   * removal dropped its name: retry that, bounded (about 5 s).
+   */
+  private async deleteId(id: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.message(msg.deleteThin(this.name, id));
+        return;
+      } catch (e) {
+        if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;
+        const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+        if (active.length > 0) {
+          throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
+        }
+        if (attempt >= DELETE_RETRY.attempts) throw e;
+        await sleep(Math.min(DELETE_RETRY.delayMs, 10 * 2 ** attempt));
+      }
+    }
+  }
+}
