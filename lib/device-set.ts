@@ -22,6 +22,7 @@ import * as dm from './dm';
 import { DmError, invalidArg } from './errors';
 import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
+import { directLvmFromSetOptions, DIRECT_LVM_SET_KEYS, setUpDirectLvm, type DirectLvmSetOptions } from './direct-lvm';
 import { MetadataStore, type DeviceRecord, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { checkProgress, step, type ProgressHandler } from './progress';
@@ -34,7 +35,7 @@ import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MA
 const GiB = 1024 ** 3;
 const BASE = '';
 
-export interface DeviceSetOptions {
+export interface DeviceSetOptions extends DirectLvmSetOptions {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
   root: string;
   /**
@@ -125,7 +126,7 @@ export interface DeviceSetInfo {
 
 const OPTION_KEYS = [
   'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
+  'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress', ...DIRECT_LVM_SET_KEYS,
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -195,6 +196,7 @@ export class DeviceSet {
     if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
     if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
     if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
+    const directLvm = directLvmFromSetOptions(o);
 
     for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
     const lock = await takeLock(root);
@@ -203,7 +205,9 @@ export class DeviceSet {
     try {
       store = await MetadataStore.open(join(root, 'metadata'));
       const recorded = await store.readSet();
-      const { pool, owns, created } = await openPool(root, o, recorded?.poolName);
+      // direct-lvm: LVM's pool (made on first use), then used as a given poolName is.
+      const poolOptions = directLvm ? { ...o, poolName: (await setUpDirectLvm(directLvm)).poolName } : o;
+      const { pool, owns, created } = await openPool(root, poolOptions, recorded?.poolName);
       if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
       if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });
