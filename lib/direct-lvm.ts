@@ -198,7 +198,7 @@ class Lvm {
 
 const sameDevice = async (a: string, rdev: number) => (await stat(a).catch(() => undefined))?.rdev === rdev;
 
-/** What `blkid -p` finds on the device, as 'an ext4 filesystem', or undefined when it finds nothing. */
+/** What `blkid -p` finds on the device, as 'a filesystem of type ext4', or undefined when it finds nothing. */
 async function signatureOn(device: string): Promise<string | undefined> {
   const r = await spawnTool('blkid', ['-p', '-o', 'export', device], process.env);
   if (r.code === 2) return undefined; // nothing found
@@ -243,12 +243,23 @@ export async function setUpDirectLvm(options: DirectLvmOptions): Promise<DirectL
         `${s.device} is already an LVM physical volume ${held}: give an empty device, or remove it from LVM (vgreduce/pvremove) if its data is not needed`,
       );
     }
-    const lvs = await lvm.report('lvs', ['lv_name', 'segtype'], [s.vg]);
-    if (!lvs.some((lv) => lv.lv_name === THIN_POOL_LV && lv.segtype === 'thin-pool')) {
+    const lvs = await lvm.report('lvs', ['lv_name', 'segtype', 'thin_count', 'transaction_id'], [s.vg]);
+    const found = lvs.find((lv) => lv.lv_name === THIN_POOL_LV && lv.segtype === 'thin-pool');
+    if (!found) {
       throw invalidArg(
         'device',
         `${s.device} belongs to volume group '${s.vg}' but it holds no thin pool '${THIN_POOL_LV}' (a set-up cut short?): ` +
           `remove it (vgremove ${s.vg}; pvremove ${s.device}) and try again`,
+      );
+    }
+    // LVM's own thin volumes take thin ids a device set also hands out; and
+    // once LVM has used the pool (its transaction id is past 0) it refuses to
+    // activate it after anyone else moved the kernel's transaction id.
+    if (Number(found.thin_count) > 0 || Number(found.transaction_id) !== 0) {
+      throw invalidArg(
+        'device',
+        `the thin pool ${pool} has held LVM thin volumes (${found.thin_count} now, LVM transaction id ${found.transaction_id}): ` +
+          'a device set needs a pool LVM itself never used',
       );
     }
     await lvm.run('lvchange', ['--activate', 'y', pool]);

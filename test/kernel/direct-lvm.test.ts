@@ -44,6 +44,7 @@ let disk: loop.LoopDevice; // the direct-lvm device
 let formatted: loop.LoopDevice; // holds ext4
 let spare: loop.LoopDevice; // empty, for the undo check
 let vgMade = false;
+let vg2Made = false;
 
 beforeAll(async () => {
   await sweep();
@@ -57,6 +58,10 @@ afterAll(async () => {
   if (vgMade) {
     await lvm('vgremove', '-f', VG).catch(() => undefined);
     await lvm('pvremove', '-y', disk.path).catch(() => undefined);
+  }
+  if (vg2Made) {
+    await lvm('vgremove', '-f', `${RUN}vg2`).catch(() => undefined);
+    await lvm('pvremove', '-y', spare.path).catch(() => undefined);
   }
   await sweep();
 });
@@ -123,10 +128,14 @@ describe('direct-lvm set-up', () => {
     expect(table[0]!.params.trim()).toMatch(/^\d+:\d+ \d+:\d+ 1024 \d+ 1 skip_block_zeroing$/);
   });
 
-  it('reuses its own pool, and refuses a physical volume of another volume group', async () => {
+  it('reuses its own pool (activating it again), and refuses a physical volume of another volume group', async () => {
     const again = await setUpDirectLvm(options(disk.path));
     expect(again).toMatchObject({ poolName: lvmDmName(VG, 'thinpool'), created: false });
     expect((await report('lvs', 'lv_name', VG)).map((l) => l.lv_name)).toEqual(['thinpool']);
+    await lvm('vgchange', '--activate', 'n', VG);
+    expect(await dm.info(again.poolName).catch(() => undefined)).toBeUndefined();
+    expect(await setUpDirectLvm(options(disk.path))).toMatchObject({ poolName: again.poolName, created: false });
+    expect((await dm.table(again.poolName))[0]?.type).toBe('thin-pool');
     await expect(setUpDirectLvm({ ...options(disk.path), vg: `${RUN}other` })).rejects.toMatchObject({
       code: 'ERR_DM_INVALID_ARG',
       message: expect.stringContaining(`already an LVM physical volume of volume group '${VG}'`),
@@ -139,6 +148,23 @@ describe('direct-lvm set-up', () => {
     expect(e).toMatchObject({ name: 'DmError', code: 'ERR_DM_TOOL', message: expect.stringMatching(/vgcreate.*already exists/) });
     expect((await report('pvs', 'pv_name')).map((p) => p.pv_name)).not.toContain(spare.path);
     expect(await blkidStatus(spare.path)).toBe(2);
+  });
+
+  it('refuses a pool LVM has used for thin volumes of its own, even once they are gone', async () => {
+    const vg2 = `${RUN}vg2`;
+    vg2Made = true;
+    const refused = { code: 'ERR_DM_INVALID_ARG', message: expect.stringMatching(/has held LVM thin volumes \(1 now/) };
+    await setUpDirectLvm({ ...options(spare.path), vg: vg2 });
+    await lvm('lvcreate', '--type', 'thin', '--thinpool', `${vg2}/thinpool`, '--virtualsize', '16M', '-n', 'lvmthin');
+    await expect(setUpDirectLvm({ ...options(spare.path), vg: vg2 })).rejects.toMatchObject(refused);
+    await lvm('lvremove', '-y', `${vg2}/lvmthin`);
+    await expect(setUpDirectLvm({ ...options(spare.path), vg: vg2 })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('(0 now, LVM transaction id 2)'),
+    });
+    await lvm('vgremove', '-f', vg2);
+    await lvm('pvremove', '-y', spare.path);
+    vg2Made = false;
   });
 
   it('a DeviceSet on it creates, mounts, writes and reads back, across a deactivation of the volume group', async () => {
