@@ -22,6 +22,7 @@ import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseD
 import { DmError, invalidArg } from './errors';
 import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily, type FsType } from './filesystem';
 import { humanSize } from './format';
+import { directLvmFromSetOptions, DIRECT_LVM_SET_KEYS, setUpDirectLvm, type DirectLvmSetOptions } from './direct-lvm';
 import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord } from './metadata-store';
 import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
 import { checkProgress, step, type ProgressHandler } from './progress';
@@ -33,7 +34,7 @@ import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MA
 const GiB = 1024 ** 3;
 const BASE = '';
 
-export interface DeviceSetOptions {
+export interface DeviceSetOptions extends DirectLvmSetOptions {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
   root: string;
   /**
@@ -157,7 +158,7 @@ export interface DeviceSetInfo {
 const OPTION_KEYS = [
   'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
   'layout', 'readOnly', 'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
-  'xfsNospaceMaxRetries',
+  'xfsNospaceMaxRetries', ...DIRECT_LVM_SET_KEYS,
 ] as const;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -235,6 +236,8 @@ export class DeviceSet {
       throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
     }
     if (checkBoolean(o.readOnly, 'readOnly') && o.layout !== 'docker') throw invalidArg('readOnly', "only layout 'docker' opens read-only");
+    const directLvm = directLvmFromSetOptions(o);
+    if (o.layout === 'docker' && directLvm) throw invalidArg('directLvmDevice', "not with layout 'docker': a Docker store is opened as Docker left it");
     if (o.layout === 'docker') return DeviceSet.openDocker(settings, o);
     await refuseDockerStore(root);
 
@@ -247,7 +250,9 @@ export class DeviceSet {
       const recorded = await store.readSet();
       const setFs = recorded?.fs ?? fs;
       if (settings.xfsNospaceMaxRetries !== undefined && setFs !== 'xfs') throw invalidArg('xfsNospaceMaxRetries', `applies to xfs, and the set's filesystem is ${setFs}`);
-      const { pool, owns, created } = await openPool(root, o, recorded?.poolName);
+      // direct-lvm: LVM's pool (made on first use), then used as a given poolName is.
+      const poolOptions = directLvm ? { ...o, poolName: (await setUpDirectLvm(directLvm)).poolName } : o;
+      const { pool, owns, created } = await openPool(root, poolOptions, recorded?.poolName);
       if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
       if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });

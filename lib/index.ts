@@ -20,5 +20,7 @@ export type { ProgressHandler } from './progress';
 export { DeviceSet } from './device-set';
 export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo, DeviceUsage } from './device-set';
 export type { FsType } from './filesystem';
+export { setUpDirectLvm, DIRECT_LVM_DEFAULTS } from './direct-lvm';
+export type { DirectLvmOptions, DirectLvm, DirectLvmSetOptions } from './direct-lvm';
 export type { DeviceRecord } from './metadata-store';
 export * as targets from './targets/index';
