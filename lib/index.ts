@@ -17,8 +17,8 @@ export type { WatchOptions, AutoExtendOptions, Extension, PoolEvent, PoolWatcher
 export { parseSize } from './size';
 export { humanSize } from './format';
 export type { ProgressHandler } from './progress';
-export { DeviceSet } from './device-set';
-export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo, DeviceUsage } from './device-set';
+export { DeviceSet } from './device-set/index';
+export type { DeviceSetOptions, CreateOptions as DeviceSetCreateOptions, DeviceDetails, DeviceSetInfo, DeviceUsage } from './device-set/index';
 export type { FsType } from './filesystem';
 export { setUpDirectLvm, DIRECT_LVM_DEFAULTS } from './direct-lvm';
 export type { DirectLvmOptions, DirectLvm, DirectLvmSetOptions } from './direct-lvm';

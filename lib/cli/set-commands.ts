@@ -2,7 +2,7 @@
 // opens the set, acts, and closes it with { keep: true } so mounts and the
 // pool stay for the next call.
 import type { Command } from 'commander';
-import { DeviceSet, type DeviceSetInfo } from '../device-set';
+import { DeviceSet, type DeviceSetInfo } from '../device-set/index';
 import { humanSize } from '../format';
 import { columns, emit, keyValues, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';

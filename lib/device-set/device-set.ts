@@ -1,191 +1,31 @@
 // Docker's devicemapper graph driver as a library: a base thin device with a
 // filesystem, devices named by string ids as snapshots of it (or of each
 // other), mount/unmount with reference counts, and records that agree with
-// the pool after a crash at any point.
-//
-// Every change to the pool runs as a transaction (as moby's deviceset did):
-//   1. write transaction.json: op, thin id, and the pool transaction id T+1
-//   2. change the pool (create_thin / create_snap / delete)
-//   3. write or remove the device record
-//   4. set the pool's transaction id T -> T+1 (the commit point)
-//   5. remove transaction.json
-// On open, an open transaction whose T+1 the pool has reached is complete;
-// one it has not reached is undone (a create) or finished (a delete).
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
+// the pool after a crash at any point (every pool change is a transaction:
+// transactions.ts). Options: options.ts; the pool and the lock: setup.ts; a
+// store Docker itself left: docker-store.ts.
+import { mkdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
-import * as sys from './sys';
-import * as dm from './dm';
+import * as dm from '../dm';
+import { DmError, invalidArg } from '../errors';
+import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
+import { humanSize } from '../format';
+import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord, type TransactionRecord } from '../metadata-store';
+import { ensureBlockNode, mapperPath, udevRunning } from '../nodes';
+import { devicePath, MAX_THIN_ID, METADATA_BLOCK_SIZE, type PoolStatus, type ThinPool } from '../pool/index';
+import { step } from '../progress';
+import { parseSize } from '../size';
+import { checkBoolean, checkOptions, checkPath, DM_NAME_MAX } from '../validate';
+import { LIBRARY_VERSION } from '../version';
 import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseDockerStore, type SetAccess } from './docker-store';
-import { DmError, invalidArg } from './errors';
-import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily, type FsType } from './filesystem';
-import { humanSize } from './format';
-import { directLvmFromSetOptions, DIRECT_LVM_SET_KEYS, setUpDirectLvm, type DirectLvmSetOptions } from './direct-lvm';
-import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord } from './metadata-store';
-import { ensureBlockNode, mapperPath, udevRunning } from './nodes';
-import { checkProgress, step, type ProgressHandler } from './progress';
-import { parseSize } from './size';
-import { LIBRARY_VERSION } from './version';
-import { defaultPoolName, devicePath, MAX_THIN_ID, METADATA_BLOCK_SIZE, ThinPool } from './pool/index';
-import { checkBoolean, checkName, checkOptions, checkPath, checkUint, DM_NAME_MAX } from './validate';
+import { checkFsOptions, checkStrings, parseOptions, type CreateOptions, type DeviceSetOptions, type Settings } from './options';
+import { openPool, takeLock } from './setup';
+import { freeThinId, PoolTransactions } from './transactions';
+import type { DeviceDetails, DeviceSetInfo, DeviceUsage } from './types';
 
-const GiB = 1024 ** 3;
 const BASE = '';
-
-export interface DeviceSetOptions extends DirectLvmSetOptions {
-  /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
-  root: string;
-  /**
-   * 'devmapper' (default): the library's own records. 'docker': a store that
-   * Docker's devicemapper driver left under root (/var/lib/docker/devicemapper),
-   * opened read-only (see lib/docker-store.ts).
-   */
-  layout?: 'devmapper' | 'docker';
-  /** Layout 'docker' only, where it is the default and the only choice: refuse every change with EROFS. */
-  readOnly?: boolean;
-  /**
-   * Size of the base device, and so of every device by default (default 10G
-   * for a new set). Given larger on a later open, it grows the base; given
-   * smaller, the open fails; left out, the base keeps its size.
-   */
-  baseSize?: number | string;
-  /** Filesystem of the base device (default ext4). */
-  fs?: FsType;
-  /** Extra mkfs arguments for the base filesystem. */
-  mkfsArgs?: string[];
-  /** Extra mount options for every mount, e.g. ['noatime']. */
-  mountOptions?: string[];
-  /** Loop-backed pool settings (Docker's dm.loopdatasize, dm.loopmetadatasize, dm.blocksize). */
-  dataSize?: number | string;
-  metadataSize?: number | string;
-  blockSize?: number | string;
-  /** Block devices for a pool the set creates (dm.datadev / dm.metadatadev). */
-  dataDevice?: string;
-  metadataDevice?: string;
-  /** An existing pool to use (dm.thinpooldev). */
-  poolName?: string;
-  /** Refuse to create devices when less than this percentage of data or metadata is free (default 10). */
-  minFreeSpace?: number;
-  /** Remove busy devices when they are released rather than failing (dm.use_deferred_removal). */
-  deferredRemoval?: boolean;
-  /** Delete busy thin devices later, in the background (dm.use_deferred_deletion). */
-  deferredDeletion?: boolean;
-  /** Discard a device's blocks before deleting it, so a loop-backed pool returns space to the host (dm.blkdiscard). */
-  discard?: boolean;
-  /** How often deferred deletions are retried, in ms (default 30000). */
-  cleanupIntervalMs?: number;
-  /** Told when a long step starts and ends (making or growing a filesystem, discarding). */
-  onProgress?: ProgressHandler;
-  /**
-   * XFS only (Docker's dm.xfs_nospace_max_retries): how many times XFS
-   * retries a metadata write the pool refused for lack of space, set on each
-   * device this set mounts (/sys/fs/xfs/dm-N/error/metadata/ENOSPC/max_retries).
-   * 0 fails at once; left out, the kernel's default (-1: retry for ever, so a
-   * full pool hangs the filesystem).
-   */
-  xfsNospaceMaxRetries?: number;
-}
-
-export interface CreateOptions {
-  /** Id of the device to snapshot (default: the base device). */
-  parent?: string;
-  /** Bytes (or a size string); larger than the parent grows the device and its filesystem. */
-  size?: number | string;
-}
-
-export interface DeviceDetails {
-  id: string;
-  parent: string | null;
-  /** Thin device id in the pool. */
-  deviceId: number;
-  size: number;
-  /** /dev/mapper/NAME (present while active). */
-  path: string;
-  active: boolean;
-  /** Where this set mounted it, if it did. */
-  mountPoint?: string;
-  /** Waiting for deferred deletion. */
-  deleted: boolean;
-}
-
-/** What the pool has mapped of one device (moby's GetDeviceStatus; containerd's Usage size). */
-export interface DeviceUsage {
-  id: string;
-  /** Thin device id in the pool. */
-  deviceId: number;
-  /** The device's size in bytes. */
-  size: number;
-  /** Bytes the pool has mapped for it (its own and those shared with its parent). */
-  mappedBytes: number;
-  mappedSectors: number;
-  /** null when nothing is mapped. */
-  highestMappedSector: number | null;
-  /** The pool transaction that created the device. */
-  transactionId: number;
-}
-
-/** The storage fields of `docker info`, as data (bytes for sizes). */
-export interface DeviceSetInfo {
-  poolName: string;
-  poolBlockSize: number;
-  baseDeviceSize: number;
-  backingFilesystem: FsType;
-  /** The pool's data and metadata devices. */
-  dataFile: string;
-  metadataFile: string;
-  /** Loop-backed pools: the sparse files. */
-  dataLoopFile?: string;
-  metadataLoopFile?: string;
-  dataSpaceUsed: number;
-  dataSpaceTotal: number;
-  dataSpaceAvailable: number;
-  metadataSpaceUsed: number;
-  metadataSpaceTotal: number;
-  metadataSpaceAvailable: number;
-  /** Bytes of data space kept free (minFreeSpace of the total). */
-  thinPoolMinimumFreeSpace: number;
-  udevSyncSupported: boolean;
-  deferredRemovalEnabled: boolean;
-  deferredDeletionEnabled: boolean;
-  deferredDeletedDeviceCount: number;
-  libraryVersion: string;
-  driverVersion: string;
-  devices: number;
-}
-
-const OPTION_KEYS = [
-  'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'layout', 'readOnly', 'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
-  'xfsNospaceMaxRetries', ...DIRECT_LVM_SET_KEYS,
-] as const;
-
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-function checkStrings(value: unknown, field: string): string[] {
-  if (value === undefined) return [];
-  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0 && !v.includes('\0'))) {
-    throw invalidArg(field, 'expected an array of non-empty strings');
-  }
-  return value as string[];
-}
-
-interface Settings {
-  root: string;
-  baseSize: number;
-  fs: FsType;
-  mkfsArgs: string[];
-  mountOptions: string[];
-  minFreeSpace: number;
-  deferredRemoval: boolean;
-  deferredDeletion: boolean;
-  discard: boolean;
-  cleanupIntervalMs: number;
-  baseSizeGiven: boolean;
-  progress: ProgressHandler | undefined;
-  xfsNospaceMaxRetries: number | undefined;
-}
 
 export class DeviceSet {
   /** Mounts made through this object: id → mount point and reference count. */
@@ -205,39 +45,16 @@ export class DeviceSet {
     readonly prefix: string,
     /** Read-only (a Docker store), and the devices it found active and leaves so. */
     private readonly access: SetAccess = READ_WRITE,
-  ) {}
+  ) {
+    this.txns = new PoolTransactions(pool, store);
+  }
+
+  private readonly txns: PoolTransactions;
 
   /** Open the set under `root`, creating it (pool, base device, filesystem) on first use. */
   static async open(options: DeviceSetOptions): Promise<DeviceSet> {
-    const o = checkOptions<DeviceSetOptions>(options, 'options', OPTION_KEYS);
-    const root = resolvePath(checkPath(o.root, 'root'));
-    const fs = o.fs ?? 'ext4';
-    if (fs !== 'ext4' && fs !== 'xfs') throw invalidArg('fs', `'${String(fs)}' is not 'ext4' or 'xfs'`);
-    const settings: Settings = {
-      root,
-      baseSize: parseSize(o.baseSize ?? 10 * GiB, 'baseSize'),
-      baseSizeGiven: o.baseSize !== undefined,
-      fs,
-      mkfsArgs: checkStrings(o.mkfsArgs, 'mkfsArgs'),
-      mountOptions: checkStrings(o.mountOptions, 'mountOptions'),
-      minFreeSpace: o.minFreeSpace === undefined ? 10 : checkUint(o.minFreeSpace, 'minFreeSpace', { max: 99 }),
-      deferredRemoval: checkBoolean(o.deferredRemoval, 'deferredRemoval') ?? false,
-      deferredDeletion: checkBoolean(o.deferredDeletion, 'deferredDeletion') ?? false,
-      discard: checkBoolean(o.discard, 'discard') ?? false,
-      cleanupIntervalMs: o.cleanupIntervalMs === undefined ? 30_000 : checkUint(o.cleanupIntervalMs, 'cleanupIntervalMs', { min: 10 }),
-      progress: checkProgress(o.onProgress),
-      xfsNospaceMaxRetries: o.xfsNospaceMaxRetries === undefined ? undefined : checkUint(o.xfsNospaceMaxRetries, 'xfsNospaceMaxRetries', { max: 2 ** 31 - 1 }),
-    };
-    if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024) throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
-    if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
-    if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
-    if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
-    if (o.layout !== undefined && o.layout !== 'devmapper' && o.layout !== 'docker') {
-      throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
-    }
-    if (checkBoolean(o.readOnly, 'readOnly') && o.layout !== 'docker') throw invalidArg('readOnly', "only layout 'docker' opens read-only");
-    const directLvm = directLvmFromSetOptions(o);
-    if (o.layout === 'docker' && directLvm) throw invalidArg('directLvmDevice', "not with layout 'docker': a Docker store is opened as Docker left it");
+    const { settings, given: o, directLvm } = parseOptions(options);
+    const { root, fs } = settings;
     if (o.layout === 'docker') return DeviceSet.openDocker(settings, o);
     await refuseDockerStore(root);
 
@@ -248,11 +65,8 @@ export class DeviceSet {
     try {
       store = await MetadataStore.open(join(root, 'metadata'));
       const recorded = await store.readSet();
-      const setFs = recorded?.fs ?? fs;
-      if (settings.xfsNospaceMaxRetries !== undefined && setFs !== 'xfs') throw invalidArg('xfsNospaceMaxRetries', `applies to xfs, and the set's filesystem is ${setFs}`);
-      // direct-lvm: LVM's pool (made on first use), then used as a given poolName is.
-      const poolOptions = directLvm ? { ...o, poolName: (await setUpDirectLvm(directLvm)).poolName } : o;
-      const { pool, owns, created } = await openPool(root, poolOptions, recorded?.poolName);
+      checkFsOptions(settings, recorded?.fs ?? fs);
+      const { pool, owns, created } = await openPool(root, o, recorded?.poolName, directLvm);
       if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
       if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });
@@ -263,7 +77,7 @@ export class DeviceSet {
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
       await ds.mendLeftovers();
       await ds.findMounts();
-      await ds.recover();
+      await ds.txns.recover({ deactivate: (key) => dm.remove(ds.dmName(key)).then(() => undefined), forget: (t, busy) => ds.forgetRecord(t, busy) });
       await ds.setUpBase();
       await ds.retryDeletions();
       ds.timer = setInterval(() => void ds.serial(() => ds.retryDeletions()).catch(() => undefined), settings.cleanupIntervalMs);
@@ -316,29 +130,6 @@ export class DeviceSet {
     return r;
   }
 
-  // --- transactions -------------------------------------------------------
-
-  private async poolTransactionId(): Promise<number> {
-    const s = await this.pool.status();
-    if (s.mode === 'fail') throw new DmError(`pool '${this.pool.name}' has failed; run thin_check on its metadata`, { code: 'EIO', device: this.pool.name });
-    return s.transactionId;
-  }
-
-  /** Run one pool change as a transaction (see the file comment). */
-  private async transaction(op: 'create' | 'delete', id: string, deviceId: number, change: () => Promise<void>, record: (txn: number) => Promise<void>): Promise<void> {
-    const current = await this.poolTransactionId();
-    await this.store.writeTransaction({ openTransactionId: current + 1, op, id, deviceId });
-    try {
-      await change();
-    } catch (e) {
-      await this.store.clearTransaction(); // the pool did not change
-      throw e;
-    }
-    await record(current + 1);
-    await this.pool.setTransactionId(current, current + 1);
-    await this.store.clearTransaction();
-  }
-
   /**
    * What a process killed mid-operation leaves behind: a scratch mount of a
    * filesystem being grown, a device suspended for a snapshot.
@@ -368,96 +159,46 @@ export class DeviceSet {
     }
   }
 
-  /** Bring an interrupted transaction to an end so pool and records agree. */
-  private async recover(): Promise<void> {
-    const t = await this.store.readTransaction();
-    if (!t) return;
-    const current = await this.poolTransactionId();
-    if (current === t.openTransactionId) {
-      // Committed: the record was written before the commit point.
-      await this.store.clearTransaction();
-      return;
-    }
-    if (current !== t.openTransactionId - 1) {
-      throw new DmError(`pool '${this.pool.name}' is at transaction ${current} but the set's open transaction is ${t.openTransactionId}`, { code: 'ERR_DM_CORRUPT', device: this.pool.name });
-    }
-    // Not committed: undo a create, finish a delete. Either way the thin id goes
-    // (a delete of a device still busy becomes a deferred deletion).
-    await dm.remove(this.dmName(t.id)).catch(() => undefined);
-    let busy = false;
-    await this.pool.deleteThin(t.deviceId).catch((e: unknown) => {
-      if (e instanceof DmError && e.code === 'EBUSY' && t.op === 'delete') busy = true;
-      else if (!(e instanceof DmError) || e.code !== 'ENODATA') throw e;
-    });
+  /** After a rolled-back transaction: the record of its thin id goes (marked deleted, if the id is still busy). */
+  private async forgetRecord(t: TransactionRecord, busy: boolean): Promise<void> {
     const r = this.store.get(t.id);
-    if (r && r.deviceId === t.deviceId) {
-      if (busy) await this.store.put({ ...r, deleted: true });
-      else await this.store.delete(t.id);
-    }
-    await this.pool.setTransactionId(current, t.openTransactionId);
-    await this.store.clearTransaction();
+    if (!r || r.deviceId !== t.deviceId) return;
+    if (busy) await this.store.put({ ...r, deleted: true });
+    else await this.store.delete(t.id);
   }
 
-  /** A thin id no record holds; the pool is asked, and EEXIST moves on (a foreign user of the pool). */
-  private allocateId(): number {
-    const used = new Set(this.store.all().map((r) => r.deviceId));
-    let id = this.set.nextDeviceId;
-    for (let n = 0; n <= MAX_THIN_ID; n++, id = (id + 1) % (MAX_THIN_ID + 1)) {
-      if (!used.has(id)) return id;
-    }
-    throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
-  }
-
-  private async createThinDevice(id: string, parent: DeviceRecord | null, size: number): Promise<DeviceRecord> {
-    for (;;) {
-      const deviceId = this.allocateId();
-      const rec: DeviceRecord = { id, deviceId, size, parent: parent ? parent.id : null, transactionId: 0 };
-      try {
-        await this.transaction(
-          'create',
-          id,
-          deviceId,
-          async () => {
-            if (parent) await this.pool.createSnapshot(deviceId, parent.deviceId);
-            else await this.pool.createThin(deviceId);
-          },
-          async (txn) => {
-            rec.transactionId = txn;
-            if (id === BASE) rec.initialized = false;
-            await this.store.put(rec);
-          },
-        );
-        this.set = { ...this.set, nextDeviceId: (deviceId + 1) % (MAX_THIN_ID + 1) };
-        await this.store.writeSet(this.set);
-        return rec;
-      } catch (e) {
-        if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
-        this.set = { ...this.set, nextDeviceId: (deviceId + 1) % (MAX_THIN_ID + 1) }; // taken outside our records
-      }
-    }
-  }
-
-  private async deleteThinDevice(rec: DeviceRecord): Promise<'deleted' | 'deferred'> {
-    let outcome: 'deleted' | 'deferred' = 'deleted';
-    await this.transaction(
-      'delete',
-      rec.id,
-      rec.deviceId,
-      async () => {
-        try {
-          await this.pool.deleteThin(rec.deviceId);
-        } catch (e) {
-          if (e instanceof DmError && e.code === 'ENODATA') return; // already gone
-          if (!(e instanceof DmError) || e.code !== 'EBUSY' || !this.settings.deferredDeletion) throw e;
-          outcome = 'deferred';
-        }
+  /** A new thin device and its record for `id` (a snapshot of `parent`, or empty for the base), in one transaction. */
+  private async newDevice(id: string, parent: DeviceRecord | null, size: number, status?: PoolStatus): Promise<DeviceRecord> {
+    let rec: DeviceRecord | undefined;
+    const advance = (thinId: number) => (this.set = { ...this.set, nextDeviceId: (thinId + 1) % (MAX_THIN_ID + 1) });
+    const thinId = await this.txns.create({
+      key: id,
+      originThinId: parent ? parent.deviceId : null,
+      allocate: () => {
+        const free = freeThinId(new Set(this.store.all().map((r) => r.deviceId)), this.set.nextDeviceId);
+        if (free === undefined) throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
+        return free;
       },
-      async () => {
-        if (outcome === 'deleted') await this.store.delete(rec.id);
-        else await this.store.put({ ...rec, deleted: true });
+      skipped: advance, // taken outside our records
+      record: async (deviceId, transactionId) => {
+        rec = { id, deviceId, size, parent: parent ? parent.id : null, transactionId, ...(id === BASE ? { initialized: false } : {}) };
+        await this.store.put(rec);
       },
-    );
-    return outcome;
+      ...(status ? { status } : {}),
+    });
+    advance(thinId);
+    await this.store.writeSet(this.set);
+    return rec!;
+  }
+
+  /** Delete device `rec`'s thin id and its record, in one transaction (deferred, when busy and deferredDeletion). */
+  private deleteDevice(rec: DeviceRecord): Promise<'deleted' | 'deferred'> {
+    return this.txns.delete({
+      key: rec.id,
+      thinId: rec.deviceId,
+      deferBusy: this.settings.deferredDeletion,
+      record: (outcome) => (outcome === 'deleted' ? this.store.delete(rec.id) : this.store.put({ ...rec, deleted: true })),
+    });
   }
 
   /** Deferred deletions whose devices are no longer busy. */
@@ -466,13 +207,14 @@ export class DeviceSet {
       const live = await dm.info(this.dmName(rec.id)).catch(() => undefined);
       if (live && live.openCount > 0) continue;
       if (live) await dm.remove(live.name).catch(() => undefined);
-      await this.deleteThinDevice(rec).catch(() => undefined);
+      await this.deleteDevice(rec).catch(() => undefined);
     }
   }
 
   // --- activation and the base device ----------------------------------------
 
-  private async activate(rec: DeviceRecord): Promise<dm.DeviceInfo> {
+  /** Device `rec` active (made so if it was not), its node in place. */
+  private async activateDevice(rec: DeviceRecord): Promise<dm.DeviceInfo> {
     const name = this.dmName(rec.id);
     const live = await dm.info(name).catch(() => undefined);
     if (live?.activeTable) {
@@ -484,7 +226,8 @@ export class DeviceSet {
     return this.pool.activate(rec.deviceId, { name, size: rec.size, readOnly: this.access.readOnly });
   }
 
-  private async deactivate(id: string): Promise<void> {
+  /** Device `id` gone from device-mapper (deferred with deferredRemoval); its record and thin id stay. */
+  private async deactivateDevice(id: string): Promise<void> {
     const name = this.dmName(id);
     if (this.access.leaveActive.has(name) || !(await dm.info(name).catch(() => undefined))) return;
     await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
@@ -514,12 +257,12 @@ export class DeviceSet {
     if (base && !base.initialized) {
       // A crash between creating the base device and making its filesystem: start over.
       await dm.remove(this.dmName(BASE)).catch(() => undefined);
-      await this.deleteThinDevice(base);
+      await this.deleteDevice(base);
       base = undefined;
     }
     if (!base) {
-      const rec = await this.createThinDevice(BASE, null, this.settings.baseSize);
-      const dev = await this.activate(rec);
+      const rec = await this.newDevice(BASE, null, this.settings.baseSize);
+      const dev = await this.activateDevice(rec);
       try {
         await step(this.settings.progress, `making ${this.settings.fs} on the ${humanSize(rec.size)} base device`, () =>
           makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs),
@@ -532,7 +275,7 @@ export class DeviceSet {
       await this.store.put({ ...rec, initialized: true });
       return;
     }
-    const dev = await this.activate(base);
+    const dev = await this.activateDevice(base);
     try {
       const uuid = await filesystemUuid(dev.path);
       if (uuid !== this.set.baseUuid) {
@@ -611,13 +354,13 @@ export class DeviceSet {
       const want = size ?? parent.size;
       if (want < parent.size) throw invalidArg('options.size', `${want} bytes is smaller than the parent's ${parent.size}`);
       if (want % 512 !== 0) throw invalidArg('options.size', `${want} bytes is not a multiple of 512`);
-      await this.checkFreeSpace();
-      const rec = await this.createThinDevice(id, parent, parent.size);
+      const status = await this.checkFreeSpace();
+      const rec = await this.newDevice(id, parent, parent.size, status);
       if (want > parent.size) {
         try {
           await this.grow(rec, want);
         } catch (e) {
-          await this.deleteThinDevice(rec).catch(() => undefined);
+          await this.deleteDevice(rec).catch(() => undefined);
           throw e;
         }
       }
@@ -625,7 +368,8 @@ export class DeviceSet {
     return this.get(id);
   }
 
-  private async checkFreeSpace(): Promise<void> {
+  /** The pool's status, refused unless it is writable with minFreeSpace free; one read serves the create's transaction too. */
+  private async checkFreeSpace(): Promise<PoolStatus> {
     const s = await this.pool.status();
     if (s.mode !== 'rw') {
       const why = { out_of_data_space: 'is out of data space', ro: 'is read-only (metadata trouble)', fail: 'has failed' }[s.mode];
@@ -646,6 +390,7 @@ export class DeviceSet {
         );
       }
     }
+    return s;
   }
 
   /** Mount device `id` at `target` (made if missing). Mounting again at the same target counts a reference. */
@@ -667,7 +412,7 @@ export class DeviceSet {
         return;
       }
       const wasActive = (await dm.info(this.dmName(id)).catch(() => undefined)) !== undefined;
-      const dev = await this.activate(rec);
+      const dev = await this.activateDevice(rec);
       try {
         await mountDevice(dev.path, where, this.settings.fs, { readOnly, data: [...this.settings.mountOptions, ...extra] });
       } catch (e) {
@@ -707,7 +452,7 @@ export class DeviceSet {
       }
       await unmountLazily(m.target, { gone: 'ok' }); // an earlier unmount that failed later may have done it
       await removeMountPoint(m.target);
-      await this.deactivate(id);
+      await this.deactivateDevice(id);
       this.mounts.delete(id);
     });
   }
@@ -724,8 +469,8 @@ export class DeviceSet {
       const rec = this.record(id);
       if (this.mounts.has(id)) throw new DmError(`device '${id}' is mounted at ${this.mounts.get(id)!.target}; unmount it first`, { code: 'EBUSY', device: id });
       if (this.settings.discard) await this.discard(rec);
-      await this.deactivate(id);
-      await this.deleteThinDevice(rec);
+      await this.deactivateDevice(id);
+      await this.deleteDevice(rec);
     });
   }
 
@@ -733,7 +478,7 @@ export class DeviceSet {
     const name = this.dmName(rec.id);
     const live = await dm.info(name).catch(() => undefined);
     if (live && live.openCount > 0) return; // someone still uses it: discarding would destroy their data
-    if (!live) await this.activate(rec);
+    if (!live) await this.activateDevice(rec);
     await step(this.settings.progress, `discarding the ${humanSize(rec.size)} of '${rec.id}'`, () => dm.discard(name));
   }
 
@@ -808,43 +553,4 @@ export class DeviceSet {
       await this.lock.close();
     }
   }
-}
-
-/**
- * The pool: an existing one, one on given devices, or loop-backed under
- * root/devicemapper. `created`: this call activated the pool device.
- */
-async function openPool(root: string, o: Partial<DeviceSetOptions>, recordedName: string | undefined): Promise<{ pool: ThinPool; owns: boolean; created: boolean }> {
-  if (o.poolName !== undefined) return { pool: await ThinPool.open(o.poolName), owns: false, created: false };
-  const dir = join(root, 'devicemapper');
-  const name = recordedName ?? (await defaultPoolName(dir));
-  const live = (await dm.info(name).catch(() => undefined))?.activeTable === true;
-  const table = { blockSize: o.blockSize, errorIfNoSpace: false };
-  if (o.dataDevice !== undefined && o.metadataDevice !== undefined) {
-    if (live) return { pool: await ThinPool.open(name), owns: true, created: false };
-    const pool = await ThinPool.create({ name, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice, zeroMetadata: recordedName === undefined, ...table });
-    return { pool, owns: true, created: true };
-  }
-  const pool = await ThinPool.createLoopBacked({ dir, name, dataSize: o.dataSize, metadataSize: o.metadataSize, ...table });
-  return { pool, owns: true, created: !live };
-}
-
-/** One process at a time: an exclusive flock on root/lock holding the owner's pid. */
-async function takeLock(root: string): Promise<FileHandle> {
-  const path = join(root, 'lock');
-  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  try {
-    await sys.lockExclusiveNow(fh.fd, path);
-  } catch (e) {
-    await fh.close();
-    const holder = (await readFile(path, 'utf8').catch(() => '')).trim() || 'unknown';
-    if ((e as DmError).errno === osConstants.errno.EWOULDBLOCK) {
-      throw new DmError(`the device set under ${root} is open in process ${holder}`, { code: 'ERR_DM_LOCKED', device: root, cause: e });
-    }
-    throw e;
-  }
-  await fh.truncate(0);
-  await fh.write(`${process.pid}\n`, 0);
-  await fh.sync();
-  return fh;
 }
