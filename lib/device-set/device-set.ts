@@ -4,23 +4,25 @@
 // the pool after a crash at any point (every pool change is a transaction:
 // transactions.ts). Options: options.ts; the pool and the lock: setup.ts; a
 // store Docker itself left: docker-store.ts.
-import { mkdir, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
-import { filesystemUuid, growFilesystem, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
+import { filesystemUuid, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
 import { humanSize } from '../format';
 import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord, type TransactionRecord } from '../metadata-store';
-import { ensureBlockNode, mapperPath, udevRunning } from '../nodes';
-import { devicePath, MAX_THIN_ID, METADATA_BLOCK_SIZE, type PoolStatus, type ThinPool } from '../pool/index';
+import { ensureBlockNode, mapperPath } from '../nodes';
+import { MAX_THIN_ID, type PoolStatus, type ThinPool } from '../pool/index';
 import { step } from '../progress';
 import { parseSize } from '../size';
 import { checkBoolean, checkOptions, checkPath, DM_NAME_MAX } from '../validate';
-import { LIBRARY_VERSION } from '../version';
 import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseDockerStore, type SetAccess } from './docker-store';
 import { checkFsOptions, checkStrings, parseOptions, type CreateOptions, type DeviceSetOptions, type Settings } from './options';
+import { setInfo } from './info';
+import { growDevice, mendLeftovers, mountsOf } from './leftovers';
 import { openPool, takeLock } from './setup';
+import { checkPoolSpace } from './space';
 import { freeThinId, PoolTransactions } from './transactions';
 import type { DeviceDetails, DeviceSetInfo, DeviceUsage } from './types';
 
@@ -75,8 +77,10 @@ export class DeviceSet {
       if (!recorded) await store.writeSet(set);
       const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
-      await ds.mendLeftovers();
-      await ds.findMounts();
+      await mendLeftovers(root, prefix);
+      for (const [id, target] of await mountsOf(ds.store.all().filter((r) => r.id !== BASE).map((r) => r.id), (id) => mapperPath(ds.dmName(id)))) {
+        ds.mounts.set(id, { target, count: 1 });
+      }
       await ds.txns.recover({ deactivate: (key) => dm.remove(ds.dmName(key)).then(() => undefined), forget: (t, busy) => ds.forgetRecord(t, busy) });
       await ds.setUpBase();
       await ds.retryDeletions();
@@ -128,35 +132,6 @@ export class DeviceSet {
     const r = this.store.get(id);
     if (!r || r.deleted) throw new DmError(`no device '${id}' in the set`, { code: 'ENOENT', device: id });
     return r;
-  }
-
-  /**
-   * What a process killed mid-operation leaves behind: a scratch mount of a
-   * filesystem being grown, a device suspended for a snapshot.
-   */
-  private async mendLeftovers(): Promise<void> {
-    const scratch = join(this.settings.root, 'mnt', '.grow-');
-    const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
-    for (const m of mounts.filter((m) => m.startsWith(scratch))) await unmountLazily(m).catch(() => undefined);
-    for (const d of await dm.list()) {
-      if (!d.name.startsWith(`${this.prefix}-`)) continue;
-      const live = await dm.info(d.name).catch(() => undefined);
-      if (live?.suspended) await dm.resume(d.name);
-    }
-  }
-
-  /** Mounts of this set's devices made earlier (another process, a CLI call): count them as one reference each. */
-  private async findMounts(): Promise<void> {
-    // Source → first mount point, once: a set may hold tens of thousands of records.
-    const targets = new Map<string, string>();
-    for (const [source, target] of (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' '))) {
-      if (source && target && !targets.has(source)) targets.set(source, target);
-    }
-    for (const r of this.store.all()) {
-      if (r.id === BASE) continue;
-      const target = targets.get(mapperPath(this.dmName(r.id)));
-      if (target) this.mounts.set(r.id, { target: target.replace(/\\040/g, ' '), count: 1 });
-    }
   }
 
   /** After a rolled-back transaction: the record of its thin id goes (marked deleted, if the id is still busy). */
@@ -233,21 +208,12 @@ export class DeviceSet {
     await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
   }
 
-  /** Grow a device record to `size` and its filesystem with it. */
+  /** Grow device `rec` and its filesystem to `size` (it must not be mounted). */
   private async grow(rec: DeviceRecord, size: number): Promise<DeviceRecord> {
-    const name = this.dmName(rec.id);
-    const live = await dm.info(name).catch(() => undefined);
-    if (live) await dm.remove(name, { retry: true });
+    const what = rec.id === BASE ? 'the base device' : `'${rec.id}'`;
+    const scratch = join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`);
+    await growDevice(this.pool, this.dmName(rec.id), rec.deviceId, size, { fs: this.settings.fs, scratch, progress: this.settings.progress, what });
     const grown = { ...rec, size };
-    const dev = await this.pool.activate(rec.deviceId, { name, size });
-    try {
-      const what = rec.id === BASE ? 'the base device' : `'${rec.id}'`;
-      await step(this.settings.progress, `growing the ${this.settings.fs} filesystem of ${what} to ${humanSize(size)}`, () =>
-        growFilesystem(dev.path, this.settings.fs, join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`)),
-      );
-    } finally {
-      await dm.remove(name, { retry: true });
-    }
     await this.store.put(grown);
     return grown;
   }
@@ -354,7 +320,7 @@ export class DeviceSet {
       const want = size ?? parent.size;
       if (want < parent.size) throw invalidArg('options.size', `${want} bytes is smaller than the parent's ${parent.size}`);
       if (want % 512 !== 0) throw invalidArg('options.size', `${want} bytes is not a multiple of 512`);
-      const status = await this.checkFreeSpace();
+      const status = checkPoolSpace(await this.pool.status(), this.pool, this.settings.minFreeSpace);
       const rec = await this.newDevice(id, parent, parent.size, status);
       if (want > parent.size) {
         try {
@@ -366,31 +332,6 @@ export class DeviceSet {
       }
     });
     return this.get(id);
-  }
-
-  /** The pool's status, refused unless it is writable with minFreeSpace free; one read serves the create's transaction too. */
-  private async checkFreeSpace(): Promise<PoolStatus> {
-    const s = await this.pool.status();
-    if (s.mode !== 'rw') {
-      const why = { out_of_data_space: 'is out of data space', ro: 'is read-only (metadata trouble)', fail: 'has failed' }[s.mode];
-      const advice = s.mode === 'out_of_data_space' ? `grow it (pool.resize({ dataSize }) or 'devmapper pool resize --data-size SIZE')` : 'check its metadata (thin_check) and reload it';
-      throw new DmError(`pool '${this.pool.name}' ${why}: ${advice}`, { code: s.mode === 'out_of_data_space' ? 'ERR_DM_POOL_FULL' : 'EROFS', device: this.pool.name });
-    }
-    const pct = this.settings.minFreeSpace;
-    const space = [
-      ['data', s.usedDataBlocks * this.pool.blockSize, s.totalDataBlocks * this.pool.blockSize],
-      ['metadata', s.usedMetadataBlocks * METADATA_BLOCK_SIZE, s.totalMetadataBlocks * METADATA_BLOCK_SIZE],
-    ] as const;
-    for (const [what, used, total] of space) {
-      if ((total - used) * 100 < total * pct) {
-        throw new DmError(
-          `pool '${this.pool.name}' has ${humanSize(total - used)} of ${humanSize(total)} ${what} space free, below the minimum of ${pct}%: ` +
-            `grow it (pool.resize({ ${what}Size }) or 'devmapper pool resize --${what}-size SIZE'), remove devices, or lower minFreeSpace`,
-          { code: 'ERR_DM_POOL_FULL', device: this.pool.name },
-        );
-      }
-    }
-    return s;
   }
 
   /** Mount device `id` at `target` (made if missing). Mounting again at the same target counts a reference. */
@@ -490,36 +431,8 @@ export class DeviceSet {
 
   /** The `docker info` storage fields. */
   async info(): Promise<DeviceSetInfo> {
-    const [u, version, udev, table] = await Promise.all([this.pool.usage(), dm.version(), udevRunning(), dm.table(this.pool.name)]);
-    const [metaDev, dataDev] = (table[0]?.params ?? '').split(' ');
-    const base = this.store.get(BASE);
-    const info: DeviceSetInfo = {
-      poolName: this.pool.name,
-      poolBlockSize: this.pool.blockSize,
-      baseDeviceSize: base?.size ?? 0,
-      backingFilesystem: this.settings.fs,
-      dataFile: await devicePath(dataDev ?? '', { missing: 'keep' }),
-      metadataFile: await devicePath(metaDev ?? '', { missing: 'keep' }),
-      dataSpaceUsed: u.data.used,
-      dataSpaceTotal: u.data.total,
-      dataSpaceAvailable: u.data.available,
-      metadataSpaceUsed: u.metadata.used,
-      metadataSpaceTotal: u.metadata.total,
-      metadataSpaceAvailable: u.metadata.available,
-      thinPoolMinimumFreeSpace: Math.floor((u.data.total * this.settings.minFreeSpace) / 100),
-      udevSyncSupported: udev,
-      deferredRemovalEnabled: this.settings.deferredRemoval,
-      deferredDeletionEnabled: this.settings.deferredDeletion,
-      deferredDeletedDeviceCount: this.store.all().filter((r) => r.deleted).length,
-      libraryVersion: LIBRARY_VERSION,
-      driverVersion: `${version.major}.${version.minor}.${version.patch}`,
-      devices: this.list().length,
-    };
-    if (this.pool.loopBacking) {
-      info.dataLoopFile = this.pool.loopBacking.dataFile;
-      info.metadataLoopFile = this.pool.loopBacking.metadataFile;
-    }
-    return info;
+    const records = this.store.all();
+    return setInfo(this.pool, this.settings, { baseSize: this.store.get(BASE)?.size ?? 0, devices: this.list().length, deferredDeleted: records.filter((r) => r.deleted).length });
   }
 
   /**

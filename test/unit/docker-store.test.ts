@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../../lib/binding';
-import { dockerPrefix, parseDeviceFile, parseDeviceSetFile, parseTransactionFile, readDockerMetadata, rollBack } from '../../lib/device-set/docker-store';
+import { parseDeviceFile, parseDeviceSetFile, parseTransactionFile, readDockerMetadata, rollBack } from '../../lib/device-set/docker-metadata';
+import { dockerPrefix } from '../../lib/device-set/docker-store';
 import { DeviceSet } from '../../lib/index';
 
 const H1 = 'a'.repeat(64);
