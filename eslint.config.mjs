@@ -5,6 +5,7 @@
 //   lib/control (the ioctl caller)    only from CONTROL_OK.
 // Type-only imports (`import type`, `import { type X }`) of either are allowed everywhere.
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 import importX from 'eslint-plugin-import-x';
 import globals from 'globals';
@@ -48,11 +49,11 @@ const imports = [
   { files: minus(CONTROL_OK, BINDING_OK), rules: only(bindingRule) },
 ].filter((c) => c.files.length > 0);
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/', 'build/', 'build-*/', 'prebuilds/', 'docs/', '.vm/', '.fuzz/', 'node_modules/'] },
   {
     files: SOURCES,
-    extends: [js.configs.recommended, ...tseslint.configs.recommended],
+    extends: [js.configs.recommended, tseslint.configs.recommended],
     plugins: { 'import-x': importX },
     languageOptions: { globals: { ...globals.node } },
     settings: {
