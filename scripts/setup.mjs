@@ -3,14 +3,17 @@
 // drive (installed with apt when root and missing), node_modules (npm ci),
 // and the build (addon + TypeScript).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Debian packages: the UML VM, the addon's toolchain, the tools tests and demo call (lvm2 for direct-lvm), the benchmark's peers (dmsetup comes with libdevmapper-dev), clang with its sanitizer runtimes for the decoder fuzzer, and QEMU + busybox-static for the kernel tests under ASan. */
-const PACKAGES = ['user-mode-linux', 'kmod', 'gcc', 'g++', 'make', 'cmake', 'python3', 'thin-provisioning-tools', 'xfsprogs', 'e2fsprogs', 'util-linux', 'lvm2', 'libdevmapper-dev', 'clang', 'libclang-rt-14-dev', 'qemu-system-x86', 'busybox-static'];
+/** Debian packages, with what each is for, in scripts/debian-packages.txt (which .ci/run reads too). */
+const PACKAGES = readFileSync(join(root, 'scripts', 'debian-packages.txt'), 'utf8')
+  .split('\n')
+  .map((line) => line.replace(/#.*/, '').trim())
+  .filter(Boolean);
 
 function sh(cmd, args, opts = {}) {
   return spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts }).status ?? 1;
