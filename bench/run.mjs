@@ -10,7 +10,7 @@
 //   npm run bench -- --qemu: in Debian's own kernel under QEMU rather than
 //   UML, when the host has no device-mapper (see bench/README.md)
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -23,7 +23,10 @@ const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper(
 if (host && !host.ok) {
   console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
   const vm = process.argv.includes('--qemu') ? ['--qemu'] : [];
-  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
+    stdio: 'inherit',
+    cwd: root,
+  });
   process.exit(r.status ?? 1);
 }
 
@@ -160,7 +163,8 @@ try {
   // 4. Listing and status at scale: SCALE thin devices, SCALE/5 active.
   {
     for (let i = 0; i < SCALE; i++) await dm.message(pool.name, `create_thin ${i}`);
-    for (let i = 0; i < SCALE / 5; i++) await dm.create(`bench-a${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
+    for (let i = 0; i < SCALE / 5; i++)
+      await dm.create(`bench-a${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
     const fd = (await import('node:fs')).openSync('/dev/mapper/control', 'r+');
     const first = await native.dmIoctl(fd, 'DM_LIST_DEVICES', { flags: native.dmFlags.DM_UUID_FLAG }); // the bare addon: 16 KiB start
     (await import('node:fs')).closeSync(fd);
@@ -207,7 +211,12 @@ try {
   const { putLine } = require(join(root, 'dist/metadata-store.js'));
   const log = `${setRoot}/metadata/devices.log`;
   const small = await readFile(log, 'utf8');
-  await appendFile(log, Array.from({ length: SCALE }, (_, i) => putLine({ id: `r${i}`, deviceId: 100000 + i, size: 64 << 20, parent: 'image', transactionId: 1 })).join(''));
+  await appendFile(
+    log,
+    Array.from({ length: SCALE }, (_, i) =>
+      putLine({ id: `r${i}`, deviceId: 100000 + i, size: 64 << 20, parent: 'image', transactionId: 1 }),
+    ).join(''),
+  );
   const t = process.hrtime.bigint();
   const big = await DeviceSet.open({ root: setRoot });
   openUs = usPerCycle(t, 1);
@@ -223,17 +232,45 @@ try {
 // RSS_N (20,000), with V8's nursery fixed so its growth is not counted.
 const RSS_N = Number(process.env.BENCH_RSS_N ?? 20000);
 const memory = JSON.parse(
-  execFileSync(process.execPath, ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16', join(root, 'test/kernel/soak-child.mjs'), '/tmp/devmapper-bench-rss', 'bench-rss-pool', 'bench-rss-thin', String(RSS_N)], { maxBuffer: 1 << 20 }).toString(),
+  execFileSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--min-semi-space-size=16',
+      '--max-semi-space-size=16',
+      join(root, 'test/kernel/soak-child.mjs'),
+      '/tmp/devmapper-bench-rss',
+      'bench-rss-pool',
+      'bench-rss-thin',
+      String(RSS_N),
+    ],
+    { maxBuffer: 1 << 20 },
+  ).toString(),
 );
 await rm('/tmp/devmapper-bench-rss', { recursive: true, force: true });
 
 const f = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
 const v = await dm.version();
-console.log(`\ndevmapper benchmark: n=${N} (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`);
-console.log('| workload | library | C reference | libdevmapper | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |');
+console.log(
+  `\ndevmapper benchmark: n=${N} (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`,
+);
+console.log(
+  '| workload | library | C reference | libdevmapper | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |',
+);
 console.log('|---|---|---|---|---|---|---|');
-for (const r of rows) console.log(`| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${r.libdm ? f(r.libdm) : '—'} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`);
-console.log(`\nconcurrency: workload 1 from ${concurrency.callers} callers on one pool, ${concurrency.cycles} cycles: ${f(concurrency.us)} per cycle (1 caller: ${f(concurrency.single)}; ratio ${(concurrency.single / concurrency.us).toFixed(2)}x)`);
-console.log(`memory: workload 1, RSS after ${memory.warmUp} cycles ${(memory.rss0 / 2 ** 20).toFixed(1)} MiB, after ${memory.cycles} ${(memory.rss1 / 2 ** 20).toFixed(1)} MiB (difference ${((memory.rss1 - memory.rss0) / 2 ** 20).toFixed(2)} MiB; target ≤ 5), JS heap in use ${(memory.heap0 / 2 ** 20).toFixed(2)} → ${(memory.heap1 / 2 ** 20).toFixed(2)} MiB, fds ${memory.fds0.length} → ${memory.fds1.length}`);
-console.log(`\n3. container lifecycle (DeviceSet, n=${N}): create + mount ${f(containers.create)}, unmount + remove ${f(containers.destroy)} per container (Docker 1.9 on loop devices: ~550 ms and ~720 ms)`);
-console.log(`4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`);
+for (const r of rows)
+  console.log(
+    `| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${r.libdm ? f(r.libdm) : '—'} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`,
+  );
+console.log(
+  `\nconcurrency: workload 1 from ${concurrency.callers} callers on one pool, ${concurrency.cycles} cycles: ${f(concurrency.us)} per cycle (1 caller: ${f(concurrency.single)}; ratio ${(concurrency.single / concurrency.us).toFixed(2)}x)`,
+);
+console.log(
+  `memory: workload 1, RSS after ${memory.warmUp} cycles ${(memory.rss0 / 2 ** 20).toFixed(1)} MiB, after ${memory.cycles} ${(memory.rss1 / 2 ** 20).toFixed(1)} MiB (difference ${((memory.rss1 - memory.rss0) / 2 ** 20).toFixed(2)} MiB; target ≤ 5), JS heap in use ${(memory.heap0 / 2 ** 20).toFixed(2)} → ${(memory.heap1 / 2 ** 20).toFixed(2)} MiB, fds ${memory.fds0.length} → ${memory.fds1.length}`,
+);
+console.log(
+  `\n3. container lifecycle (DeviceSet, n=${N}): create + mount ${f(containers.create)}, unmount + remove ${f(containers.destroy)} per container (Docker 1.9 on loop devices: ~550 ms and ~720 ms)`,
+);
+console.log(
+  `4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`,
+);

@@ -99,7 +99,11 @@ export function createDevice(name: string, o: { uuid?: string; readOnly?: boolea
   const create = createEmpty(name, o);
   const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
   const targets = checkTable(o.table, 'options.table');
-  return [create, { command: 'DM_TABLE_LOAD', request: { name, flags: readOnly ? F.DM_READONLY_FLAG : 0, targets }, hints: LOAD_HINTS }, resume(name)];
+  return [
+    create,
+    { command: 'DM_TABLE_LOAD', request: { name, flags: readOnly ? F.DM_READONLY_FLAG : 0, targets }, hints: LOAD_HINTS },
+    resume(name),
+  ];
 }
 
 /** Make the node of a device createDevice() made (`replies`: those of its steps); if that fails, remove the device. */
@@ -116,7 +120,11 @@ export async function finishCreate(name: string, replies: DmIoctlReply[]): Promi
 
 /** Suspend (flushing, with the filesystem frozen); undone by resuming. */
 export function suspend(name: string): Step {
-  return { command: 'DM_DEV_SUSPEND', request: { name, flags: F.DM_SUSPEND_FLAG }, undo: () => calls.one('DM_DEV_SUSPEND', { name }, name) };
+  return {
+    command: 'DM_DEV_SUSPEND',
+    request: { name, flags: F.DM_SUSPEND_FLAG },
+    undo: () => calls.one('DM_DEV_SUSPEND', { name }, name),
+  };
 }
 
 /** Resume (making an inactive table live). Not undone: the steps before it undo the device. */

@@ -98,10 +98,23 @@ export interface FdWatcher {
 
 /** The dm-ioctl.h flags the addon exports (native/dm_ioctl.cc); a unit test holds the two lists and the header's values together. */
 export const DM_FLAG_NAMES = [
-  'DM_READONLY_FLAG', 'DM_SUSPEND_FLAG', 'DM_PERSISTENT_DEV_FLAG', 'DM_STATUS_TABLE_FLAG', 'DM_ACTIVE_PRESENT_FLAG',
-  'DM_INACTIVE_PRESENT_FLAG', 'DM_BUFFER_FULL_FLAG', 'DM_SKIP_BDGET_FLAG', 'DM_SKIP_LOCKFS_FLAG', 'DM_NOFLUSH_FLAG',
-  'DM_QUERY_INACTIVE_TABLE_FLAG', 'DM_UEVENT_GENERATED_FLAG', 'DM_UUID_FLAG', 'DM_SECURE_DATA_FLAG', 'DM_DATA_OUT_FLAG',
-  'DM_DEFERRED_REMOVE', 'DM_INTERNAL_SUSPEND_FLAG',
+  'DM_READONLY_FLAG',
+  'DM_SUSPEND_FLAG',
+  'DM_PERSISTENT_DEV_FLAG',
+  'DM_STATUS_TABLE_FLAG',
+  'DM_ACTIVE_PRESENT_FLAG',
+  'DM_INACTIVE_PRESENT_FLAG',
+  'DM_BUFFER_FULL_FLAG',
+  'DM_SKIP_BDGET_FLAG',
+  'DM_SKIP_LOCKFS_FLAG',
+  'DM_NOFLUSH_FLAG',
+  'DM_QUERY_INACTIVE_TABLE_FLAG',
+  'DM_UEVENT_GENERATED_FLAG',
+  'DM_UUID_FLAG',
+  'DM_SECURE_DATA_FLAG',
+  'DM_DATA_OUT_FLAG',
+  'DM_DEFERRED_REMOVE',
+  'DM_INTERNAL_SUSPEND_FLAG',
 ] as const;
 export type DmFlagName = (typeof DM_FLAG_NAMES)[number];
 
@@ -173,5 +186,7 @@ export interface Native {
 }
 
 // lib/ and dist/ both sit one level below the package root. DEVMAPPER_ADDON
-// names another build to load instead (the sanitizer build: npm run test:asan).
-export const native: Native = (process.env.DEVMAPPER_ADDON ? require(process.env.DEVMAPPER_ADDON) : nodeGypBuild(join(__dirname, '..'))) as Native;
+// names another build to load instead (the sanitizer build: npm run build:asan, run by npm test).
+export const native: Native = (
+  process.env.DEVMAPPER_ADDON ? require(process.env.DEVMAPPER_ADDON) : nodeGypBuild(join(__dirname, '..'))
+) as Native;

@@ -20,11 +20,11 @@ export function enableTrace(): void {
 }
 
 const trace = Object.defineProperty(
-  (format: string, ...args: unknown[]) => (forced ? console.error(`DEVMAPPER ${process.pid}: ${format}`, ...args) : nodeDebug(format, ...args)),
+  (format: string, ...args: unknown[]) =>
+    forced ? console.error(`DEVMAPPER ${process.pid}: ${format}`, ...args) : nodeDebug(format, ...args),
   'enabled',
   { get: () => forced || nodeDebug.enabled }, // a getter: NODE_DEBUG is looked at lazily
 ) as ((format: string, ...args: unknown[]) => void) & { readonly enabled: boolean };
-
 
 function controlError(e: unknown): DmError {
   const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
@@ -94,7 +94,10 @@ export interface SeqStep {
 
 export type SeqResult =
   | { replies: DmIoctlReply[]; failed?: undefined }
-  | { replies?: undefined; failed: { step: number; error: DmError; /** Replies of the steps before the failed one. */ replies: DmIoctlReply[] } };
+  | {
+      replies?: undefined;
+      failed: { step: number; error: DmError; /** Replies of the steps before the failed one. */ replies: DmIoctlReply[] };
+    };
 
 /**
  * Several ioctls in order, in one threadpool trip (a trip costs more than

@@ -72,7 +72,14 @@ export interface DirectLvm {
 type Settings = Required<Omit<DirectLvmOptions, 'lvmConfig'>> & { lvmConfig: string };
 
 const KEYS = [
-  'device', 'vg', 'thinpPercent', 'thinpMetaPercent', 'autoextendThreshold', 'autoextendPercent', 'profileDir', 'lvmConfig',
+  'device',
+  'vg',
+  'thinpPercent',
+  'thinpMetaPercent',
+  'autoextendThreshold',
+  'autoextendPercent',
+  'profileDir',
+  'lvmConfig',
 ] as const;
 
 function percent(value: unknown, field: string, min: number, max: number): number | undefined {
@@ -205,7 +212,10 @@ async function signatureOn(device: string): Promise<string | undefined> {
   if (r.code !== 0) {
     throw new DmError(`blkid -p ${device} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`, { code: 'ERR_DM_TOOL', device });
   }
-  const pairs = r.stdout.split('\n').map((l) => l.split('=')).filter((kv) => kv.length >= 2);
+  const pairs = r.stdout
+    .split('\n')
+    .map((l) => l.split('='))
+    .filter((kv) => kv.length >= 2);
   const tags = Object.fromEntries(pairs.map(([k, ...v]) => [k, v.join('=')]));
   if (tags.PTTYPE) return `a ${tags.PTTYPE} partition table`;
   if (tags.TYPE) return `${tags.USAGE === 'filesystem' ? 'a filesystem' : 'a signature'} of type ${tags.TYPE}`;
@@ -268,7 +278,10 @@ export async function setUpDirectLvm(options: DirectLvmOptions): Promise<DirectL
   } else {
     const found = await signatureOn(s.device);
     if (found) {
-      throw invalidArg('device', `${s.device} holds ${found} (blkid -p): direct-lvm needs an empty device; wipe it (wipefs -a) only if its data is not needed`);
+      throw invalidArg(
+        'device',
+        `${s.device} holds ${found} (blkid -p): direct-lvm needs an empty device; wipe it (wipefs -a) only if its data is not needed`,
+      );
     }
     await Undo.guard(async (undo) => {
       await lvm.run('pvcreate', [s.device]);
@@ -302,7 +315,10 @@ export async function setUpDirectLvm(options: DirectLvmOptions): Promise<DirectL
 /** Write the autoextend profile (Docker's text); true when the file is new. */
 async function writeProfile(s: Settings, path: string): Promise<boolean> {
   await mkdir(s.profileDir, { recursive: true, mode: 0o755 });
-  const existed = await stat(path).then(() => true, () => false);
+  const existed = await stat(path).then(
+    () => true,
+    () => false,
+  );
   const text = [
     'activation {',
     `\tthin_pool_autoextend_threshold = ${s.autoextendThreshold}`,
@@ -330,13 +346,24 @@ export interface DirectLvmSetOptions {
 }
 
 export const DIRECT_LVM_SET_KEYS = [
-  'directLvmDevice', 'directLvmVg', 'thinpPercent', 'thinpMetaPercent', 'thinpAutoextendThreshold', 'thinpAutoextendPercent',
-  'lvmProfileDir', 'lvmConfig',
+  'directLvmDevice',
+  'directLvmVg',
+  'thinpPercent',
+  'thinpMetaPercent',
+  'thinpAutoextendThreshold',
+  'thinpAutoextendPercent',
+  'lvmProfileDir',
+  'lvmConfig',
 ] as const;
 
 const SET_NAMES = {
-  device: 'directLvmDevice', vg: 'directLvmVg', thinpPercent: 'thinpPercent', thinpMetaPercent: 'thinpMetaPercent',
-  autoextendThreshold: 'thinpAutoextendThreshold', autoextendPercent: 'thinpAutoextendPercent', profileDir: 'lvmProfileDir',
+  device: 'directLvmDevice',
+  vg: 'directLvmVg',
+  thinpPercent: 'thinpPercent',
+  thinpMetaPercent: 'thinpMetaPercent',
+  autoextendThreshold: 'thinpAutoextendThreshold',
+  autoextendPercent: 'thinpAutoextendPercent',
+  profileDir: 'lvmProfileDir',
   lvmConfig: 'lvmConfig',
 } as const;
 

@@ -16,7 +16,6 @@ const F = native.dmFlags;
 
 export type { DeviceInfo, DeviceRef, Target } from './dm-shapes';
 
-
 export interface Version {
   major: number;
   minor: number;
@@ -36,7 +35,6 @@ export interface ListedDevice {
   eventNr: number;
 }
 
-
 /** The kernel driver's interface version. */
 export async function version(): Promise<Version> {
   const r = await dmCall('DM_VERSION', {});
@@ -51,9 +49,16 @@ export async function targets(): Promise<TargetVersion[]> {
 /** One target type's version; the kernel loads its module if needed. ENOENT-like EINVAL when unknown. */
 export async function targetVersion(type: string): Promise<[number, number, number]> {
   checkTargetType(type);
-  const r = await dmCall('DM_GET_TARGET_VERSION', { name: type }, type, { EINVAL: `the kernel has no '${type}' target (is its module available?)` });
+  const r = await dmCall('DM_GET_TARGET_VERSION', { name: type }, type, {
+    EINVAL: `the kernel has no '${type}' target (is its module available?)`,
+  });
   const v = r.versions?.[0];
-  if (!v) throw new DmError(`DM_GET_TARGET_VERSION returned no version for '${type}'`, { code: 'ERR_DM_DECODE', ioctl: 'DM_GET_TARGET_VERSION', device: type });
+  if (!v)
+    throw new DmError(`DM_GET_TARGET_VERSION returned no version for '${type}'`, {
+      code: 'ERR_DM_DECODE',
+      ioctl: 'DM_GET_TARGET_VERSION',
+      device: type,
+    });
   return v.version;
 }
 
@@ -226,9 +231,11 @@ export async function discard(ref: DeviceRef, options?: DiscardOptions): Promise
     throw invalidArg('options', `offset ${offset} + length ${length} is past the end of '${label}' (${size} bytes)`);
   }
   await ensureBlockNode(dev.path, dev);
-  await withDeviceFd(dev.path, label, (fd) => sys.blockDiscard(fd, offset, length, label, {
-    EOPNOTSUPP: `'${label}' does not take discards (its target, e.g. zero or error, or the device under it does not support them)`,
-  }));
+  await withDeviceFd(dev.path, label, (fd) =>
+    sys.blockDiscard(fd, offset, length, label, {
+      EOPNOTSUPP: `'${label}' does not take discards (its target, e.g. zero or error, or the device under it does not support them)`,
+    }),
+  );
   return { offset, length };
 }
 
@@ -289,7 +296,11 @@ export async function waitRemoved(name: string, options?: WaitRemovedOptions): P
       await removeNode(mapperPath(name));
       return;
     }
-    if (Date.now() >= end) throw new DmError(`'${name}' is still open after ${timeoutMs} ms; its removal stays deferred until its last user closes it`, { code: 'ERR_DM_TIMEOUT', device: name });
+    if (Date.now() >= end)
+      throw new DmError(`'${name}' is still open after ${timeoutMs} ms; its removal stays deferred until its last user closes it`, {
+        code: 'ERR_DM_TIMEOUT',
+        device: name,
+      });
     await sleep(20);
   }
 }
@@ -470,7 +481,8 @@ function readable(watcher: InstanceType<typeof native.FdWatcher>, signal: AbortS
     signal?.addEventListener('abort', onAbort, { once: true });
     watcher.start((status) => {
       signal?.removeEventListener('abort', onAbort);
-      if (status < 0) reject(new DmError(`poll on the device-mapper control fd failed (${status})`, { code: 'EIO', syscall: 'poll', device: label }));
+      if (status < 0)
+        reject(new DmError(`poll on the device-mapper control fd failed (${status})`, { code: 'EIO', syscall: 'poll', device: label }));
       else resolvePromise();
     });
   });

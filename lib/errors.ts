@@ -46,9 +46,7 @@ export class DmError extends Error {
   }
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(constants.errno).map(([name, n]) => [n, name] as const),
-);
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name] as const));
 
 /** 'EBUSY' for 16, or 'E<n>' for an errno this platform has no name for. */
 export function errnoName(errno: number): string {

@@ -16,7 +16,9 @@ export function run(tool: string, args: string[]): Promise<string> {
     execFile(tool, args, { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      const what = missing ? `${tool} is not installed (Debian: ${tool.startsWith('mkfs.xfs') || tool.startsWith('xfs') ? 'xfsprogs' : 'e2fsprogs'})` : `${tool} ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`;
+      const what = missing
+        ? `${tool} is not installed (Debian: ${tool.startsWith('mkfs.xfs') || tool.startsWith('xfs') ? 'xfsprogs' : 'e2fsprogs'})`
+        : `${tool} ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`;
       reject(new DmError(what, { code: 'ERR_DM_TOOL', cause: err }));
     });
   });
@@ -59,18 +61,28 @@ const C = sys.MOUNT_FLAGS;
 
 /** Generic options are VFS flags, not filesystem data: split them out as mount(8) does. */
 const FLAG_OPTIONS: Record<string, { set?: number; clear?: number }> = {
-  ro: { set: C.MS_RDONLY }, rw: { clear: C.MS_RDONLY },
-  nosuid: { set: C.MS_NOSUID }, suid: { clear: C.MS_NOSUID },
-  nodev: { set: C.MS_NODEV }, dev: { clear: C.MS_NODEV },
-  noexec: { set: C.MS_NOEXEC }, exec: { clear: C.MS_NOEXEC },
-  sync: { set: C.MS_SYNCHRONOUS }, async: { clear: C.MS_SYNCHRONOUS },
+  ro: { set: C.MS_RDONLY },
+  rw: { clear: C.MS_RDONLY },
+  nosuid: { set: C.MS_NOSUID },
+  suid: { clear: C.MS_NOSUID },
+  nodev: { set: C.MS_NODEV },
+  dev: { clear: C.MS_NODEV },
+  noexec: { set: C.MS_NOEXEC },
+  exec: { clear: C.MS_NOEXEC },
+  sync: { set: C.MS_SYNCHRONOUS },
+  async: { clear: C.MS_SYNCHRONOUS },
   dirsync: { set: C.MS_DIRSYNC },
-  noatime: { set: C.MS_NOATIME }, atime: { clear: C.MS_NOATIME },
-  nodiratime: { set: C.MS_NODIRATIME }, diratime: { clear: C.MS_NODIRATIME },
-  relatime: { set: C.MS_RELATIME }, norelatime: { clear: C.MS_RELATIME },
+  noatime: { set: C.MS_NOATIME },
+  atime: { clear: C.MS_NOATIME },
+  nodiratime: { set: C.MS_NODIRATIME },
+  diratime: { clear: C.MS_NODIRATIME },
+  relatime: { set: C.MS_RELATIME },
+  norelatime: { clear: C.MS_RELATIME },
   strictatime: { set: C.MS_STRICTATIME },
-  lazytime: { set: C.MS_LAZYTIME }, nolazytime: { clear: C.MS_LAZYTIME },
-  mand: { set: C.MS_MANDLOCK }, nomand: { clear: C.MS_MANDLOCK },
+  lazytime: { set: C.MS_LAZYTIME },
+  nolazytime: { clear: C.MS_LAZYTIME },
+  mand: { set: C.MS_MANDLOCK },
+  nomand: { clear: C.MS_MANDLOCK },
   defaults: {},
 };
 
@@ -116,7 +128,8 @@ export async function unmountLazily(target: string, o: { gone?: 'ok' } = {}): Pr
  */
 export async function removeMountPoint(target: string): Promise<void> {
   await rmdir(target).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY' && e.code !== 'EBUSY') throw new DmError(`cannot remove the mount point ${target}: ${e.code}`, { code: e.code ?? 'EIO', cause: e });
+    if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY' && e.code !== 'EBUSY')
+      throw new DmError(`cannot remove the mount point ${target}: ${e.code}`, { code: e.code ?? 'EIO', cause: e });
   });
 }
 
@@ -139,6 +152,11 @@ export async function growFilesystem(device: string, fs: FsType, mountDir: strin
 export async function setXfsNospaceRetries(minor: number, retries: number): Promise<void> {
   const path = `/sys/fs/xfs/dm-${minor}/error/metadata/ENOSPC/max_retries`;
   await writeFile(path, `${retries}\n`).catch((e: NodeJS.ErrnoException) => {
-    throw new DmError(`cannot set XFS's ENOSPC retries in ${path}: ${e.code} (the kernel needs XFS error configuration, 4.7 or later)`, { code: e.code ?? 'EIO', syscall: 'write', device: `dm-${minor}`, cause: e });
+    throw new DmError(`cannot set XFS's ENOSPC retries in ${path}: ${e.code} (the kernel needs XFS error configuration, 4.7 or later)`, {
+      code: e.code ?? 'EIO',
+      syscall: 'write',
+      device: `dm-${minor}`,
+      cause: e,
+    });
   });
 }

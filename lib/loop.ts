@@ -95,12 +95,15 @@ async function ensureLoopNode(n: number): Promise<void> {
 
 function loopOpenError(path: string, e: unknown, detail?: string): DmError {
   const code = e instanceof DmError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'EIO');
-  return new DmError(`cannot open ${path}: ${detail ?? code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`, {
-    code,
-    syscall: 'open',
-    device: path,
-    cause: e,
-  });
+  return new DmError(
+    `cannot open ${path}: ${detail ?? code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`,
+    {
+      code,
+      syscall: 'open',
+      device: path,
+      cause: e,
+    },
+  );
 }
 
 /** Open /dev/loopN, making the node first if nothing (devtmpfs, udev) did. */
@@ -173,13 +176,20 @@ export async function attach(file: string, options?: AttachOptions): Promise<Loo
   const offset = o.offset === undefined ? 0 : checkUint(o.offset, 'options.offset');
   const sizeLimit = o.sizeLimit === undefined ? 0 : checkUint(o.sizeLimit, 'options.sizeLimit');
   const blockSize = o.blockSize === undefined ? 0 : checkUint(o.blockSize, 'options.blockSize');
-  if (blockSize !== 0 && ![512, 1024, 2048, 4096].includes(blockSize)) throw invalidArg('options.blockSize', `${blockSize} is not 512, 1024, 2048 or 4096`);
+  if (blockSize !== 0 && ![512, 1024, 2048, 4096].includes(blockSize))
+    throw invalidArg('options.blockSize', `${blockSize} is not 512, 1024, 2048 or 4096`);
   const legacy = o.legacy ?? process.env.DEVMAPPER_LOOP_LEGACY === '1';
   const c: Config = { ...o, offset, sizeLimit, blockSize, legacy };
   const mode = o.readOnly ? constants.O_RDONLY : constants.O_RDWR;
   const control = await loopControl();
   if (!legacy && !configureMissing) {
-    const cfg = { offset, sizeLimit, blockSize, fileName: file.slice(-63), flags: statusFlags(c) | (o.directIo ? LF.LO_FLAGS_DIRECT_IO : 0) };
+    const cfg = {
+      offset,
+      sizeLimit,
+      blockSize,
+      fileName: file.slice(-63),
+      flags: statusFlags(c) | (o.directIo ? LF.LO_FLAGS_DIRECT_IO : 0),
+    };
     for (let attempt = 1; ; attempt++) {
       const r = await tracedOutcome('LOOP_CTL_GET_FREE+LOOP_CONFIGURE', file, () =>
         native.loopAttach(control, file, mode, cfg, { hold: o.autoclear === true, status: o.directIo === true }),
@@ -191,7 +201,8 @@ export async function attach(file: string, options?: AttachOptions): Promise<Loo
       const { error: e, native: failure } = r;
       if (failure.step === undefined) throw e;
       const n = failure.number ?? -1;
-      if (failure.step === AttachStep.OpenFile) throw new DmError(`cannot open backing file ${file}: ${e.code}`, { code: e.code, syscall: 'open', device: file, cause: e });
+      if (failure.step === AttachStep.OpenFile)
+        throw new DmError(`cannot open backing file ${file}: ${e.code}`, { code: e.code, syscall: 'open', device: file, cause: e });
       if (failure.step === AttachStep.OpenLoop) {
         // No node yet (no devtmpfs or udev), or one that is not the device's: make it and go again.
         if (attempt >= GET_FREE_ATTEMPTS || !WRONG_NODE.has(e.code)) throw loopOpenError(loopPath(n), e, failure.detail);
@@ -313,7 +324,14 @@ export async function info(ref: LoopRef): Promise<LoopInfo> {
   }
 }
 
-async function fromSysfs(n: number, fileName: string, dflt: DevNumber, offset: number, sizeLimit: number, flags: number): Promise<LoopInfo> {
+async function fromSysfs(
+  n: number,
+  fileName: string,
+  dflt: DevNumber,
+  offset: number,
+  sizeLimit: number,
+  flags: number,
+): Promise<LoopInfo> {
   const block = `loop${n}`;
   const [dev, backing, blockSize, sectors, dio] = await Promise.all([
     sysfsDev(block),

@@ -110,7 +110,7 @@ export class MetadataStore {
   /** Apply the log's lines; a last line without its newline was cut short by a kill and is cut off the file. */
   private async replay(text: string): Promise<void> {
     const end = text.lastIndexOf('\n') + 1;
-    for (let at = 0; at < end; ) {
+    for (let at = 0; at < end;) {
       const nl = text.indexOf('\n', at);
       let change: Change;
       try {
@@ -134,7 +134,11 @@ export class MetadataStore {
   private apply(c: Change): void {
     if ('put' in c && c.put && typeof c.put.id === 'string') this.records.set(c.put.id, c.put);
     else if ('delete' in c && typeof c.delete === 'string') this.records.delete(c.delete);
-    else throw new DmError(`metadata file ${this.logPath} holds a line that is not a record change: ${JSON.stringify(c)}`, { code: 'ERR_DM_CORRUPT', device: this.logPath });
+    else
+      throw new DmError(`metadata file ${this.logPath} holds a line that is not a record change: ${JSON.stringify(c)}`, {
+        code: 'ERR_DM_CORRUPT',
+        device: this.logPath,
+      });
   }
 
   /** Move a set written as one file per record into the log: write the log, then remove the files. */
@@ -176,11 +180,15 @@ export class MetadataStore {
   }
 
   private async appendNow(c: Change): Promise<void> {
-    if (!this.log) throw new DmError(`the metadata log ${this.logPath} is not open (the set is closed, or reopening it after a compaction failed)`, { code: 'ERR_DM_INVALID_ARG' });
+    if (!this.log)
+      throw new DmError(`the metadata log ${this.logPath} is not open (the set is closed, or reopening it after a compaction failed)`, {
+        code: 'ERR_DM_INVALID_ARG',
+      });
     const data = Buffer.from(line(c));
     try {
       const { bytesWritten } = await this.log.write(data);
-      if (bytesWritten !== data.length) throw Object.assign(new Error(`short write to ${this.logPath} (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' });
+      if (bytesWritten !== data.length)
+        throw Object.assign(new Error(`short write to ${this.logPath} (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' });
       await this.log.datasync();
     } catch (e) {
       await this.log.truncate(this.bytes).catch(() => undefined); // no half line for the next append to follow
@@ -244,10 +252,21 @@ export class MetadataStore {
   }
 }
 
-/** What a DeviceSet uses of its records: the library's own log, or another layout's reader (lib/docker-store.ts). */
+/** What a DeviceSet uses of its records: the library's own log, or another layout's reader (lib/device-set/docker-store.ts). */
 export type RecordStore = Pick<
   MetadataStore,
-  'dir' | 'get' | 'devices' | 'all' | 'put' | 'delete' | 'close' | 'readSet' | 'writeSet' | 'readTransaction' | 'writeTransaction' | 'clearTransaction'
+  | 'dir'
+  | 'get'
+  | 'devices'
+  | 'all'
+  | 'put'
+  | 'delete'
+  | 'close'
+  | 'readSet'
+  | 'writeSet'
+  | 'readTransaction'
+  | 'writeTransaction'
+  | 'clearTransaction'
 >;
 
 const line = (c: Change): string => `${JSON.stringify(c)}\n`;
@@ -288,7 +307,11 @@ function parseJson<T>(text: string, where: string): T {
 }
 
 const corrupt = (where: string, cause: unknown) =>
-  new DmError(`metadata file ${where} is not valid JSON; restore it or remove the device set`, { code: 'ERR_DM_CORRUPT', device: where, cause });
+  new DmError(`metadata file ${where} is not valid JSON; restore it or remove the device set`, {
+    code: 'ERR_DM_CORRUPT',
+    device: where,
+    cause,
+  });
 
 function missingIsUndefined(e: unknown): undefined {
   if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;

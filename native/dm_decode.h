@@ -37,8 +37,7 @@ bool DecodeNameList(const char* data, size_t len, std::vector<NameEntry>& out, s
 bool DecodeVersions(const char* data, size_t len, std::vector<VersionEntry>& out, std::string& err);
 // DM_TABLE_STATUS / DM_DEV_WAIT: `count` dm_target_spec records whose `next`
 // is an offset from the start of the data area.
-bool DecodeTargets(const char* data, size_t len, uint32_t count, std::vector<TargetEntry>& out,
-                   std::string& err);
+bool DecodeTargets(const char* data, size_t len, uint32_t count, std::vector<TargetEntry>& out, std::string& err);
 // DM_TABLE_DEPS: struct dm_target_deps.
 bool DecodeDeps(const char* data, size_t len, std::vector<uint64_t>& out, std::string& err);
 // A NUL-terminated string inside [data, data+len); false if unterminated.

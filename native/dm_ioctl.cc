@@ -62,9 +62,9 @@ struct Request {
   uint32_t flags = 0, eventNr = 0;
   uint64_t dev = 0;
   std::vector<TargetIn> targets;
-  bool hasPayload = false;   // DEV_RENAME / DEV_SET_GEOMETRY: one string
+  bool hasPayload = false;  // DEV_RENAME / DEV_SET_GEOMETRY: one string
   std::string payload;
-  bool hasMessage = false;   // TARGET_MSG
+  bool hasMessage = false;  // TARGET_MSG
   uint64_t sector = 0;
   std::string message;
   size_t bufferSize = 16 * 1024;
@@ -131,8 +131,7 @@ void Pack(const Request& r, std::vector<char>& buf) {
 SysError Decode(const Request& r, const std::vector<char>& buf, Result& out) {
   const struct dm_ioctl& h = out.header;
   if (r.cmd->reply == Reply::None) return SysError::Ok();
-  if (h.data_start > buf.size() || h.data_size > buf.size())
-    return {EPROTO, "ioctl", r.cmd->name, "reply sizes outside the buffer"};
+  if (h.data_start > buf.size() || h.data_size > buf.size()) return {EPROTO, "ioctl", r.cmd->name, "reply sizes outside the buffer"};
   // The kernel resets data_size to the bare header before each command and
   // sets it past data_start only when it wrote data: otherwise there is none.
   const char* data = buf.data() + h.data_start;
@@ -171,8 +170,7 @@ SysError Execute(const Request& r, Result& out) {
     }
     std::memcpy(&out.header, buf.data(), sizeof out.header);
     if (!(out.header.flags & DM_BUFFER_FULL_FLAG)) break;
-    if (!r.cmd->retryOnFull)
-      return {ENOBUFS, "ioctl", r.cmd->name, "the reply did not fit in " + std::to_string(size) + " bytes"};
+    if (!r.cmd->retryOnFull) return {ENOBUFS, "ioctl", r.cmd->name, "the reply did not fit in " + std::to_string(size) + " bytes"};
     if (size >= kMaxBuffer) return {ENOBUFS, "ioctl", r.cmd->name, "reply larger than the buffer cap"};
     size = std::min(size * 2, kMaxBuffer);
     out.growths++;
@@ -281,9 +279,8 @@ std::shared_ptr<Request> ParseRequest(Napi::Env env, int fd, const std::string& 
     Napi::Array a = o.Get("targets").As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) {
       Napi::Object t = a.Get(i).As<Napi::Object>();
-      req->targets.push_back({static_cast<uint64_t>(OptNumber(t, "start")),
-                              static_cast<uint64_t>(OptNumber(t, "length")), OptString(t, "type"),
-                              OptString(t, "params")});
+      req->targets.push_back({static_cast<uint64_t>(OptNumber(t, "start")), static_cast<uint64_t>(OptNumber(t, "length")),
+                              OptString(t, "type"), OptString(t, "params")});
     }
   }
   if (o.Get("payload").IsString()) {
@@ -306,8 +303,7 @@ Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
   auto req = ParseRequest(env, ArgInt(info, 0), ArgString(info, 1), ArgObject(info, 2));
   auto res = std::make_shared<Result>();
   return RunAsync(
-      env, req->cmd->name, [req, res]() { return Execute(*req, *res); },
-      [req, res](Napi::Env env) { return ToJs(env, *req, *res); });
+      env, req->cmd->name, [req, res]() { return Execute(*req, *res); }, [req, res](Napi::Env env) { return ToJs(env, *req, *res); });
 }
 
 // dmIoctlSeq(fd, [[command, request], ...]) -> [reply, ...]: the ioctls in
@@ -360,12 +356,23 @@ void InitDm(Napi::Env env, Napi::Object exports) {
   exports.Set("dmIoctlSeq", Napi::Function::New(env, DmIoctlSeq, "dmIoctlSeq"));
   Napi::Object flags = Napi::Object::New(env);
 #define FLAG(n) flags.Set(#n, Napi::Number::New(env, n))
-  FLAG(DM_READONLY_FLAG); FLAG(DM_SUSPEND_FLAG); FLAG(DM_PERSISTENT_DEV_FLAG);
-  FLAG(DM_STATUS_TABLE_FLAG); FLAG(DM_ACTIVE_PRESENT_FLAG); FLAG(DM_INACTIVE_PRESENT_FLAG);
-  FLAG(DM_BUFFER_FULL_FLAG); FLAG(DM_SKIP_BDGET_FLAG); FLAG(DM_SKIP_LOCKFS_FLAG);
-  FLAG(DM_NOFLUSH_FLAG); FLAG(DM_QUERY_INACTIVE_TABLE_FLAG); FLAG(DM_UEVENT_GENERATED_FLAG);
-  FLAG(DM_UUID_FLAG); FLAG(DM_SECURE_DATA_FLAG); FLAG(DM_DATA_OUT_FLAG);
-  FLAG(DM_DEFERRED_REMOVE); FLAG(DM_INTERNAL_SUSPEND_FLAG);
+  FLAG(DM_READONLY_FLAG);
+  FLAG(DM_SUSPEND_FLAG);
+  FLAG(DM_PERSISTENT_DEV_FLAG);
+  FLAG(DM_STATUS_TABLE_FLAG);
+  FLAG(DM_ACTIVE_PRESENT_FLAG);
+  FLAG(DM_INACTIVE_PRESENT_FLAG);
+  FLAG(DM_BUFFER_FULL_FLAG);
+  FLAG(DM_SKIP_BDGET_FLAG);
+  FLAG(DM_SKIP_LOCKFS_FLAG);
+  FLAG(DM_NOFLUSH_FLAG);
+  FLAG(DM_QUERY_INACTIVE_TABLE_FLAG);
+  FLAG(DM_UEVENT_GENERATED_FLAG);
+  FLAG(DM_UUID_FLAG);
+  FLAG(DM_SECURE_DATA_FLAG);
+  FLAG(DM_DATA_OUT_FLAG);
+  FLAG(DM_DEFERRED_REMOVE);
+  FLAG(DM_INTERNAL_SUSPEND_FLAG);
 #undef FLAG
   exports.Set("dmFlags", flags);
 }

@@ -30,10 +30,14 @@ struct SimpleOp {
 // ioctls whose argument is an integer (or nothing) and whose result is the
 // ioctl's return value.
 const SimpleOp kSimple[] = {
-    {"LOOP_CTL_GET_FREE", LOOP_CTL_GET_FREE}, {"LOOP_CTL_ADD", LOOP_CTL_ADD},
-    {"LOOP_CTL_REMOVE", LOOP_CTL_REMOVE},     {"LOOP_SET_FD", LOOP_SET_FD},
-    {"LOOP_CLR_FD", LOOP_CLR_FD},             {"LOOP_SET_CAPACITY", LOOP_SET_CAPACITY},
-    {"LOOP_SET_BLOCK_SIZE", LOOP_SET_BLOCK_SIZE}, {"LOOP_SET_DIRECT_IO", LOOP_SET_DIRECT_IO},
+    {"LOOP_CTL_GET_FREE", LOOP_CTL_GET_FREE},
+    {"LOOP_CTL_ADD", LOOP_CTL_ADD},
+    {"LOOP_CTL_REMOVE", LOOP_CTL_REMOVE},
+    {"LOOP_SET_FD", LOOP_SET_FD},
+    {"LOOP_CLR_FD", LOOP_CLR_FD},
+    {"LOOP_SET_CAPACITY", LOOP_SET_CAPACITY},
+    {"LOOP_SET_BLOCK_SIZE", LOOP_SET_BLOCK_SIZE},
+    {"LOOP_SET_DIRECT_IO", LOOP_SET_DIRECT_IO},
 };
 
 void FillInfo(const Napi::Object& o, struct loop_info64& li) {
@@ -77,8 +81,7 @@ Napi::Value LoopSetStatus(const Napi::CallbackInfo& info) {
   return RunAsync(
       info.Env(), "LOOP_SET_STATUS64",
       [fd, li]() {
-        return ioctl(fd, LOOP_SET_STATUS64, li.get()) < 0 ? SysError::Errno(errno, "ioctl", "LOOP_SET_STATUS64")
-                                                          : SysError::Ok();
+        return ioctl(fd, LOOP_SET_STATUS64, li.get()) < 0 ? SysError::Errno(errno, "ioctl", "LOOP_SET_STATUS64") : SysError::Ok();
       },
       [](Napi::Env env) { return env.Undefined(); });
 }
@@ -90,8 +93,7 @@ Napi::Value LoopGetStatus(const Napi::CallbackInfo& info) {
   return RunAsync(
       info.Env(), "LOOP_GET_STATUS64",
       [fd, li]() {
-        return ioctl(fd, LOOP_GET_STATUS64, li.get()) < 0 ? SysError::Errno(errno, "ioctl", "LOOP_GET_STATUS64")
-                                                          : SysError::Ok();
+        return ioctl(fd, LOOP_GET_STATUS64, li.get()) < 0 ? SysError::Errno(errno, "ioctl", "LOOP_GET_STATUS64") : SysError::Ok();
       },
       [li](Napi::Env env) {
         auto dev = [&](uint64_t d) {
@@ -184,7 +186,8 @@ Napi::Value LoopAttach(const Napi::CallbackInfo& info) {
         int dev = OpenLoopNode(LoopPath(out->number), flags, err, &out->dev);
         if (dev < 0) return fail(err, kOpenLoop, backing, -1);
         cfg->fd = static_cast<uint32_t>(backing);
-        if (ioctl(dev, LOOP_CONFIGURE, cfg.get()) < 0) return fail(SysError::Errno(errno, "ioctl", "LOOP_CONFIGURE"), kConfigure, backing, dev);
+        if (ioctl(dev, LOOP_CONFIGURE, cfg.get()) < 0)
+          return fail(SysError::Errno(errno, "ioctl", "LOOP_CONFIGURE"), kConfigure, backing, dev);
         close(backing);  // the kernel holds its own reference now
         if (status) {
           struct loop_info64 li;

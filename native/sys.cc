@@ -68,16 +68,14 @@ Napi::Value Umount(const Napi::CallbackInfo& info) {
   int flags = ArgInt(info, 1);
   return RunAsync(
       info.Env(), "umount2",
-      [=]() { return ::umount2(target.c_str(), flags) < 0 ? SysError::Errno(errno, "umount2", target) : SysError::Ok(); },
-      Undefined);
+      [=]() { return ::umount2(target.c_str(), flags) < 0 ? SysError::Errno(errno, "umount2", target) : SysError::Ok(); }, Undefined);
 }
 
 // flock(fd, operation)
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0), op = ArgInt(info, 1);
   return RunAsync(
-      info.Env(), "flock", [=]() { return ::flock(fd, op) < 0 ? SysError::Errno(errno, "flock", "") : SysError::Ok(); },
-      Undefined);
+      info.Env(), "flock", [=]() { return ::flock(fd, op) < 0 ? SysError::Errno(errno, "flock", "") : SysError::Ok(); }, Undefined);
 }
 
 // blkGetSize64(fd) -> bytes
@@ -172,11 +170,29 @@ void InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles, "readFiles"));
   Napi::Object c = Napi::Object::New(env);
 #define C(n) c.Set(#n, Napi::Number::New(env, static_cast<double>(n)))
-  C(S_IFBLK); C(S_IFCHR); C(LOCK_SH); C(LOCK_EX); C(LOCK_NB); C(LOCK_UN);
-  C(MS_RDONLY); C(MS_NOSUID); C(MS_NODEV); C(MS_NOEXEC); C(MS_REMOUNT); C(MS_BIND);
-  C(MS_SYNCHRONOUS); C(MS_DIRSYNC); C(MS_NOATIME); C(MS_NODIRATIME); C(MS_RELATIME); C(MS_STRICTATIME);
-  C(MS_LAZYTIME); C(MS_MANDLOCK);
-  C(MNT_FORCE); C(MNT_DETACH); C(UMOUNT_NOFOLLOW);
+  C(S_IFBLK);
+  C(S_IFCHR);
+  C(LOCK_SH);
+  C(LOCK_EX);
+  C(LOCK_NB);
+  C(LOCK_UN);
+  C(MS_RDONLY);
+  C(MS_NOSUID);
+  C(MS_NODEV);
+  C(MS_NOEXEC);
+  C(MS_REMOUNT);
+  C(MS_BIND);
+  C(MS_SYNCHRONOUS);
+  C(MS_DIRSYNC);
+  C(MS_NOATIME);
+  C(MS_NODIRATIME);
+  C(MS_RELATIME);
+  C(MS_STRICTATIME);
+  C(MS_LAZYTIME);
+  C(MS_MANDLOCK);
+  C(MNT_FORCE);
+  C(MNT_DETACH);
+  C(UMOUNT_NOFOLLOW);
 #undef C
   exports.Set("sysConstants", c);
 }

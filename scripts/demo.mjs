@@ -17,7 +17,10 @@ if (process.env.DEVMAPPER_IN_VM !== '1') setUp(); // packages, node_modules, bui
 const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
 if (host && !host.ok) {
   console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
-  const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
+    stdio: 'inherit',
+    cwd: root,
+  });
   process.exit(r.status ?? 1);
 }
 
@@ -55,7 +58,10 @@ try {
     await native.mount(layer.dev.path, mnt, 'ext4', 0, '');
     await writeFile(join(mnt, layer.file), layer.text);
     const seen = [];
-    for (const l of layers) seen.push(`${l.file}: ${existsSync(join(mnt, l.file)) ? JSON.stringify((await readFile(join(mnt, l.file), 'utf8')).trim()) : 'absent'}`);
+    for (const l of layers)
+      seen.push(
+        `${l.file}: ${existsSync(join(mnt, l.file)) ? JSON.stringify((await readFile(join(mnt, l.file), 'utf8')).trim()) : 'absent'}`,
+      );
     console.log(`${layer.dev.path} sees ${seen.join(', ')}`);
     await native.umount2(mnt, 0);
   }

@@ -16,9 +16,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { root } from './setup.mjs';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, input: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '60' }, input: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+});
 if (values.help) {
-  console.log('usage: node scripts/fuzz.mjs [--seconds N] [--input FILE]\n\nFuzzes the native reply decoders with libFuzzer + ASan + UBSan for N seconds (default 60).');
+  console.log(
+    'usage: node scripts/fuzz.mjs [--seconds N] [--input FILE]\n\nFuzzes the native reply decoders with libFuzzer + ASan + UBSan for N seconds (default 60).',
+  );
   process.exit(0);
 }
 const seconds = Number(values.seconds);
@@ -59,7 +63,15 @@ mkdirSync(crashes, { recursive: true });
 
 const r = spawnSync(
   fuzzer,
-  [corpus, `-max_total_time=${seconds}`, '-max_len=4096', '-rss_limit_mb=2048', '-print_final_stats=1', `-artifact_prefix=${crashes}/`, '-close_fd_mask=1'],
+  [
+    corpus,
+    `-max_total_time=${seconds}`,
+    '-max_len=4096',
+    '-rss_limit_mb=2048',
+    '-print_final_stats=1',
+    `-artifact_prefix=${crashes}/`,
+    '-close_fd_mask=1',
+  ],
   { encoding: 'utf8', env, maxBuffer: 256 << 20 },
 );
 const log = `${r.stdout}${r.stderr}`;
@@ -68,10 +80,18 @@ const runs = stat('number_of_executed_units');
 const perSecond = stat('average_exec_per_sec');
 const cov = /cov: (\d+) ft: (\d+)/g;
 let last;
-for (let m; (m = cov.exec(log)); ) last = m;
+for (let m; (m = cov.exec(log));) last = m;
 if (r.status !== 0) {
   console.error(log.split('\n').slice(-60).join('\n'));
-  console.error(`fuzz: FAILED (exit ${r.status ?? r.signal}); crash inputs: ${readdirSync(crashes).map((f) => join(crashes, f)).join(', ') || 'none'}`);
+  console.error(
+    `fuzz: FAILED (exit ${r.status ?? r.signal}); crash inputs: ${
+      readdirSync(crashes)
+        .map((f) => join(crashes, f))
+        .join(', ') || 'none'
+    }`,
+  );
   process.exit(1);
 }
-console.log(`fuzz: ${runs} executions in ${seconds} s (${perSecond}/s), coverage ${last ? `cov ${last[1]} ft ${last[2]}` : 'n/a'}, corpus ${readdirSync(corpus).length} inputs, no crashes`);
+console.log(
+  `fuzz: ${runs} executions in ${seconds} s (${perSecond}/s), coverage ${last ? `cov ${last[1]} ft ${last[2]}` : 'n/a'}, corpus ${readdirSync(corpus).length} inputs, no crashes`,
+);

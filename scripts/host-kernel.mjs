@@ -19,7 +19,8 @@ export function hostDeviceMapper({ misc: miscFile = '/proc/misc', control = '/de
     }
   })();
   if (/^\s*\d+\s+device-mapper$/m.test(misc)) return { ok: true, why: "this host's kernel has device-mapper (/proc/misc lists it)" };
-  if (!existsSync(control)) return { ok: false, why: "this host's kernel has no device-mapper (not in /proc/misc, no /dev/mapper/control)" };
+  if (!existsSync(control))
+    return { ok: false, why: "this host's kernel has no device-mapper (not in /proc/misc, no /dev/mapper/control)" };
   try {
     closeSync(openSync(control, 'r+'));
     return { ok: true, why: "this host's kernel has device-mapper (/dev/mapper/control opens)" };

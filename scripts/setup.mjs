@@ -30,7 +30,10 @@ export function setUp() {
     if (process.getuid?.() !== 0) throw new Error(`install these Debian packages first: ${missing.join(' ')}`);
     console.log(`setup: installing ${missing.join(' ')}`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    if (sh('apt-get', ['update', '-qq'], { env }) !== 0 || sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env }) !== 0) {
+    if (
+      sh('apt-get', ['update', '-qq'], { env }) !== 0 ||
+      sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env }) !== 0
+    ) {
       throw new Error('apt-get install failed');
     }
   }
@@ -38,7 +41,8 @@ export function setUp() {
     console.log('setup: npm ci');
     // A registry without every platform's optional packages fails npm ci; npm
     // install from the lock installs the same versions (see .ci/run).
-    if (sh('npm', ['ci']) !== 0 && sh('npm', ['install', '--no-audit', '--no-fund']) !== 0) throw new Error('npm ci and npm install failed');
+    if (sh('npm', ['ci']) !== 0 && sh('npm', ['install', '--no-audit', '--no-fund']) !== 0)
+      throw new Error('npm ci and npm install failed');
   }
   if (sh('npm', ['run', '--silent', 'build']) !== 0) throw new Error('the build failed');
 }

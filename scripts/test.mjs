@@ -21,7 +21,10 @@ function run(cmd, argv) {
 
 /** The CPUs this process may run on (taskset's list, e.g. "0-3,6"), in order. */
 function allowedCpus() {
-  const list = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' }).stdout?.split(':')[1]?.trim() ?? '';
+  const list =
+    spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' })
+      .stdout?.split(':')[1]
+      ?.trim() ?? '';
   return list.split(',').flatMap((part) => {
     const [a, b = a] = part.split('-').map(Number);
     return Number.isInteger(a) && Number.isInteger(b) ? Array.from({ length: b - a + 1 }, (_, i) => a + i) : [];
@@ -30,7 +33,11 @@ function allowedCpus() {
 
 /** `pid` and every process below it. */
 function descendants(pid) {
-  const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout?.split('\n').map(Number).filter((p) => p > 0) ?? [];
+  const children =
+    spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .stdout?.split('\n')
+      .map(Number)
+      .filter((p) => p > 0) ?? [];
   return [pid, ...children.flatMap(descendants)];
 }
 
@@ -48,7 +55,9 @@ if (mode === '0' && !hostKernel) fail(`DEVMAPPER_TEST_VM=0 but ${host.ok ? 'we a
 if (useVm && process.getuid?.() !== 0) fail('the kernel tests need root (to run the UML VM, or device-mapper itself)');
 // The route, for the tests that reach the kernel from the host (test/host).
 process.env.DEVMAPPER_TEST_VM = useVm ? '1' : '0';
-console.log(`npm test: ${host.why}; kernel tests run ${useVm ? 'in the UML VM' : 'on this host'}${mode === '1' ? ' (DEVMAPPER_TEST_VM=1)' : ''}`);
+console.log(
+  `npm test: ${host.why}; kernel tests run ${useVm ? 'in the UML VM' : 'on this host'}${mode === '1' ? ' (DEVMAPPER_TEST_VM=1)' : ''}`,
+);
 
 try {
   setUp(); // apt packages, node_modules and the build, when missing
@@ -60,8 +69,15 @@ rmSync(results, { recursive: true, force: true });
 mkdirSync(results, { recursive: true });
 
 const vitest = (project) => [
-  'vitest', 'run', '--project', project, '--passWithNoTests',
-  '--reporter=default', '--reporter=json', `--outputFile.json=${join(results, `${project}.json`)}`, ...args,
+  'vitest',
+  'run',
+  '--project',
+  project,
+  '--passWithNoTests',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${join(results, `${project}.json`)}`,
+  ...args,
 ];
 
 // A guest that hangs (a task stuck in the kernel outlives vitest's timeouts)
@@ -84,12 +100,28 @@ let kernelAsan;
 if (sanitize) {
   if (run('npm', ['run', '--silent', 'build:asan']) !== 0) fail('the sanitizer build failed');
   const libasan = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout.trim();
-  const sanitized = [`LD_PRELOAD=${libasan}`, 'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1', 'UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1', `DEVMAPPER_ADDON=${join(root, 'build-asan/Release/devmapper.node')}`];
+  const sanitized = [
+    `LD_PRELOAD=${libasan}`,
+    'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1',
+    'UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1',
+    `DEVMAPPER_ADDON=${join(root, 'build-asan/Release/devmapper.node')}`,
+  ];
   const named = (project, as) => vitest(project).map((a) => a.replace(`${project}.json`, `${as}.json`));
   runs.push({ project: 'unit-asan', status: run('env', [...sanitized, 'npx', ...named('unit', 'unit-asan')]) });
   // Less the crash test, and the CLI test (a node start-up per command, about
   // 4 s each under ASan and emulation; the CLI calls the same library).
-  kernelAsan = ['env', ...sanitized, 'DEVMAPPER_FUZZ_CALLS=1000', 'DEVMAPPER_SOAK_CYCLES=300', 'npx', ...named('kernel', 'kernel-asan'), '--exclude', 'test/kernel/device-set-crash.test.ts', '--exclude', 'test/kernel/cli.test.ts'];
+  kernelAsan = [
+    'env',
+    ...sanitized,
+    'DEVMAPPER_FUZZ_CALLS=1000',
+    'DEVMAPPER_SOAK_CYCLES=300',
+    'npx',
+    ...named('kernel', 'kernel-asan'),
+    '--exclude',
+    'test/kernel/device-set-crash.test.ts',
+    '--exclude',
+    'test/kernel/cli.test.ts',
+  ];
 }
 
 if (useVm && kernelAsan) {
@@ -110,7 +142,8 @@ if (useVm && kernelAsan) {
   const qemuDone = new Promise((resolve) => qemu.on('close', (code) => resolve(code ?? 1)));
   runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
   // UML is done: let QEMU (still running, as a rule) have every CPU.
-  if (others.length) for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', cpus.join(','), String(pid)], { stdio: 'ignore' });
+  if (others.length)
+    for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', cpus.join(','), String(pid)], { stdio: 'ignore' });
   const status = await qemuDone;
   closeSync(out);
   console.log(`\n$ scripts/vm/run ${argv.join(' ')}  (its output)\n${readFileSync(log, 'utf8')}`);
@@ -139,6 +172,6 @@ for (const r of runs) {
     failed++;
   }
 }
-console.log(`\nkernel tests ran on ${useVm ? 'the UML VM (scripts/vm/run)' : 'this host\'s kernel'}`);
+console.log(`\nkernel tests ran on ${useVm ? 'the UML VM (scripts/vm/run)' : "this host's kernel"}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

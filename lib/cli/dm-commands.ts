@@ -10,7 +10,6 @@ import { terminalProgress } from './progress-line';
 import { step } from '../progress';
 import { parseSize } from '../size';
 
-
 export function addDmCommands(program: Command, out: () => OutputOptions): void {
   program
     .command('version')
@@ -24,7 +23,10 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
           `Library version: ${value.library}`,
           `Driver version:  ${driver.major}.${driver.minor}.${driver.patch}`,
           'Targets:',
-          columns(['NAME', 'VERSION'], targets.map((t) => [t.name, t.version.join('.')])),
+          columns(
+            ['NAME', 'VERSION'],
+            targets.map((t) => [t.name, t.version.join('.')]),
+          ),
         ].join('\n'),
       );
     });
@@ -35,7 +37,14 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
     .addHelpText('after', '\nExample:\n  devmapper ls --json')
     .action(async () => {
       const list = await dm.list();
-      emit(out(), list, () => (list.length === 0 ? 'No devices found' : columns(['NAME', 'MAJ:MIN', 'EVENT', 'UUID'], list.map((d) => [d.name, `${d.major}:${d.minor}`, d.eventNr, d.uuid ?? '']))));
+      emit(out(), list, () =>
+        list.length === 0
+          ? 'No devices found'
+          : columns(
+              ['NAME', 'MAJ:MIN', 'EVENT', 'UUID'],
+              list.map((d) => [d.name, `${d.major}:${d.minor}`, d.eventNr, d.uuid ?? '']),
+            ),
+      );
     });
 
   program
@@ -111,17 +120,22 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
     .description('remove a device')
     .option('--deferred', 'if it is open, remove it on last close')
     .option('--retry', 'retry while it is busy (about 5 s)')
-    .option('-f, --force', 'first replace its table with an error target, so its users\' I/O fails and they let go (implies --retry)')
+    .option('-f, --force', "first replace its table with an error target, so its users' I/O fails and they let go (implies --retry)")
     .option('--wait', 'with --deferred: wait until the last user has closed it and it is gone')
     .option('--timeout <seconds>', 'with --wait: give up after this long (exit 1)')
-    .addHelpText('after', '\nExamples:\n  devmapper remove mydev --deferred\n  devmapper remove mydev --deferred --wait --timeout 60\n  devmapper remove wedged --force --deferred')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper remove mydev --deferred\n  devmapper remove mydev --deferred --wait --timeout 60\n  devmapper remove wedged --force --deferred',
+    )
     .action(async (name: string, o: { deferred?: boolean; retry?: boolean; force?: boolean; wait?: boolean; timeout?: string }) => {
       if (o.wait && !o.deferred) throw invalidArg('--wait', 'goes with --deferred (a plain remove is done when it returns)');
       if (o.timeout !== undefined && !o.wait) throw invalidArg('--timeout', 'goes with --wait');
       const timeoutMs = o.timeout === undefined ? undefined : toInt(o.timeout, '--timeout') * 1000;
       const r = await dm.remove(name, { deferred: o.deferred ?? false, force: o.force ?? false, ...(o.retry ? { retry: true } : {}) });
       if (r.deferred && o.wait) {
-        await step(terminalProgress(), `waiting for '${name}' to be closed by its last user`, () => dm.waitRemoved(name, timeoutMs === undefined ? {} : { timeoutMs }));
+        await step(terminalProgress(), `waiting for '${name}' to be closed by its last user`, () =>
+          dm.waitRemoved(name, timeoutMs === undefined ? {} : { timeoutMs }),
+        );
         emit(out(), { deferred: true, removed: true }, () => '');
         return;
       }
@@ -184,4 +198,3 @@ export function toInt(text: string, field: string): number {
   if (!/^\d+$/.test(text)) throw invalidArg(field, `'${text}' is not a whole number`);
   return Number(text);
 }
-

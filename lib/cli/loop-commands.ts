@@ -19,18 +19,23 @@ export function addLoopCommands(program: Command, out: () => OutputOptions): voi
     .option('--block-size <bytes>', 'logical block size: 512, 1024, 2048 or 4096')
     .option('--partscan', 'scan for partitions')
     .addHelpText('after', '\nExample:\n  devmapper loop attach /var/lib/pool/data --direct-io')
-    .action(async (file: string, o: { readOnly?: boolean; directIo?: boolean; offset?: string; sizeLimit?: string; blockSize?: string; partscan?: boolean }) => {
-      const dev = await loop.attach(file, {
-        readOnly: o.readOnly ?? false,
-        directIo: o.directIo ?? false,
-        partscan: o.partscan ?? false,
-        ...(o.offset !== undefined ? { offset: parseSize(o.offset, '--offset') } : {}),
-        ...(o.sizeLimit !== undefined ? { sizeLimit: parseSize(o.sizeLimit, '--size-limit') } : {}),
-        ...(o.blockSize !== undefined ? { blockSize: parseSize(o.blockSize, '--block-size') } : {}),
-      });
-      const { release: _release, ...value } = dev;
-      emit(out(), value, () => dev.path);
-    });
+    .action(
+      async (
+        file: string,
+        o: { readOnly?: boolean; directIo?: boolean; offset?: string; sizeLimit?: string; blockSize?: string; partscan?: boolean },
+      ) => {
+        const dev = await loop.attach(file, {
+          readOnly: o.readOnly ?? false,
+          directIo: o.directIo ?? false,
+          partscan: o.partscan ?? false,
+          ...(o.offset !== undefined ? { offset: parseSize(o.offset, '--offset') } : {}),
+          ...(o.sizeLimit !== undefined ? { sizeLimit: parseSize(o.sizeLimit, '--size-limit') } : {}),
+          ...(o.blockSize !== undefined ? { blockSize: parseSize(o.blockSize, '--block-size') } : {}),
+        });
+        const { release: _release, ...value } = dev;
+        emit(out(), value, () => dev.path);
+      },
+    );
 
   l.command('detach <device>')
     .description('detach a loop device (/dev/loopN or N); a busy one detaches on last close')
@@ -45,7 +50,10 @@ export function addLoopCommands(program: Command, out: () => OutputOptions): voi
     .action(async () => {
       const all = await loop.list();
       emit(out(), all, () =>
-        columns(['NAME', 'SIZELIMIT', 'OFFSET', 'RO', 'DIO', 'LOG-SEC', 'BACK-FILE'], all.map((d) => [d.path, d.sizeLimit, d.offset, d.readOnly ? 1 : 0, d.directIo ? 1 : 0, d.blockSize, d.backingFile])),
+        columns(
+          ['NAME', 'SIZELIMIT', 'OFFSET', 'RO', 'DIO', 'LOG-SEC', 'BACK-FILE'],
+          all.map((d) => [d.path, d.sizeLimit, d.offset, d.readOnly ? 1 : 0, d.directIo ? 1 : 0, d.blockSize, d.backingFile]),
+        ),
       );
     });
 

@@ -19,7 +19,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--debug', 'trace every ioctl to stderr, and print stacks on failure')
     .showHelpAfterError()
     .exitOverride()
-    .addHelpText('after', '\nExamples:\n  devmapper ls\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper set info --root /var/lib/rt/dm\n  devmapper repl')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper ls\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper set info --root /var/lib/rt/dm\n  devmapper repl',
+    )
     .hook('preAction', () => {
       if (program.opts().debug) enableTrace();
     });
@@ -31,12 +34,20 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('repl')
     .description('a Node REPL with dm, loop, ThinPool, DeviceSet, targets and DmError in scope (top-level await works)')
-    .addHelpText('after', "\nExample:\n  devmapper repl\n  > await dm.list()")
+    .addHelpText('after', '\nExample:\n  devmapper repl\n  > await dm.list()')
     .action(
       () =>
         new Promise<void>((resolve) => {
           const r = repl.start({ prompt: 'devmapper> ' });
-          Object.assign(r.context, { dm: lib.dm, loop: lib.loop, ThinPool: lib.ThinPool, DeviceSet: lib.DeviceSet, DmError: lib.DmError, targets: lib.targets, humanSize: lib.humanSize });
+          Object.assign(r.context, {
+            dm: lib.dm,
+            loop: lib.loop,
+            ThinPool: lib.ThinPool,
+            DeviceSet: lib.DeviceSet,
+            DmError: lib.DmError,
+            targets: lib.targets,
+            humanSize: lib.humanSize,
+          });
           r.on('exit', resolve);
         }),
     );

@@ -42,14 +42,45 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     .option('--data-dev <device>', 'data block device')
     .option('--metadata-dev <device>', 'metadata block device')
     .option('--error-if-no-space', 'fail writes at once when the pool is full')
-    .addHelpText('after', '\nExamples:\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper pool create --name pool0 --data-dev /dev/vg/data --metadata-dev /dev/vg/meta')
-    .action(async (o: { dir?: string; name?: string; dataSize: string; metadataSize: string; blockSize: string; dataDev?: string; metadataDev?: string; errorIfNoSpace?: boolean }) => {
-      const pool =
-        o.dataDev !== undefined || o.metadataDev !== undefined
-          ? await ThinPool.create({ name: o.name ?? '', dataDevice: o.dataDev ?? '', metadataDevice: o.metadataDev ?? '', blockSize: o.blockSize, errorIfNoSpace: o.errorIfNoSpace ?? false })
-          : await ThinPool.createLoopBacked({ dir: o.dir ?? '', ...(o.name ? { name: o.name } : {}), dataSize: o.dataSize, metadataSize: o.metadataSize, blockSize: o.blockSize, errorIfNoSpace: o.errorIfNoSpace ?? false });
-      emit(out(), { name: pool.name, path: pool.path, blockSize: pool.blockSize, dataSize: pool.dataSize, loopBacking: pool.loopBacking ?? null }, () => pool.name);
-    });
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper pool create --name pool0 --data-dev /dev/vg/data --metadata-dev /dev/vg/meta',
+    )
+    .action(
+      async (o: {
+        dir?: string;
+        name?: string;
+        dataSize: string;
+        metadataSize: string;
+        blockSize: string;
+        dataDev?: string;
+        metadataDev?: string;
+        errorIfNoSpace?: boolean;
+      }) => {
+        const pool =
+          o.dataDev !== undefined || o.metadataDev !== undefined
+            ? await ThinPool.create({
+                name: o.name ?? '',
+                dataDevice: o.dataDev ?? '',
+                metadataDevice: o.metadataDev ?? '',
+                blockSize: o.blockSize,
+                errorIfNoSpace: o.errorIfNoSpace ?? false,
+              })
+            : await ThinPool.createLoopBacked({
+                dir: o.dir ?? '',
+                ...(o.name ? { name: o.name } : {}),
+                dataSize: o.dataSize,
+                metadataSize: o.metadataSize,
+                blockSize: o.blockSize,
+                errorIfNoSpace: o.errorIfNoSpace ?? false,
+              });
+        emit(
+          out(),
+          { name: pool.name, path: pool.path, blockSize: pool.blockSize, dataSize: pool.dataSize, loopBacking: pool.loopBacking ?? null },
+          () => pool.name,
+        );
+      },
+    );
 
   p.command('status <name>')
     .description('status and space of a pool')
@@ -61,10 +92,13 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     });
 
   p.command('watch <name>')
-    .description('print the pool\'s events as they happen (until ^C); optionally grow a loop-backed pool before it fills')
+    .description("print the pool's events as they happen (until ^C); optionally grow a loop-backed pool before it fills")
     .option('--auto-extend <threshold:percent>', 'grow by PERCENT when THRESHOLD percent of the space is used, e.g. 80:20')
     .option('--max <size>', 'never grow the data file beyond this size')
-    .addHelpText('after', '\nExamples:\n  devmapper pool watch docker-8:1-1234-pool\n  devmapper pool watch docker-8:1-1234-pool --auto-extend 80:20 --max 500G --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper pool watch docker-8:1-1234-pool\n  devmapper pool watch docker-8:1-1234-pool --auto-extend 80:20 --max 500G --json',
+    )
     .action(async (name: string, o: { autoExtend?: string; max?: string }) => {
       const pool = await ThinPool.open(name);
       let autoExtend;
@@ -97,11 +131,18 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     .description('grow a pool: loop-backed with the new sizes, direct to its grown devices')
     .option('--data-size <size>', 'new data size (loop-backed)')
     .option('--metadata-size <size>', 'new metadata size (loop-backed)')
-    .addHelpText('after', '\nExample (the seed document\'s "device_tool resize 200GB"):\n  devmapper pool resize docker-8:1-1234-pool --data-size 200G')
+    .addHelpText(
+      'after',
+      '\nExample (the seed document\'s "device_tool resize 200GB"):\n  devmapper pool resize docker-8:1-1234-pool --data-size 200G',
+    )
     .action(async (name: string, o: { dataSize?: string; metadataSize?: string }) => {
       const pool = await ThinPool.open(name);
       const onProgress = terminalProgress();
-      await pool.resize({ ...(o.dataSize ? { dataSize: o.dataSize } : {}), ...(o.metadataSize ? { metadataSize: o.metadataSize } : {}), ...(onProgress ? { onProgress } : {}) });
+      await pool.resize({
+        ...(o.dataSize ? { dataSize: o.dataSize } : {}),
+        ...(o.metadataSize ? { metadataSize: o.metadataSize } : {}),
+        ...(onProgress ? { onProgress } : {}),
+      });
       const usage = await pool.usage();
       emit(out(), usage, () => `${name}: data ${humanSize(usage.data.total)}, metadata ${humanSize(usage.metadata.total)}`);
     });
@@ -135,7 +176,9 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     .option('--read-only', 'read-only')
     .addHelpText('after', '\nExample:\n  devmapper thin activate docker-8:1-1234-pool 7 --name base --size 10G')
     .action(async (pool: string, id: string, o: { name: string; size: string; readOnly?: boolean }) => {
-      const dev = await (await ThinPool.open(pool)).activate(toInt(id, 'id'), { name: o.name, size: o.size, readOnly: o.readOnly ?? false });
+      const dev = await (
+        await ThinPool.open(pool)
+      ).activate(toInt(id, 'id'), { name: o.name, size: o.size, readOnly: o.readOnly ?? false });
       emit(out(), dev, () => dev.path);
     });
   t.command('deactivate <name>')
@@ -147,7 +190,7 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
     });
   t.command('usage <pool> <id>')
-    .description('mapped sectors of thin device ID (its device\'s status, or a short read-only activation)')
+    .description("mapped sectors of thin device ID (its device's status, or a short read-only activation)")
     .addHelpText('after', '\nExample:\n  devmapper thin usage docker-8:1-1234-pool 7 --json')
     .action(async (pool: string, id: string) => {
       const u = await (await ThinPool.open(pool)).thinUsage(toInt(id, 'id'));

@@ -49,7 +49,7 @@ export function dockerInfo(i: DeviceSetInfo): string {
 
 export function addSetCommands(program: Command, out: () => OutputOptions): void {
   const s = program.command('set').description("device sets: Docker's devicemapper graph driver");
-  const root = (c: Command) => c.requiredOption('--root <dir>', 'the set\'s directory (devicemapper/, metadata/, mnt/)');
+  const root = (c: Command) => c.requiredOption('--root <dir>', "the set's directory (devicemapper/, metadata/, mnt/)");
 
   root(s.command('info'))
     .description('the docker info storage fields (creates the set on first use)')
@@ -113,6 +113,11 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
     .addHelpText('after', '\nExample:\n  devmapper set ls --root /var/lib/rt/dm --json')
     .action(async (o: SetOptions) => {
       const devices = await withSet(o, async (ds) => Promise.all(ds.list().map((id) => ds.get(id))));
-      emit(out(), devices, () => columns(['ID', 'PARENT', 'THIN-ID', 'SIZE', 'MOUNTED'], devices.map((d) => [d.id, d.parent || '(base)', d.deviceId, humanSize(d.size), d.mountPoint ?? ''])));
+      emit(out(), devices, () =>
+        columns(
+          ['ID', 'PARENT', 'THIN-ID', 'SIZE', 'MOUNTED'],
+          devices.map((d) => [d.id, d.parent || '(base)', d.deviceId, humanSize(d.size), d.mountPoint ?? '']),
+        ),
+      );
     });
 }

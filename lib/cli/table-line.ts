@@ -3,7 +3,10 @@ import type { Target } from '../dm';
 import { invalidArg } from '../errors';
 
 export function parseTableText(text: string): Target[] {
-  const lines = text.split(/[\n;]/).map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split(/[\n;]/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   if (lines.length === 0) throw invalidArg('--table', 'give at least one line "<start> <length> <type> <params>"');
   return lines.map((line) => {
     const m = /^(\d+)\s+(\d+)\s+(\S+)\s*(.*)$/.exec(line);

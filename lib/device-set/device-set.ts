@@ -71,17 +71,31 @@ export class DeviceSet {
       const { pool, owns, created } = await openPool(root, o, recorded?.poolName, directLvm);
       if (created) activated = pool;
       const set: SetRecord = recorded ?? { version: 1, poolName: pool.name, fs, nextDeviceId: 1 };
-      if (set.poolName !== pool.name) throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, { code: 'ERR_DM_CORRUPT', device: pool.name });
-      if (recorded && recorded.fs !== fs && o.fs !== undefined) throw invalidArg('fs', `the set under ${root} was made with ${recorded.fs}`);
+      if (set.poolName !== pool.name)
+        throw new DmError(`the set under ${root} belongs to pool '${set.poolName}', not '${pool.name}'`, {
+          code: 'ERR_DM_CORRUPT',
+          device: pool.name,
+        });
+      if (recorded && recorded.fs !== fs && o.fs !== undefined)
+        throw invalidArg('fs', `the set under ${root} was made with ${recorded.fs}`);
       settings.fs = set.fs;
       if (!recorded) await store.writeSet(set);
       const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
       await mendLeftovers(root, prefix);
-      for (const [id, target] of await mountsOf(ds.store.all().filter((r) => r.id !== BASE).map((r) => r.id), (id) => mapperPath(ds.dmName(id)))) {
+      for (const [id, target] of await mountsOf(
+        ds.store
+          .all()
+          .filter((r) => r.id !== BASE)
+          .map((r) => r.id),
+        (id) => mapperPath(ds.dmName(id)),
+      )) {
         ds.mounts.set(id, { target, count: 1 });
       }
-      await ds.txns.recover({ deactivate: (key) => dm.remove(ds.dmName(key)).then(() => undefined), forget: (t, busy) => ds.forgetRecord(t, busy) });
+      await ds.txns.recover({
+        deactivate: (key) => dm.remove(ds.dmName(key)).then(() => undefined),
+        forget: (t, busy) => ds.forgetRecord(t, busy),
+      });
       await ds.setUpBase();
       await ds.retryDeletions();
       ds.timer = setInterval(() => void ds.serial(() => ds.retryDeletions()).catch(() => undefined), settings.cleanupIntervalMs);
@@ -95,7 +109,7 @@ export class DeviceSet {
     }
   }
 
-  /** A store of Docker's devicemapper driver, read-only (lib/docker-store.ts): nothing under root is written. */
+  /** A store of Docker's devicemapper driver, read-only (lib/device-set/docker-store.ts): nothing under root is written. */
   private static async openDocker(settings: Settings, o: Partial<DeviceSetOptions>): Promise<DeviceSet> {
     checkDockerOptions(o);
     const d = await openDockerStore(settings.root, { poolName: o.poolName, fs: o.fs });
@@ -122,7 +136,8 @@ export class DeviceSet {
   }
 
   private checkId(id: unknown, field = 'id'): string {
-    if (typeof id !== 'string' || !ID.test(id)) throw invalidArg(field, `${JSON.stringify(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`);
+    if (typeof id !== 'string' || !ID.test(id))
+      throw invalidArg(field, `${JSON.stringify(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`);
     if (id === 'base') throw invalidArg(field, "'base' names the base device");
     if (this.dmName(id).length > DM_NAME_MAX) throw invalidArg(field, `'${id}' makes the device name longer than ${DM_NAME_MAX} bytes`);
     return id;
@@ -151,7 +166,8 @@ export class DeviceSet {
       originThinId: parent ? parent.deviceId : null,
       allocate: () => {
         const free = freeThinId(new Set(this.store.all().map((r) => r.deviceId)), this.set.nextDeviceId);
-        if (free === undefined) throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
+        if (free === undefined)
+          throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
         return free;
       },
       skipped: advance, // taken outside our records
@@ -212,7 +228,12 @@ export class DeviceSet {
   private async grow(rec: DeviceRecord, size: number): Promise<DeviceRecord> {
     const what = rec.id === BASE ? 'the base device' : `'${rec.id}'`;
     const scratch = join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`);
-    await growDevice(this.pool, this.dmName(rec.id), rec.deviceId, size, { fs: this.settings.fs, scratch, progress: this.settings.progress, what });
+    await growDevice(this.pool, this.dmName(rec.id), rec.deviceId, size, {
+      fs: this.settings.fs,
+      scratch,
+      progress: this.settings.progress,
+      what,
+    });
     const grown = { ...rec, size };
     await this.store.put(grown);
     return grown;
@@ -245,7 +266,10 @@ export class DeviceSet {
     try {
       const uuid = await filesystemUuid(dev.path);
       if (uuid !== this.set.baseUuid) {
-        throw new DmError(`the base device's filesystem UUID is '${uuid}', the set recorded '${this.set.baseUuid ?? ''}': the pool's metadata and ${this.store.dir} do not belong together`, { code: 'ERR_DM_CORRUPT', device: dev.name });
+        throw new DmError(
+          `the base device's filesystem UUID is '${uuid}', the set recorded '${this.set.baseUuid ?? ''}': the pool's metadata and ${this.store.dir} do not belong together`,
+          { code: 'ERR_DM_CORRUPT', device: dev.name },
+        );
       }
     } finally {
       await dm.remove(dev.name, { retry: true });
@@ -262,7 +286,15 @@ export class DeviceSet {
 
   /** How the REPL and console.log show a set. */
   [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
-    const o = { root: this.settings.root, pool: this.pool.name, fs: this.settings.fs, baseSize: humanSize(this.store.get(BASE)?.size ?? 0), devices: this.list(), mounted: Object.fromEntries([...this.mounts].map(([id, m]) => [id, m.target])), closed: this.closed };
+    const o = {
+      root: this.settings.root,
+      pool: this.pool.name,
+      fs: this.settings.fs,
+      baseSize: humanSize(this.store.get(BASE)?.size ?? 0),
+      devices: this.list(),
+      mounted: Object.fromEntries([...this.mounts].map(([id, m]) => [id, m.target])),
+      closed: this.closed,
+    };
     return `DeviceSet ${inspect(o, { ...options, depth: 2 })}`;
   }
 
@@ -278,7 +310,11 @@ export class DeviceSet {
 
   /** Ids of every device (not the base, not those pending deletion). */
   list(): string[] {
-    return this.store.devices().filter((r) => !r.deleted).map((r) => r.id).sort();
+    return this.store
+      .devices()
+      .filter((r) => !r.deleted)
+      .map((r) => r.id)
+      .sort();
   }
 
   async get(id: string): Promise<DeviceDetails> {
@@ -286,7 +322,15 @@ export class DeviceSet {
     const r = this.record(id);
     const live = await dm.info(this.dmName(id)).catch(() => undefined);
     const m = this.mounts.get(id);
-    const d: DeviceDetails = { id, parent: r.parent, deviceId: r.deviceId, size: r.size, path: mapperPath(this.dmName(id)), active: live !== undefined, deleted: r.deleted === true };
+    const d: DeviceDetails = {
+      id,
+      parent: r.parent,
+      deviceId: r.deviceId,
+      size: r.size,
+      path: mapperPath(this.dmName(id)),
+      active: live !== undefined,
+      deleted: r.deleted === true,
+    };
     if (m) d.mountPoint = m.target;
     return d;
   }
@@ -302,7 +346,15 @@ export class DeviceSet {
     return this.serial(async () => {
       const r = this.record(id);
       const u = await this.pool.thinUsage(r.deviceId);
-      return { id, deviceId: r.deviceId, size: r.size, mappedBytes: u.mappedBytes, mappedSectors: u.mappedSectors, highestMappedSector: u.highestMappedSector, transactionId: r.transactionId };
+      return {
+        id,
+        deviceId: r.deviceId,
+        size: r.size,
+        mappedBytes: u.mappedBytes,
+        mappedSectors: u.mappedSectors,
+        highestMappedSector: u.highestMappedSector,
+        transactionId: r.transactionId,
+      };
     });
   }
 
@@ -408,7 +460,8 @@ export class DeviceSet {
     this.checkId(id);
     await this.serial(async () => {
       const rec = this.record(id);
-      if (this.mounts.has(id)) throw new DmError(`device '${id}' is mounted at ${this.mounts.get(id)!.target}; unmount it first`, { code: 'EBUSY', device: id });
+      if (this.mounts.has(id))
+        throw new DmError(`device '${id}' is mounted at ${this.mounts.get(id)!.target}; unmount it first`, { code: 'EBUSY', device: id });
       if (this.settings.discard) await this.discard(rec);
       await this.deactivateDevice(id);
       await this.deleteDevice(rec);
@@ -432,7 +485,11 @@ export class DeviceSet {
   /** The `docker info` storage fields. */
   async info(): Promise<DeviceSetInfo> {
     const records = this.store.all();
-    return setInfo(this.pool, this.settings, { baseSize: this.store.get(BASE)?.size ?? 0, devices: this.list().length, deferredDeleted: records.filter((r) => r.deleted).length });
+    return setInfo(this.pool, this.settings, {
+      baseSize: this.store.get(BASE)?.size ?? 0,
+      devices: this.list().length,
+      deferredDeleted: records.filter((r) => r.deleted).length,
+    });
   }
 
   /**

@@ -34,12 +34,25 @@ import { thinPool as poolGrammar } from '../targets/thin-pool';
 import { THIN_POOL_DEFAULTS, ThinPool } from '../pool/index';
 import * as sys from '../sys';
 import { Undo } from '../undo';
-import { corrupt, DEVICE_SET_FILE, missing, readDockerMetadata, rollBack, TRANSACTION_FILE, type DockerSetMetadata } from './docker-metadata';
-
+import {
+  corrupt,
+  DEVICE_SET_FILE,
+  missing,
+  readDockerMetadata,
+  rollBack,
+  TRANSACTION_FILE,
+  type DockerSetMetadata,
+} from './docker-metadata';
 
 /** DeviceSet options that would change a Docker store (or make no sense for one). */
 export const DOCKER_REFUSED_OPTIONS = [
-  'baseSize', 'mkfsArgs', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
+  'baseSize',
+  'mkfsArgs',
+  'dataSize',
+  'metadataSize',
+  'blockSize',
+  'dataDevice',
+  'metadataDevice',
 ] as const;
 
 /** Options a Docker store refuses; `readOnly: false` among them (writing to Docker's store is not supported). */
@@ -161,7 +174,11 @@ export async function lockDockerRoot(root: string): Promise<FileHandle> {
  * base device into its pool.
  */
 export async function refuseDockerStore(root: string): Promise<void> {
-  const has = (f: string) => stat(join(root, 'metadata', f)).then(() => true, () => false);
+  const has = (f: string) =>
+    stat(join(root, 'metadata', f)).then(
+      () => true,
+      () => false,
+    );
   if (await has('deviceset.json')) return;
   if ((await has(DEVICE_SET_FILE)) || (await has(TRANSACTION_FILE)) || (await has('base'))) {
     throw invalidArg('layout', `${root} holds a store of Docker's devicemapper driver; open it with layout: 'docker' (read-only)`);
@@ -309,7 +326,12 @@ export async function openDockerStore(root: string, o: { poolName?: string; fs?:
     }
     const { records, rolledBack } = rollBack(metadata, status.transactionId);
     const leaveActive = new Set((await dm.list()).map((d) => d.name).filter((n) => n.startsWith(`${prefix}-`) && n !== pool.name));
-    const fs = await checkBase(pool, prefix, records.find((r) => r.id === ''), metadata.set);
+    const fs = await checkBase(
+      pool,
+      prefix,
+      records.find((r) => r.id === ''),
+      metadata.set,
+    );
     if (o.fs !== undefined && o.fs !== fs) throw invalidArg('fs', `the Docker store's base filesystem is ${fs}`);
     const set: SetRecord = { version: 1, poolName: pool.name, fs, nextDeviceId: metadata.set?.nextDeviceId ?? 0 };
     if (metadata.set?.baseUuid) set.baseUuid = metadata.set.baseUuid;

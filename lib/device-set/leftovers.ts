@@ -51,7 +51,9 @@ export async function growDevice(
   if (await dm.info(name).catch(() => undefined)) await dm.remove(name, { retry: true });
   const dev = await pool.activate(thinId, { name, size });
   try {
-    await step(o.progress, `growing the ${o.fs} filesystem of ${o.what} to ${humanSize(size)}`, () => growFilesystem(dev.path, o.fs, o.scratch));
+    await step(o.progress, `growing the ${o.fs} filesystem of ${o.what} to ${humanSize(size)}`, () =>
+      growFilesystem(dev.path, o.fs, o.scratch),
+    );
   } finally {
     await dm.remove(name, { retry: true });
   }

@@ -16,7 +16,7 @@ export interface DeviceSetOptions extends DirectLvmSetOptions {
   /**
    * 'devmapper' (default): the library's own records. 'docker': a store that
    * Docker's devicemapper driver left under root (/var/lib/docker/devicemapper),
-   * opened read-only (see lib/docker-store.ts).
+   * opened read-only (see lib/device-set/docker-store.ts).
    */
   layout?: 'devmapper' | 'docker';
   /** Layout 'docker' only, where it is the default and the only choice: refuse every change with EROFS. */
@@ -72,9 +72,27 @@ export interface CreateOptions {
 }
 
 export const OPTION_KEYS = [
-  'root', 'baseSize', 'fs', 'mkfsArgs', 'mountOptions', 'dataSize', 'metadataSize', 'blockSize', 'dataDevice', 'metadataDevice',
-  'layout', 'readOnly', 'poolName', 'minFreeSpace', 'deferredRemoval', 'deferredDeletion', 'discard', 'cleanupIntervalMs', 'onProgress',
-  'xfsNospaceMaxRetries', ...DIRECT_LVM_SET_KEYS,
+  'root',
+  'baseSize',
+  'fs',
+  'mkfsArgs',
+  'mountOptions',
+  'dataSize',
+  'metadataSize',
+  'blockSize',
+  'dataDevice',
+  'metadataDevice',
+  'layout',
+  'readOnly',
+  'poolName',
+  'minFreeSpace',
+  'deferredRemoval',
+  'deferredDeletion',
+  'discard',
+  'cleanupIntervalMs',
+  'onProgress',
+  'xfsNospaceMaxRetries',
+  ...DIRECT_LVM_SET_KEYS,
 ] as const;
 
 export function checkStrings(value: unknown, field: string): string[] {
@@ -130,22 +148,28 @@ export function parseOptions(options: DeviceSetOptions): ParsedOptions {
     discard: checkBoolean(o.discard, 'discard') ?? false,
     cleanupIntervalMs: o.cleanupIntervalMs === undefined ? 30_000 : checkUint(o.cleanupIntervalMs, 'cleanupIntervalMs', { min: 10 }),
     progress: checkProgress(o.onProgress),
-    xfsNospaceMaxRetries: o.xfsNospaceMaxRetries === undefined ? undefined : checkUint(o.xfsNospaceMaxRetries, 'xfsNospaceMaxRetries', { max: 2 ** 31 - 1 }),
+    xfsNospaceMaxRetries:
+      o.xfsNospaceMaxRetries === undefined ? undefined : checkUint(o.xfsNospaceMaxRetries, 'xfsNospaceMaxRetries', { max: 2 ** 31 - 1 }),
   };
-  if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024) throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
+  if (settings.baseSize % 512 !== 0 || settings.baseSize < 16 * 1024 * 1024)
+    throw invalidArg('baseSize', `${settings.baseSize} bytes: at least 16M and a multiple of 512`);
   if (o.poolName !== undefined) checkName(o.poolName, 'poolName');
-  if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined)) throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
-  if (o.poolName !== undefined && o.dataDevice !== undefined) throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
+  if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined))
+    throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
+  if (o.poolName !== undefined && o.dataDevice !== undefined)
+    throw invalidArg('poolName', 'give poolName or dataDevice/metadataDevice, not both');
   if (o.layout !== undefined && o.layout !== 'devmapper' && o.layout !== 'docker') {
     throw invalidArg('layout', `'${String(o.layout)}' is not 'devmapper' or 'docker'`);
   }
   if (checkBoolean(o.readOnly, 'readOnly') && o.layout !== 'docker') throw invalidArg('readOnly', "only layout 'docker' opens read-only");
   const directLvm = directLvmFromSetOptions(o);
-  if (o.layout === 'docker' && directLvm) throw invalidArg('directLvmDevice', "not with layout 'docker': a Docker store is opened as Docker left it");
+  if (o.layout === 'docker' && directLvm)
+    throw invalidArg('directLvmDevice', "not with layout 'docker': a Docker store is opened as Docker left it");
   return { settings, given: o, directLvm };
 }
 
 /** XFS's retry option needs the set's filesystem to be xfs (known once its record is read). */
 export function checkFsOptions(settings: Settings, fs: FsType): void {
-  if (settings.xfsNospaceMaxRetries !== undefined && fs !== 'xfs') throw invalidArg('xfsNospaceMaxRetries', `applies to xfs, and the set's filesystem is ${fs}`);
+  if (settings.xfsNospaceMaxRetries !== undefined && fs !== 'xfs')
+    throw invalidArg('xfsNospaceMaxRetries', `applies to xfs, and the set's filesystem is ${fs}`);
 }

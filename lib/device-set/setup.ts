@@ -31,7 +31,13 @@ export async function openPool(
   const table = { blockSize: o.blockSize, errorIfNoSpace: false };
   if (o.dataDevice !== undefined && o.metadataDevice !== undefined) {
     if (live) return { pool: await ThinPool.open(name), owns: true, created: false };
-    const pool = await ThinPool.create({ name, dataDevice: o.dataDevice, metadataDevice: o.metadataDevice, zeroMetadata: recordedName === undefined, ...table });
+    const pool = await ThinPool.create({
+      name,
+      dataDevice: o.dataDevice,
+      metadataDevice: o.metadataDevice,
+      zeroMetadata: recordedName === undefined,
+      ...table,
+    });
     return { pool, owns: true, created: true };
   }
   const pool = await ThinPool.createLoopBacked({ dir, name, dataSize: o.dataSize, metadataSize: o.metadataSize, ...table });

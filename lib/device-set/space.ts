@@ -10,8 +10,14 @@ export function checkPoolSpace(status: PoolStatus, pool: { name: string; blockSi
   const s = status;
   if (s.mode !== 'rw') {
     const why = { out_of_data_space: 'is out of data space', ro: 'is read-only (metadata trouble)', fail: 'has failed' }[s.mode];
-    const advice = s.mode === 'out_of_data_space' ? `grow it (pool.resize({ dataSize }) or 'devmapper pool resize --data-size SIZE')` : 'check its metadata (thin_check) and reload it';
-    throw new DmError(`pool '${pool.name}' ${why}: ${advice}`, { code: s.mode === 'out_of_data_space' ? 'ERR_DM_POOL_FULL' : 'EROFS', device: pool.name });
+    const advice =
+      s.mode === 'out_of_data_space'
+        ? `grow it (pool.resize({ dataSize }) or 'devmapper pool resize --data-size SIZE')`
+        : 'check its metadata (thin_check) and reload it';
+    throw new DmError(`pool '${pool.name}' ${why}: ${advice}`, {
+      code: s.mode === 'out_of_data_space' ? 'ERR_DM_POOL_FULL' : 'EROFS',
+      device: pool.name,
+    });
   }
   const space = [
     ['data', s.usedDataBlocks * pool.blockSize, s.totalDataBlocks * pool.blockSize],

@@ -48,7 +48,8 @@ export class PoolTransactions {
   /** The pool's transaction id, from `status` when the caller has just read it; a failed pool is refused. */
   async current(status?: PoolStatus): Promise<number> {
     const s = status ?? (await this.pool.status());
-    if (s.mode === 'fail') throw new DmError(`pool '${this.pool.name}' has failed; run thin_check on its metadata`, { code: 'EIO', device: this.pool.name });
+    if (s.mode === 'fail')
+      throw new DmError(`pool '${this.pool.name}' has failed; run thin_check on its metadata`, { code: 'EIO', device: this.pool.name });
     return s.transactionId;
   }
 
@@ -109,7 +110,12 @@ export class PoolTransactions {
    * deleted; a busy one fails with EBUSY unless `deferBusy`, when the outcome
    * is 'deferred'. `record` writes what became of the client's record.
    */
-  async delete(o: { key: string; thinId: number; deferBusy: boolean; record: (outcome: 'deleted' | 'deferred') => Promise<void> }): Promise<'deleted' | 'deferred'> {
+  async delete(o: {
+    key: string;
+    thinId: number;
+    deferBusy: boolean;
+    record: (outcome: 'deleted' | 'deferred') => Promise<void>;
+  }): Promise<'deleted' | 'deferred'> {
     let outcome: 'deleted' | 'deferred' = 'deleted';
     await this.run(
       { op: 'delete', key: o.key, thinId: o.thinId },
@@ -133,13 +139,19 @@ export class PoolTransactions {
    * a device still busy becomes a deferred deletion). `deactivate` removes
    * the key's device; `forget` drops (or, busy, marks deleted) its record.
    */
-  async recover(o: { deactivate: (key: string) => Promise<void>; forget: (t: TransactionRecord, busy: boolean) => Promise<void> }): Promise<void> {
+  async recover(o: {
+    deactivate: (key: string) => Promise<void>;
+    forget: (t: TransactionRecord, busy: boolean) => Promise<void>;
+  }): Promise<void> {
     const t = await this.log.readTransaction();
     const current = t ? await this.current() : 0;
     const step = recoveryStep(t, current);
     if (step === 'none' || !t) return;
     if (step === 'corrupt') {
-      throw new DmError(`pool '${this.pool.name}' is at transaction ${current} but the set's open transaction is ${t.openTransactionId}`, { code: 'ERR_DM_CORRUPT', device: this.pool.name });
+      throw new DmError(`pool '${this.pool.name}' is at transaction ${current} but the set's open transaction is ${t.openTransactionId}`, {
+        code: 'ERR_DM_CORRUPT',
+        device: this.pool.name,
+      });
     }
     if (step === 'roll-back') {
       await o.deactivate(t.id).catch(() => undefined);

@@ -41,7 +41,12 @@ export async function deviceSize(path: string): Promise<number> {
   try {
     fh = await open(path, 'r');
   } catch (e) {
-    throw new DmError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code}`, { code: (e as NodeJS.ErrnoException).code ?? 'EIO', syscall: 'open', device: path, cause: e });
+    throw new DmError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code}`, {
+      code: (e as NodeJS.ErrnoException).code ?? 'EIO',
+      syscall: 'open',
+      device: path,
+      cause: e,
+    });
   }
   try {
     const st = await fh.stat();

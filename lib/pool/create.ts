@@ -14,8 +14,16 @@ import { Undo } from '../undo';
 import { checkBoolean, checkName, checkOptions, checkPath } from '../validate';
 import { deviceSize, exists, fileSize, loopBackingOf, zeroHeader, defaultPoolName, type LoopBacking } from './backing';
 import {
-  checkMetadataSize, checkPoolTable, MAX_METADATA_SIZE, poolSectors, SECTOR, TABLE_KEYS, THIN_POOL_DEFAULTS,
-  type DirectOptions, type LoopBackedOptions, type ResizeOptions,
+  checkMetadataSize,
+  checkPoolTable,
+  MAX_METADATA_SIZE,
+  poolSectors,
+  SECTOR,
+  TABLE_KEYS,
+  THIN_POOL_DEFAULTS,
+  type DirectOptions,
+  type LoopBackedOptions,
+  type ResizeOptions,
 } from './limits';
 
 /** What a ThinPool is made of. */
@@ -40,7 +48,8 @@ export async function loopBackedParts(options: LoopBackedOptions): Promise<{ par
   const table = checkPoolTable(o);
   const dataSize = parseSize(o.dataSize ?? THIN_POOL_DEFAULTS.dataSize, 'dataSize');
   const metadataSize = checkMetadataSize(parseSize(o.metadataSize ?? THIN_POOL_DEFAULTS.metadataSize, 'metadataSize'), 'metadataSize');
-  if (dataSize < table.blockSectors * SECTOR) throw invalidArg('dataSize', `${dataSize} bytes is less than one ${table.blockSectors * SECTOR}-byte block`);
+  if (dataSize < table.blockSectors * SECTOR)
+    throw invalidArg('dataSize', `${dataSize} bytes is less than one ${table.blockSectors * SECTOR}-byte block`);
   if (o.name !== undefined) checkName(o.name, 'name');
   if (o.prefix !== undefined) checkName(o.prefix, 'prefix');
   await mkdir(dir, { recursive: true });
@@ -59,7 +68,10 @@ export async function loopBackedParts(options: LoopBackedOptions): Promise<{ par
   for (const what of ['data', 'metadata'] as const) {
     const has = existing[what];
     if (given[what] && has !== undefined && wanted[what] < has) {
-      throw invalidArg(`${what}Size`, `${backing[`${what}File`]} is ${has} bytes (${humanSize(has)}); a thin pool's ${what} cannot shrink to ${wanted[what]}`);
+      throw invalidArg(
+        `${what}Size`,
+        `${backing[`${what}File`]} is ${has} bytes (${humanSize(has)}); a thin pool's ${what} cannot shrink to ${wanted[what]}`,
+      );
     }
   }
   const grow = (what: 'data' | 'metadata') => given[what] && existing[what] !== undefined && wanted[what] > existing[what]!;
@@ -126,7 +138,13 @@ export async function directParts(options: DirectOptions): Promise<PoolParts> {
   const sectors = poolSectors(dataBytes, table.blockSectors);
   if (sectors === 0) throw invalidArg('dataDevice', `${dataDevice} is smaller than one block`);
   if (zero) await zeroHeader(metadataDevice);
-  const params: ThinPoolParams = { metadataDevice, dataDevice, dataBlockSectors: table.blockSectors, lowWaterMark: table.lowWaterMark, features: table.features };
+  const params: ThinPoolParams = {
+    metadataDevice,
+    dataDevice,
+    dataBlockSectors: table.blockSectors,
+    lowWaterMark: table.lowWaterMark,
+    features: table.features,
+  };
   const dev = await dm.create(name, { table: [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }] });
   return { name, path: dev.path, params, sectors, loopBacking: undefined };
 }
@@ -136,7 +154,10 @@ export async function openParts(name: string): Promise<PoolParts> {
   checkName(name, 'name');
   const table = await dm.table(name);
   if (table.length !== 1 || table[0]!.type !== 'thin-pool') {
-    throw new DmError(`'${name}' is not a thin pool (its table is ${table.map((t) => t.type).join(', ') || 'empty'})`, { code: 'ERR_DM_INVALID_ARG', device: name });
+    throw new DmError(`'${name}' is not a thin pool (its table is ${table.map((t) => t.type).join(', ') || 'empty'})`, {
+      code: 'ERR_DM_INVALID_ARG',
+      device: name,
+    });
   }
   const params = poolGrammar.parse(table[0]!.params);
   // Thin tables name the pool by its node: make sure it is there.

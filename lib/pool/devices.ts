@@ -56,7 +56,10 @@ export class PoolDevices {
 
   /** create_thin `n` and the `create` steps that activate it as `name`, in one trip. */
   async createThin(n: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
-    const replies = await batch.runBatch([batch.message(this.name, msg.createThin(this.name, n), msg.deleteThin(this.name, n)), ...create], name);
+    const replies = await batch.runBatch(
+      [batch.message(this.name, msg.createThin(this.name, n), msg.deleteThin(this.name, n)), ...create],
+      name,
+    );
     return this.finish(n, name, replies.slice(1));
   }
 
@@ -77,7 +80,9 @@ export class PoolDevices {
   async snapshot(n: number, originId: number, name: string, create: batch.Step[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
       const checks = guess ? [...guess.devices.keys()].map((minor) => tableStep(guess.pool, minor)) : [];
-      const origins = guess ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name) : await this.activeNames(originId);
+      const origins = guess
+        ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name)
+        : await this.activeNames(originId);
       const snap = this.snapshotSteps(n, originId, origins);
       const o = await batch.runSteps([...checks, ...snap, ...create], name);
       if (!o.ok) {
@@ -92,7 +97,12 @@ export class PoolDevices {
         const seen = this.remember(o.replies.slice(0, checks.length), guess.pool);
         const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
         const pool = o.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
-        if (pool.major !== guess.pool.major || pool.minor !== guess.pool.minor || actual.length !== origins.length || actual.some((x) => !origins.includes(x))) {
+        if (
+          pool.major !== guess.pool.major ||
+          pool.minor !== guess.pool.minor ||
+          actual.length !== origins.length ||
+          actual.some((x) => !origins.includes(x))
+        ) {
           // An active origin may have gone unsuspended: undo, and go again the careful way.
           await o.undo();
           this.dev = undefined;
@@ -171,7 +181,13 @@ export class PoolDevices {
       // removal still holds it (EBUSY: the careful way finds which, or
       // waits it out), or there is no such id. Else the device goes back.
       let error = o.failed.error;
-      const deleted = o.failed.index === 2 && error.code === 'EBUSY' && (await deleteId(id).then(() => true, (e: DmError) => ((error = e), false)));
+      const deleted =
+        o.failed.index === 2 &&
+        error.code === 'EBUSY' &&
+        (await deleteId(id).then(
+          () => true,
+          (e: DmError) => ((error = e), false),
+        ));
       if (!deleted) {
         await o.undo();
         throw error;
@@ -192,14 +208,15 @@ export class PoolDevices {
     let dev = (this.dev ??= nodeDev(this.path) ?? (await dm.info(this.name)));
     let holders = dmHolderMinors(`dm-${dev.minor}`);
     const tables: DmIoctlReply[] = [];
-    for (let stale = 0; ; ) {
+    for (let stale = 0; ;) {
       const o = await batch.runSteps([batch.readInfo(this.name), ...holders.map((minor) => tableStep(dev, minor))], this.name);
       if (!o.ok && o.failed.index === 0) throw o.failed.error;
       const replies = o.replies;
       const pool = replies[0]!.dev;
       if (pool.minor !== dev.minor || pool.major !== dev.major) {
         // Our idea of the pool's number was stale (a node of an old pool): look again.
-        if (++stale >= 10) throw new DmError(`the devices on pool '${this.name}' kept changing; try again`, { code: 'EAGAIN', device: this.name });
+        if (++stale >= 10)
+          throw new DmError(`the devices on pool '${this.name}' kept changing; try again`, { code: 'EAGAIN', device: this.name });
         dev = this.dev = pool;
         holders = dmHolderMinors(`dm-${dev.minor}`);
         tables.length = 0;
@@ -238,7 +255,11 @@ export class PoolDevices {
       const params = thinGrammar.format({ poolDevice: this.path, deviceId: id });
       await dm.create(name, { readOnly: true, table: [{ start: 0, length, type: 'thin', params }] }).catch((e: unknown) => {
         if (e instanceof DmError && (e.code === 'ENODATA' || e.code === 'EINVAL')) {
-          throw new DmError(`thin id ${id} does not exist in pool '${this.name}' (or cannot be opened: ${e.code})`, { code: 'ERR_DM_NOT_FOUND', device: this.name, cause: e });
+          throw new DmError(`thin id ${id} does not exist in pool '${this.name}' (or cannot be opened: ${e.code})`, {
+            code: 'ERR_DM_NOT_FOUND',
+            device: this.name,
+            cause: e,
+          });
         }
         throw e;
       });
@@ -249,7 +270,6 @@ export class PoolDevices {
       }
     });
   }
-
 }
 
 /** The parsed status of thin device `name`; a failed pool or unreadable metadata is an error. */
@@ -257,6 +277,7 @@ async function thinStatusOf(name: string): Promise<{ mappedSectors: number; high
   const [line] = await dm.status(name);
   const s = line?.type === 'thin' ? thinGrammar.parseStatus(line.params) : undefined;
   if (!s) throw new DmError(`'${name}' has no thin status`, { code: 'ERR_DM_DECODE', device: name });
-  if (s.state !== 'ok') throw new DmError(`'${name}' reports '${s.state}': its pool has failed or its metadata cannot be read`, { code: 'EIO', device: name });
+  if (s.state !== 'ok')
+    throw new DmError(`'${name}' reports '${s.state}': its pool has failed or its metadata cannot be read`, { code: 'EIO', device: name });
   return s;
 }

@@ -21,8 +21,17 @@ import { deviceSize, devicePath, growFile, hostFree, type LoopBacking } from './
 import { directParts, loopBackedParts, openParts, type PoolParts } from './create';
 import { PoolDevices, type ThinDevice } from './devices';
 import {
-  checkActivate, checkMetadataSize, checkThinId, MAX_THIN_ID, poolSectors, SECTOR,
-  type ActivateOptions, type DirectOptions, type LoopBackedOptions, type ResizeOptions, type ThinDeviceOptions,
+  checkActivate,
+  checkMetadataSize,
+  checkThinId,
+  MAX_THIN_ID,
+  poolSectors,
+  SECTOR,
+  type ActivateOptions,
+  type DirectOptions,
+  type LoopBackedOptions,
+  type ResizeOptions,
+  type ThinDeviceOptions,
 } from './limits';
 import { serialised } from './registry';
 import { toPoolStatus, toPoolUsage, type PoolStatus, type PoolUsage, type ThinUsage } from './status';
@@ -96,14 +105,24 @@ export class ThinPool {
 
   /** How the REPL and console.log show a pool: sizes for people. */
   [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
-    const o = { path: this.path, blockSize: humanSize(this.blockSize), dataSize: humanSize(this.dataSize), lowWaterMark: this.lowWaterMark, features: this.features, dataDevice: this.params.dataDevice, metadataDevice: this.params.metadataDevice, ...(this.loopBacking ? { loopBacking: this.loopBacking } : {}) };
+    const o = {
+      path: this.path,
+      blockSize: humanSize(this.blockSize),
+      dataSize: humanSize(this.dataSize),
+      lowWaterMark: this.lowWaterMark,
+      features: this.features,
+      dataDevice: this.params.dataDevice,
+      metadataDevice: this.params.metadataDevice,
+      ...(this.loopBacking ? { loopBacking: this.loopBacking } : {}),
+    };
     return `ThinPool '${this.name}' ${inspect(o, { ...options, depth: 2 })}`;
   }
 
   /** The pool's status, parsed. */
   async status(): Promise<PoolStatus> {
     const [line] = await dm.status(this.name);
-    if (!line || line.type !== 'thin-pool') throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
+    if (!line || line.type !== 'thin-pool')
+      throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
     return toPoolStatus(line.params, this.params.lowWaterMark);
   }
 
@@ -126,9 +145,7 @@ export class ThinPool {
 
   /** Create thin device `id` (or the next free id); resolves with the id. */
   async createThin(id?: number): Promise<number> {
-    return serialised(this.name, () =>
-      this.allocate(id, (n) => this.message(msg.createThin(this.name, n))),
-    );
+    return serialised(this.name, () => this.allocate(id, (n) => this.message(msg.createThin(this.name, n))));
   }
 
   /**
@@ -245,16 +262,12 @@ export class ThinPool {
   async setTransactionId(from: number, to: number): Promise<void> {
     checkUint(from, 'from');
     checkUint(to, 'to');
-    return serialised(this.name, () =>
-      this.message(msg.setTransactionId(from, to)),
-    );
+    return serialised(this.name, () => this.message(msg.setTransactionId(from, to)));
   }
 
   /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
   async reserveMetadataSnap(): Promise<void> {
-    return serialised(this.name, () =>
-      this.message(msg.reserveMetadataSnap()),
-    );
+    return serialised(this.name, () => this.message(msg.reserveMetadataSnap()));
   }
 
   async releaseMetadataSnap(): Promise<void> {
@@ -272,7 +285,8 @@ export class ThinPool {
     const o = checkOptions<ResizeOptions>(options, 'options', ['dataSize', 'metadataSize', 'lowWaterMark', 'onProgress']);
     const progress = checkProgress(o.onProgress, 'options.onProgress');
     const dataSize = o.dataSize === undefined ? undefined : parseSize(o.dataSize, 'dataSize');
-    const metadataSize = o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
+    const metadataSize =
+      o.metadataSize === undefined ? undefined : checkMetadataSize(parseSize(o.metadataSize, 'metadataSize'), 'metadataSize');
     const lowWaterMark = o.lowWaterMark === undefined ? undefined : checkUint(o.lowWaterMark, 'lowWaterMark');
     return serialised(this.name, async () => {
       const b = this.loopBacking;
@@ -285,7 +299,8 @@ export class ThinPool {
       }
       const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.params.dataDevice));
       const sectors = poolSectors(dataBytes, this.params.dataBlockSectors);
-      if (sectors < this.sectors) throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
+      if (sectors < this.sectors)
+        throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
       const params = { ...this.params, lowWaterMark: lowWaterMark ?? this.params.lowWaterMark };
       // Load, then suspend and resume: the data length and any metadata growth
       // take effect on resume. noFlush: a full pool cannot flush queued I/O.
@@ -320,7 +335,10 @@ export class ThinPool {
       const open = [];
       for (const d of active) if ((await dm.info(d.name)).openCount > 0) open.push(d.name);
       if (open.length > 0) {
-        throw new DmError(`pool '${this.name}' has open thin devices: ${open.join(', ')}; unmount or close them first`, { code: 'EBUSY', device: this.name });
+        throw new DmError(`pool '${this.name}' has open thin devices: ${open.join(', ')}; unmount or close them first`, {
+          code: 'EBUSY',
+          device: this.name,
+        });
       }
       for (const d of active) await dm.remove(d.name, { retry: true });
       const loops = [this.params.dataDevice, this.params.metadataDevice];
@@ -330,7 +348,8 @@ export class ThinPool {
         for (const l of loops) {
           const path = await devicePath(l);
           const info = await loop.info(path).catch(() => undefined);
-          if (info && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile)) await loop.detach(path);
+          if (info && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile))
+            await loop.detach(path);
         }
       }
     });
@@ -344,7 +363,14 @@ export class ThinPool {
     } catch (e) {
       const advice = e instanceof DmError ? m.hints[e.code] : undefined;
       if (!advice || !(e instanceof DmError)) throw e;
-      throw new DmError(`${e.message} — ${advice}`, { code: e.code, errno: e.errno, syscall: e.syscall, ioctl: e.ioctl, device: e.device, cause: e });
+      throw new DmError(`${e.message} — ${advice}`, {
+        code: e.code,
+        errno: e.errno,
+        syscall: e.syscall,
+        ioctl: e.ioctl,
+        device: e.device,
+        cause: e,
+      });
     }
   }
 
@@ -381,7 +407,10 @@ export class ThinPool {
         if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;
         const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
         if (active.length > 0) {
-          throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, { code: 'EBUSY', device: this.name });
+          throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, {
+            code: 'EBUSY',
+            device: this.name,
+          });
         }
         if (attempt >= DELETE_RETRY.attempts) throw e;
         await sleep(Math.min(DELETE_RETRY.delayMs, 10 * 2 ** attempt));

@@ -32,7 +32,8 @@ export function poolAlerts(s: Omit<PoolStatus, 'alerts' | 'raw'>, lowWaterMark: 
   if (s.mode === 'fail') return ['fail'];
   const alerts: PoolAlert[] = [];
   if (s.totalDataBlocks - s.usedDataBlocks <= lowWaterMark) alerts.push('lowWater');
-  if (s.metadataLowWatermark !== undefined && s.totalMetadataBlocks - s.usedMetadataBlocks < s.metadataLowWatermark) alerts.push('metadataLowWater');
+  if (s.metadataLowWatermark !== undefined && s.totalMetadataBlocks - s.usedMetadataBlocks < s.metadataLowWatermark)
+    alerts.push('metadataLowWater');
   if (s.mode === 'out_of_data_space') alerts.push('outOfDataSpace');
   if (s.mode === 'ro') alerts.push('readOnly');
   if (s.needsCheck) alerts.push('needsCheck');
@@ -75,8 +76,18 @@ export function toPoolStatus(params: string, lowWaterMark: number): PoolStatus {
   const s = poolGrammar.parseStatus(params);
   if (s.state !== 'ok') {
     return {
-      mode: 'fail', transactionId: 0, usedMetadataBlocks: 0, totalMetadataBlocks: 0, usedDataBlocks: 0, totalDataBlocks: 0,
-      heldMetadataRoot: null, needsCheck: false, discardPassdown: false, errorIfNoSpace: false, alerts: ['fail'], raw: params,
+      mode: 'fail',
+      transactionId: 0,
+      usedMetadataBlocks: 0,
+      totalMetadataBlocks: 0,
+      usedDataBlocks: 0,
+      totalDataBlocks: 0,
+      heldMetadataRoot: null,
+      needsCheck: false,
+      discardPassdown: false,
+      errorIfNoSpace: false,
+      alerts: ['fail'],
+      raw: params,
     };
   }
   const { state: _state, ...rest } = s;
@@ -101,6 +112,16 @@ export function toPoolUsage(s: PoolStatus, blockSize: number, free?: { data: num
 }
 
 /** A thin status (mapped sectors, highest mapped sector) as ThinUsage. */
-export function toThinUsage(thinId: number, s: { mappedSectors: number; highestMappedSector: number | null }, source: ThinUsage['source']): ThinUsage {
-  return { thinId, mappedSectors: s.mappedSectors, mappedBytes: s.mappedSectors * SECTOR, highestMappedSector: s.highestMappedSector, source };
+export function toThinUsage(
+  thinId: number,
+  s: { mappedSectors: number; highestMappedSector: number | null },
+  source: ThinUsage['source'],
+): ThinUsage {
+  return {
+    thinId,
+    mappedSectors: s.mappedSectors,
+    mappedBytes: s.mappedSectors * SECTOR,
+    highestMappedSector: s.highestMappedSector,
+    source,
+  };
 }

@@ -53,9 +53,7 @@ export interface Extension {
 }
 
 /** One item of the watcher's async iterator. */
-export type PoolEvent =
-  | { type: PoolAlert | 'status' | 'extendLimit'; status: PoolStatus }
-  | ({ type: 'extended' } & Extension);
+export type PoolEvent = { type: PoolAlert | 'status' | 'extendLimit'; status: PoolStatus } | ({ type: 'extended' } & Extension);
 
 /** The events a {@link PoolWatcher} emits, with their arguments. */
 export interface PoolWatcherEvents {
@@ -77,7 +75,7 @@ export interface PoolWatcherEvents {
   close: [];
 }
 
-function checkAutoExtend(value: unknown, pool: WatchedPool): Required<Omit<AutoExtendOptions, 'max'>> & { max: number } | undefined {
+function checkAutoExtend(value: unknown, pool: WatchedPool): (Required<Omit<AutoExtendOptions, 'max'>> & { max: number }) | undefined {
   if (value === undefined) return undefined;
   const o = checkOptions<AutoExtendOptions>(value, 'options.autoExtend', ['threshold', 'percent', 'max']);
   const threshold = checkUint(o.threshold, 'options.autoExtend.threshold', { max: 99 });
@@ -85,7 +83,8 @@ function checkAutoExtend(value: unknown, pool: WatchedPool): Required<Omit<AutoE
   const percent = checkUint(o.percent, 'options.autoExtend.percent', { max: 1000 });
   if (percent < 1) throw invalidArg('options.autoExtend.percent', 'must be at least 1');
   const max = o.max === undefined ? Number.MAX_SAFE_INTEGER : parseSize(o.max, 'options.autoExtend.max');
-  if (!pool.loopBacking) throw invalidArg('options.autoExtend', `pool '${pool.name}' is on block devices: grow them yourself (e.g. LVM's autoextend)`);
+  if (!pool.loopBacking)
+    throw invalidArg('options.autoExtend', `pool '${pool.name}' is on block devices: grow them yourself (e.g. LVM's autoextend)`);
   return { threshold, percent, max };
 }
 
@@ -146,7 +145,8 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       }
     } catch (e) {
       const gone = e instanceof DmError && (e.code === 'ENXIO' || e.code === 'ENODEV');
-      if (!signal.aborted && !gone) this.emit('error', e instanceof DmError ? e : new DmError(String(e), { code: 'EIO', device: this.pool.name, cause: e }));
+      if (!signal.aborted && !gone)
+        this.emit('error', e instanceof DmError ? e : new DmError(String(e), { code: 'EIO', device: this.pool.name, cause: e }));
     } finally {
       this.abort.abort();
       this.emit('close');

@@ -32,7 +32,11 @@ export interface DelayStatus {
 const TYPE = 'delay';
 
 const formatClass = (c: DelayClass, field: string) =>
-  joinWords(checkWord(TYPE, `${field}.device`, c.device), checkCount(TYPE, `${field}.offset`, c.offset), checkCount(TYPE, `${field}.delayMs`, c.delayMs));
+  joinWords(
+    checkWord(TYPE, `${field}.device`, c.device),
+    checkCount(TYPE, `${field}.offset`, c.offset),
+    checkCount(TYPE, `${field}.delayMs`, c.delayMs),
+  );
 
 function readClass(t: Tokens, what: string): DelayClass {
   return { device: t.word(`${what} device`), offset: t.uint(`${what} offset`), delayMs: t.uint(`${what} delay`) };
@@ -42,7 +46,11 @@ export const delay: TargetGrammar<DelayParams, DelayStatus> = {
   type: TYPE,
   format(p) {
     if (p.flush && !p.write) throw invalidArg('delay flush', 'a flush class needs a write class');
-    return joinWords(formatClass(p.read, 'read'), p.write ? formatClass(p.write, 'write') : '', p.flush ? formatClass(p.flush, 'flush') : '');
+    return joinWords(
+      formatClass(p.read, 'read'),
+      p.write ? formatClass(p.write, 'write') : '',
+      p.flush ? formatClass(p.flush, 'flush') : '',
+    );
   },
   parse(text) {
     const t = new Tokens(TYPE, 'table', text);

@@ -24,7 +24,13 @@ export interface FlakeyParams {
 export const flakeyFeatures = {
   dropWrites: (): string[] => ['drop_writes'],
   errorWrites: (): string[] => ['error_writes'],
-  corruptBioByte: (nthByte: number, direction: 'r' | 'w', value: number, flags = 0): string[] => ['corrupt_bio_byte', String(nthByte), direction, String(value), String(flags)],
+  corruptBioByte: (nthByte: number, direction: 'r' | 'w', value: number, flags = 0): string[] => [
+    'corrupt_bio_byte',
+    String(nthByte),
+    direction,
+    String(value),
+    String(flags),
+  ],
 };
 
 const TYPE = 'flakey';

@@ -118,15 +118,22 @@ export function formatCounted(args: readonly string[]): string {
 
 /** A table argument: one token, no white space or NUL (device paths, major:minor). */
 export function checkWord(type: string, field: string, value: unknown): string {
-  if (typeof value !== 'string' || !/^[^\s\0]+$/.test(value)) throw new DmError(`invalid ${type} ${field}: ${JSON.stringify(value)} must be one word`, { code: 'ERR_DM_INVALID_ARG' });
+  if (typeof value !== 'string' || !/^[^\s\0]+$/.test(value))
+    throw new DmError(`invalid ${type} ${field}: ${JSON.stringify(value)} must be one word`, { code: 'ERR_DM_INVALID_ARG' });
   return value;
 }
 
 export function checkCount(type: string, field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new DmError(`invalid ${type} ${field}: expected a safe non-negative integer, got ${String(value)}`, { code: 'ERR_DM_INVALID_ARG' });
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new DmError(`invalid ${type} ${field}: expected a safe non-negative integer, got ${String(value)}`, {
+      code: 'ERR_DM_INVALID_ARG',
+    });
   return value;
 }
 
 export function joinWords(...parts: Array<string | number>): string {
-  return parts.map(String).filter((p) => p !== '').join(' ');
+  return parts
+    .map(String)
+    .filter((p) => p !== '')
+    .join(' ');
 }

@@ -9,10 +9,27 @@ import { thin, type ThinParams } from './thin';
 import { thinPool, type ThinPoolParams } from './thin-pool';
 
 export { target, type TargetGrammar } from './grammar';
-export { thinPool, formatThinPoolStatus, type ThinPoolParams, type ThinPoolStatus, type ThinPoolHealthyStatus, type ThinPoolMode, type ThinPoolFeature } from './thin-pool';
+export {
+  thinPool,
+  formatThinPoolStatus,
+  type ThinPoolParams,
+  type ThinPoolStatus,
+  type ThinPoolHealthyStatus,
+  type ThinPoolMode,
+  type ThinPoolFeature,
+} from './thin-pool';
 export { thin, formatThinStatus, type ThinParams, type ThinStatus } from './thin';
 export { linear, zero, error, type LinearParams } from './linear';
-export { snapshot, snapshotOrigin, formatSnapshotStatus, type SnapshotFeature, type SnapshotParams, type SnapshotStatus, type SnapshotPersistence, type SnapshotOriginParams } from './snapshot';
+export {
+  snapshot,
+  snapshotOrigin,
+  formatSnapshotStatus,
+  type SnapshotFeature,
+  type SnapshotParams,
+  type SnapshotStatus,
+  type SnapshotPersistence,
+  type SnapshotOriginParams,
+} from './snapshot';
 export { flakey, flakeyFeatures, type FlakeyParams } from './flakey';
 export { delay, formatDelayStatus, type DelayParams, type DelayClass, type DelayStatus } from './delay';
 

@@ -45,7 +45,8 @@ const WORDS = new Map<string, 'invalid' | 'overflow' | 'unknown'>([
 export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
   type: TYPE,
   format(p) {
-    if (!['P', 'N', 'PO'].includes(p.persistence)) throw invalidArg('snapshot persistence', `${JSON.stringify(p.persistence)} is not P, N or PO`);
+    if (!['P', 'N', 'PO'].includes(p.persistence))
+      throw invalidArg('snapshot persistence', `${JSON.stringify(p.persistence)} is not P, N or PO`);
     return joinWords(
       checkWord(TYPE, 'origin', p.origin),
       checkWord(TYPE, 'cow', p.cow),

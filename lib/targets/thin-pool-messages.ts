@@ -21,7 +21,10 @@ export function createThin(pool: string, thinId: number): PoolMessage {
 export function createSnap(pool: string, thinId: number, originId: number): PoolMessage {
   return {
     text: `create_snap ${id('thinId', thinId)} ${id('originId', originId)}`,
-    hints: { EEXIST: `thin id ${thinId} already exists in pool '${pool}'`, ENODATA: `origin thin id ${originId} does not exist in pool '${pool}'` },
+    hints: {
+      EEXIST: `thin id ${thinId} already exists in pool '${pool}'`,
+      ENODATA: `origin thin id ${originId} does not exist in pool '${pool}'`,
+    },
   };
 }
 
@@ -43,7 +46,10 @@ export function setTransactionId(from: number, to: number): PoolMessage {
 
 /** `reserve_metadata_snap`: hold a metadata snapshot for thin_dump --metadata-snap. */
 export function reserveMetadataSnap(): PoolMessage {
-  return { text: 'reserve_metadata_snap', hints: { EBUSY: 'a metadata snapshot is already held; release it first (pool.releaseMetadataSnap())' } };
+  return {
+    text: 'reserve_metadata_snap',
+    hints: { EBUSY: 'a metadata snapshot is already held; release it first (pool.releaseMetadataSnap())' },
+  };
 }
 
 /** `release_metadata_snap`. */

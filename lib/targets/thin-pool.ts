@@ -6,7 +6,8 @@
 //   Tables come back with the feature count always printed and the features in the kernel's own order.)
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
-export type ThinPoolFeature = 'skip_block_zeroing' | 'ignore_discard' | 'no_discard_passdown' | 'read_only' | 'error_if_no_space' | (string & {});
+export type ThinPoolFeature =
+  'skip_block_zeroing' | 'ignore_discard' | 'no_discard_passdown' | 'read_only' | 'error_if_no_space' | (string & {});
 
 export interface ThinPoolParams {
   metadataDevice: string;

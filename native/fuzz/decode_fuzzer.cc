@@ -69,14 +69,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 namespace {
 
 void Put(std::vector<char>& b, const void* p, size_t n) { b.insert(b.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n); }
-void Pad8(std::vector<char>& b, size_t from) { while ((b.size() - from) % 8) b.push_back(0); }
+void Pad8(std::vector<char>& b, size_t from) {
+  while ((b.size() - from) % 8) b.push_back(0);
+}
 
 void Write(const std::string& dir, const std::string& name, uint8_t which, uint32_t count, const std::vector<char>& data) {
   std::vector<char> file{static_cast<char>(which)};
   Put(file, &count, 4);
   file.insert(file.end(), data.begin(), data.end());
   FILE* f = std::fopen((dir + "/" + name).c_str(), "wb");
-  if (!f) { std::perror(name.c_str()); std::exit(1); }
+  if (!f) {
+    std::perror(name.c_str());
+    std::exit(1);
+  }
   std::fwrite(file.data(), 1, file.size(), f);
   std::fclose(f);
 }
@@ -84,7 +89,10 @@ void Write(const std::string& dir, const std::string& name, uint8_t which, uint3
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) { std::fprintf(stderr, "usage: seeds DIR\n"); return 2; }
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: seeds DIR\n");
+    return 2;
+  }
   std::string dir = argv[1];
   // Name list: two devices, the first with event_nr + uuid, as kernels >= 4.46 send.
   std::vector<char> names;
@@ -100,8 +108,14 @@ int main(int argc, char** argv) {
     uint32_t ev = 7, flags = i == 0 ? DM_NAME_LIST_FLAG_HAS_UUID : DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID;
     Put(names, &ev, 4);
     Put(names, &flags, 4);
-    if (i == 0) { Put(names, "LVM-abc", 8); Pad8(names, start); }
-    if (i == 0) { uint32_t n = static_cast<uint32_t>(names.size() - start); std::memcpy(names.data() + start + 8, &n, 4); }
+    if (i == 0) {
+      Put(names, "LVM-abc", 8);
+      Pad8(names, start);
+    }
+    if (i == 0) {
+      uint32_t n = static_cast<uint32_t>(names.size() - start);
+      std::memcpy(names.data() + start + 8, &n, 4);
+    }
   }
   Write(dir, "names", 0, 0, names);
   // Versions: two targets.
@@ -114,7 +128,10 @@ int main(int argc, char** argv) {
     Put(versions, v, 12);
     Put(versions, targets[i], std::strlen(targets[i]) + 1);
     Pad8(versions, start);
-    if (i == 0) { uint32_t n = static_cast<uint32_t>(versions.size() - start); std::memcpy(versions.data() + start, &n, 4); }
+    if (i == 0) {
+      uint32_t n = static_cast<uint32_t>(versions.size() - start);
+      std::memcpy(versions.data() + start, &n, 4);
+    }
   }
   Write(dir, "versions", 1, 0, versions);
   // Target specs: two, `next` counted from the data start.

@@ -40,7 +40,10 @@ const u64 = (n: bigint) => {
 
 describe('reply decoders under libFuzzer + ASan + UBSan', () => {
   it(`a ${SECONDS} s run from the seed corpus finds no crash`, async () => {
-    const { stdout } = await exec(process.execPath, [join(root, 'scripts/fuzz.mjs'), '--seconds', String(SECONDS)], { cwd: root, maxBuffer: 64 << 20 });
+    const { stdout } = await exec(process.execPath, [join(root, 'scripts/fuzz.mjs'), '--seconds', String(SECONDS)], {
+      cwd: root,
+      maxBuffer: 64 << 20,
+    });
     console.log(stdout.trim().split('\n').at(-1));
     const m = /fuzz: (\d+) executions in \d+ s \((\d+)\/s\), coverage cov (\d+) ft (\d+)/.exec(stdout);
     expect(m, stdout).not.toBeNull();
@@ -58,7 +61,7 @@ describe('reply decoders under libFuzzer + ASan + UBSan', () => {
       'targets-huge-count': input(2, 0xffffffff, Buffer.alloc(40), Buffer.from('p\0')),
       'targets-next-backwards': input(2, 2, Buffer.alloc(40), Buffer.from('p\0\0\0\0\0\0\0')),
       'deps-count-too-big': input(3, 0, u32(0xffffffff), u32(0), u64(1n)),
-      'empty': input(4, 0),
+      empty: input(4, 0),
     };
     for (const [name, bytes] of Object.entries(hostile)) {
       const file = join(dir, name);

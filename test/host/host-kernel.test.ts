@@ -17,7 +17,10 @@ beforeAll(async () => {
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 it('trusts /proc/misc when it lists device-mapper', () => {
-  expect(hostDeviceMapper({ misc: join(dir, 'misc-dm'), control: join(dir, 'absent') })).toMatchObject({ ok: true, why: expect.stringContaining('/proc/misc') });
+  expect(hostDeviceMapper({ misc: join(dir, 'misc-dm'), control: join(dir, 'absent') })).toMatchObject({
+    ok: true,
+    why: expect.stringContaining('/proc/misc'),
+  });
 });
 
 it('says no when neither /proc/misc nor a control node has it', () => {

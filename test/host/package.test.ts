@@ -33,15 +33,30 @@ beforeAll(async () => {
   await mkdir(app);
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
   const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
-  await exec(process.execPath, [npmCli, 'install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: app, env: { ...process.env, PATH: bin } });
+  await exec(process.execPath, [npmCli, 'install', '--prefer-offline', '--no-audit', '--no-fund', tarball], {
+    cwd: app,
+    env: { ...process.env, PATH: bin },
+  });
 }, 300_000);
 afterAll(() => rm(work, { recursive: true, force: true }));
 
 let files: string[] = [];
 
 it('packs the prebuild, compiled JS, types, CLI and README, and no tests or TypeScript sources', () => {
-  expect(files).toEqual(expect.arrayContaining(['prebuilds/linux-x64/devmapper.glibc.node', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/devmapper.js', 'README.md', 'package.json']));
-  expect(files.filter((f) => f.startsWith('test/') || f.startsWith('lib/') || f.startsWith('scripts/') || f.endsWith('.test.ts'))).toEqual([]);
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'prebuilds/linux-x64/devmapper.glibc.node',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/cli/main.js',
+      'bin/devmapper.js',
+      'README.md',
+      'package.json',
+    ]),
+  );
+  expect(files.filter((f) => f.startsWith('test/') || f.startsWith('lib/') || f.startsWith('scripts/') || f.endsWith('.test.ts'))).toEqual(
+    [],
+  );
 });
 
 it('installs without a compiler, loads the prebuild, and reaches the kernel via require, import and the CLI', async () => {

@@ -17,7 +17,9 @@ function work(seed) {
   return [
     createHash('sha256').update(big).digest('hex'),
     Buffer.compare(big, copy),
-    createHash('sha256').update(JSON.stringify(JSON.parse(JSON.stringify(doc)))).digest('hex'),
+    createHash('sha256')
+      .update(JSON.stringify(JSON.parse(JSON.stringify(doc))))
+      .digest('hex'),
     doc.values.reduce((a, v) => a + Math.sqrt(v.f) * Math.sin(v.i), 0),
   ].join(',');
 }
@@ -26,11 +28,14 @@ if (isMainThread) {
   const seeds = Array.from({ length: 4 }, () => randomBytes(64).toString('hex'));
   const expected = seeds.map(work);
   const counts = await Promise.all(
-    seeds.map((seed, i) => new Promise((resolve, reject) => {
-      const w = new Worker(new URL(import.meta.url), { workerData: { seed, expected: expected[i] } });
-      w.on('message', resolve);
-      w.on('error', reject);
-    })),
+    seeds.map(
+      (seed, i) =>
+        new Promise((resolve, reject) => {
+          const w = new Worker(new URL(import.meta.url), { workerData: { seed, expected: expected[i] } });
+          w.on('message', resolve);
+          w.on('error', reject);
+        }),
+    ),
   );
   const bad = counts.filter((c) => c.mismatches > 0);
   console.log(`simd-check: ${counts.reduce((a, c) => a + c.iterations, 0)} iterations in 4 threads, ${bad.length} with mismatches`);

@@ -16,7 +16,10 @@ function runVm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: num
 
 it('returns the command exit status and forwards its output, environment and directory', async () => {
   const probe = 'a "quoted" value\non two lines, $(not run) `nor this` \\ ✓';
-  const r = await runVm(['sh', '-c', 'printf "hi %s from %s [%s]\\n" "$VM_PROBE" "$PWD" "${LD_PRELOAD-unset}"; exit 3'], { VM_PROBE: probe, LD_PRELOAD: '' });
+  const r = await runVm(['sh', '-c', 'printf "hi %s from %s [%s]\\n" "$VM_PROBE" "$PWD" "${LD_PRELOAD-unset}"; exit 3'], {
+    VM_PROBE: probe,
+    LD_PRELOAD: '',
+  });
   expect(r.code).toBe(3);
   expect(r.out).toContain(`hi ${probe} from ${root} [unset]`); // LD_PRELOAD: the shim is UML's, not the guest's
   expect(r.out).not.toContain('\r');
@@ -56,14 +59,23 @@ it('stops the VM and leaves nothing behind when it is sent SIGTERM', async () =>
   // This run's UML (umid devmapper-vm-PID): neither its directory nor a process.
   const umid = `devmapper-vm-${child.pid}`;
   const dirs = (await readdir('/var/tmp')).filter((f) => f.startsWith('devmapper-vm.'));
-  const mine = await Promise.all(dirs.map((d) => readdir(`/var/tmp/${d}`).then((f) => f.includes(umid), () => false)));
+  const mine = await Promise.all(
+    dirs.map((d) =>
+      readdir(`/var/tmp/${d}`).then(
+        (f) => f.includes(umid),
+        () => false,
+      ),
+    ),
+  );
   expect(mine.filter(Boolean)).toEqual([]);
   // UML's own processes exit a moment after the script: wait for that (bounded), then look.
   const left = async () =>
-    (await Promise.all((await readdir('/proc')).filter((p) => /^\d+$/.test(p)).map((p) => readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')))).filter((c) =>
-      c.includes(`umid=${umid}\0`),
-    );
-  for (const end = Date.now() + 20_000; (await left()).length > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+    (
+      await Promise.all(
+        (await readdir('/proc')).filter((p) => /^\d+$/.test(p)).map((p) => readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')),
+      )
+    ).filter((c) => c.includes(`umid=${umid}\0`));
+  for (const end = Date.now() + 20_000; (await left()).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 100));
   expect(await left()).toEqual([]);
 }, 60_000);
 
@@ -78,7 +90,9 @@ it('works from a directory under /tmp, which the guest covers with its own tmpfs
   const dir = await mkdtemp('/tmp/vm-cwd-');
   await writeFile(`${dir}/in`, 'from the host');
   const r = await new Promise<{ code: number; out: string }>((resolve) =>
-    execFile(vm, ['sh', '-c', 'cat in; echo from the guest > out'], { cwd: dir }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })),
+    execFile(vm, ['sh', '-c', 'cat in; echo from the guest > out'], { cwd: dir }, (err, stdout, stderr) =>
+      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
+    ),
   );
   expect(r.code).toBe(0);
   expect(r.out).toContain('from the host');
@@ -106,9 +120,11 @@ it('prints usage', async () => {
   expect(r.out).toContain('usage: scripts/vm/run');
 });
 
-describe('--qemu: Debian\'s x86_64 kernel under QEMU', () => {
+describe("--qemu: Debian's x86_64 kernel under QEMU", () => {
   it('returns the exit status, forwards output, environment and directory, and gives stdin at end of file', async () => {
-    const r = await runVm(['--qemu', 'sh', '-c', 'cat; printf "hi %s from %s on %s\\n" "$VM_PROBE" "$PWD" "$(uname -r)"; exit 4'], { VM_PROBE: 'a "quoted" value' });
+    const r = await runVm(['--qemu', 'sh', '-c', 'cat; printf "hi %s from %s on %s\\n" "$VM_PROBE" "$PWD" "$(uname -r)"; exit 4'], {
+      VM_PROBE: 'a "quoted" value',
+    });
     expect(r.code).toBe(4);
     expect(r.out).toMatch(new RegExp(`hi a "quoted" value from ${root} on \\d+\\.\\d+\\.\\d+-\\d+-amd64`));
     expect(r.out).not.toContain('\r');
@@ -116,8 +132,15 @@ describe('--qemu: Debian\'s x86_64 kernel under QEMU', () => {
   });
 
   it('boots with device-mapper, thin-pool and loop, and a full address space (ASan runs)', async () => {
-    const libasan = await new Promise<string>((resolve) => execFile('gcc', ['-print-file-name=libasan.so'], (_e, out) => resolve(out.trim())));
-    const r = await runVm(['--qemu', 'sh', '-c', `dmsetup targets; ls /dev/loop-control; LD_PRELOAD=${libasan} node -e "console.log('asan ok')"`]);
+    const libasan = await new Promise<string>((resolve) =>
+      execFile('gcc', ['-print-file-name=libasan.so'], (_e, out) => resolve(out.trim())),
+    );
+    const r = await runVm([
+      '--qemu',
+      'sh',
+      '-c',
+      `dmsetup targets; ls /dev/loop-control; LD_PRELOAD=${libasan} node -e "console.log('asan ok')"`,
+    ]);
     expect(r.out).toMatch(/thin-pool\s+v1\./);
     expect(r.out).toContain('/dev/loop-control');
     expect(r.out).toContain('asan ok');

@@ -8,7 +8,9 @@ import { gone, RUN, SCRATCH, sparseFile, sweep } from './helpers';
 
 const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })));
+  return new Promise((resolve) =>
+    execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
+  );
 }
 async function json<T = unknown>(...args: string[]): Promise<T> {
   const r = await cli('--json', ...args);
@@ -59,18 +61,27 @@ describe('devmapper CLI', () => {
 
   it('pool create, thin create/snapshot/activate/deactivate/delete, pool status/resize/destroy', async () => {
     const dir = `${SCRATCH}/cli-pool`;
-    const pool = (await cli('pool', 'create', '--dir', dir, '--name', `${RUN}clipool`, '--data-size', '256M', '--metadata-size', '8M')).stdout.trim();
+    const pool = (
+      await cli('pool', 'create', '--dir', dir, '--name', `${RUN}clipool`, '--data-size', '256M', '--metadata-size', '8M')
+    ).stdout.trim();
     expect(pool).toBe(`${RUN}clipool`);
     expect((await cli('thin', 'create', pool)).stdout.trim()).toBe('0');
     expect((await cli('thin', 'snapshot', pool, '5', '0')).stdout.trim()).toBe('5');
-    expect((await cli('thin', 'activate', pool, '5', '--name', `${RUN}clithin`, '--size', '64M')).stdout.trim()).toBe(`/dev/mapper/${RUN}clithin`);
+    expect((await cli('thin', 'activate', pool, '5', '--name', `${RUN}clithin`, '--size', '64M')).stdout.trim()).toBe(
+      `/dev/mapper/${RUN}clithin`,
+    );
     const status = await cli('status', pool);
     expect(status.stdout).toMatch(/thin-pool\n[\s\S]*mode: rw/);
     expect((await cli('status', pool, '--raw')).stdout).toMatch(/thin-pool 0 \d+\/\d+ 0\/4096 - rw/);
     const human = await cli('pool', 'status', pool);
     expect(human.stdout).toMatch(/Pool Blocksize: 65.54 kB[\s\S]*Data Space Total: 268.4 MB/);
     expect(await json('discard', `${RUN}clithin`, '--offset', '1M', '--length', '4M')).toEqual({ offset: 1 << 20, length: 4 << 20 });
-    expect(await json('thin', 'usage', pool, '5')).toMatchObject({ thinId: 5, source: 'active', mappedSectors: 0, highestMappedSector: null });
+    expect(await json('thin', 'usage', pool, '5')).toMatchObject({
+      thinId: 5,
+      source: 'active',
+      mappedSectors: 0,
+      highestMappedSector: null,
+    });
     expect(await cli('thin', 'deactivate', `${RUN}clithin`)).toMatchObject({ code: 0 });
     expect((await cli('thin', 'usage', pool, '5')).stdout.trim()).toBe('0 sectors mapped (0 bytes), highest -');
     expect(await cli('thin', 'delete', pool, '5')).toMatchObject({ code: 0 });
@@ -82,7 +93,9 @@ describe('devmapper CLI', () => {
 
   it('pool watch prints events as JSON lines, grows the pool with --auto-extend, and stops on ^C', async () => {
     const dir = `${SCRATCH}/cli-watch`;
-    const pool = (await cli('pool', 'create', '--dir', dir, '--name', `${RUN}cliwatch`, '--data-size', '64M', '--metadata-size', '4M')).stdout.trim();
+    const pool = (
+      await cli('pool', 'create', '--dir', dir, '--name', `${RUN}cliwatch`, '--data-size', '64M', '--metadata-size', '4M')
+    ).stdout.trim();
     expect((await cli('pool', 'watch', pool, '--auto-extend', '80')).code).toBe(2);
     expect((await cli('pool', 'watch', pool, '--max', '1G')).code).toBe(2);
     const child = spawn(process.execPath, [bin, '--json', 'pool', 'watch', pool, '--auto-extend', '80:20']);
@@ -93,7 +106,7 @@ describe('devmapper CLI', () => {
       for (let i; (i = buffered.indexOf('\n')) >= 0; buffered = buffered.slice(i + 1)) lines.push(JSON.parse(buffered.slice(0, i)));
     });
     const seen = async (type: string) => {
-      for (const end = Date.now() + 60_000; !lines.some((l) => l.type === type); ) {
+      for (const end = Date.now() + 60_000; !lines.some((l) => l.type === type);) {
         if (Date.now() > end) throw new Error(`no '${type}' line: ${JSON.stringify(lines)}`);
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -101,9 +114,13 @@ describe('devmapper CLI', () => {
     await seen('status');
     expect((await cli('thin', 'create', pool, '1')).code).toBe(0);
     const dev = (await cli('thin', 'activate', pool, '1', '--name', `${RUN}cliwatch-thin`, '--size', '128M')).stdout.trim();
-    await new Promise((resolve, reject) => execFile('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'count=56', 'oflag=direct', 'status=none'], (e) => (e ? reject(e) : resolve(undefined))));
+    await new Promise((resolve, reject) =>
+      execFile('dd', ['if=/dev/zero', `of=${dev}`, 'bs=1M', 'count=56', 'oflag=direct', 'status=none'], (e) =>
+        e ? reject(e) : resolve(undefined),
+      ),
+    );
     await seen('extended');
-    expect(lines.find((l) => l.type === 'extended')!.to).toBe(Math.ceil((64 << 20) * 1.2 / 65536) * 65536);
+    expect(lines.find((l) => l.type === 'extended')!.to).toBe(Math.ceil(((64 << 20) * 1.2) / 65536) * 65536);
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGINT');
     expect(await exited).toBe(0);
@@ -115,7 +132,9 @@ describe('devmapper CLI', () => {
     const root = `${SCRATCH}/cli-set`;
     const info = await cli('set', 'info', '--root', root);
     expect(info.code, info.stderr).toBe(0);
-    expect(info.stdout).toMatch(/^Storage Driver: devicemapper\n Pool Name: devmapper-\d+:\d+-\d+-pool\n Pool Blocksize: 65.54 kB\n Base Device Size: 10.74 GB\n Backing Filesystem: ext4\n Data file: \/dev\/loop\d+/);
+    expect(info.stdout).toMatch(
+      /^Storage Driver: devicemapper\n Pool Name: devmapper-\d+:\d+-\d+-pool\n Pool Blocksize: 65.54 kB\n Base Device Size: 10.74 GB\n Backing Filesystem: ext4\n Data file: \/dev\/loop\d+/,
+    );
     expect(info.stdout).toMatch(/Data Space Total: 107.4 GB[\s\S]*Metadata Space Total: 2.147 GB[\s\S]*Deferred Deleted Device Count: 0/);
     const j = await json<{ dataSpaceTotal: number; baseDeviceSize: number }>('set', 'info', '--root', root);
     expect(j).toMatchObject({ dataSpaceTotal: 100 * 2 ** 30, baseDeviceSize: 10 * 2 ** 30 });
@@ -128,11 +147,17 @@ describe('devmapper CLI', () => {
     const ls = await json<Array<{ id: string; mountPoint?: string }>>('set', 'ls', '--root', root);
     expect(ls.find((d) => d.id === 'ctr')?.mountPoint).toBe(mnt);
     expect((await cli('set', 'rm', 'ctr', '--root', root)).code).toBe(1); // still mounted
-    expect(await json('set', 'usage', 'ctr', '--root', root)).toMatchObject({ id: 'ctr', size: 10 * 2 ** 30, mappedBytes: expect.any(Number) });
+    expect(await json('set', 'usage', 'ctr', '--root', root)).toMatchObject({
+      id: 'ctr',
+      size: 10 * 2 ** 30,
+      mappedBytes: expect.any(Number),
+    });
     expect((await cli('set', 'usage', 'ctr', '--root', root)).stdout).toMatch(/Size: 10.74 GB\n Mapped: .* \(\d+ sectors\)/);
     expect(await cli('set', 'unmount', 'ctr', '--root', root)).toMatchObject({ code: 0 });
     expect(await cli('set', 'rm', 'ctr', '--root', root)).toMatchObject({ code: 0 });
-    expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(/^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/);
+    expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(
+      /^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/,
+    );
   });
 
   it('repl: the library in scope, top-level await, pools printed for people', async () => {
@@ -167,7 +192,9 @@ describe('devmapper CLI', () => {
   it('shows progress of long steps on a terminal, and nothing when piped', async () => {
     // script(1) gives the command a pseudo-terminal.
     const tty = await new Promise<string>((resolve) =>
-      execFile('script', ['-qec', `${process.execPath} ${bin} set info --root ${SCRATCH}/progress-tty`, '/dev/null'], (_e, stdout) => resolve(stdout)),
+      execFile('script', ['-qec', `${process.execPath} ${bin} set info --root ${SCRATCH}/progress-tty`, '/dev/null'], (_e, stdout) =>
+        resolve(stdout),
+      ),
     );
     expect(tty).toMatch(/✓ making ext4 on the 10.74 GB base device \([\d.]+s\)/);
     const piped = await cli('set', 'info', '--root', `${SCRATCH}/progress-pipe`);
@@ -193,7 +220,9 @@ describe('devmapper CLI', () => {
       holder.kill();
     })();
     const tty = await new Promise<string>((resolve) =>
-      execFile('script', ['-qec', `${process.execPath} ${bin} remove ${name} --deferred --wait --timeout 10`, '/dev/null'], (_e, stdout) => resolve(stdout)),
+      execFile('script', ['-qec', `${process.execPath} ${bin} remove ${name} --deferred --wait --timeout 10`, '/dev/null'], (_e, stdout) =>
+        resolve(stdout),
+      ),
     );
     await release;
     expect(tty).toMatch(new RegExp(`✓ waiting for '${name}' to be closed by its last user \\(\\d\\.\\ds\\)`));

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 const { DeviceSet } = createRequire(import.meta.url)('../../dist/index.js');
 const [root, seedText] = process.argv.slice(2);
 let seed = Number(seedText) >>> 0 || 1;
-const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
 const say = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 function thinIds(metadataDevice) {

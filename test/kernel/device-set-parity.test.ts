@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, type DeviceSetOptions } from '../../lib/index';
 import { SCRATCH, sweep, thinDump } from './helpers';
 
-const run = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { env: { ...process.env, DM_DISABLE_UDEV: '1' } })).stdout.trim();
+const run = async (cmd: string, args: string[]) =>
+  (await promisify(execFile)(cmd, args, { env: { ...process.env, DM_DISABLE_UDEV: '1' } })).stdout.trim();
 
 const MiB = 1 << 20;
 let n = 0;
@@ -44,7 +45,8 @@ beforeAll(sweep);
 afterAll(async () => {
   for (const c of children) await kill(c);
   await run('umount', ['-l', `${SCRATCH}/small`]).catch(() => undefined);
-  for (const d of await dm.list()) if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
+  for (const d of await dm.list())
+    if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
   for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
   await sweep();
 });
@@ -120,7 +122,10 @@ describe('a larger dataSize / metadataSize on reopen grows the pool (moby TestDe
     await live.close({ keep: true });
 
     for (const smaller of [{ dataSize: '1G' }, { metadataSize: '16M' }]) {
-      await expect(DeviceSet.open({ root, ...smaller })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('cannot shrink') });
+      await expect(DeviceSet.open({ root, ...smaller })).rejects.toMatchObject({
+        code: 'ERR_DM_INVALID_ARG',
+        message: expect.stringContaining('cannot shrink'),
+      });
     }
     expect((await stat(`${root}/devicemapper/data`)).size).toBe(3 * 1024 * MiB);
     const same = await DeviceSet.open({ root });
@@ -194,7 +199,10 @@ describe("XFS's ENOSPC retries (dm.xfs_nospace_max_retries)", () => {
     expect(await retries(plain, 'x')).toBe('-1'); // the kernel's default: for ever
     await plain.unmount('x');
     await plain.close();
-    await expect(fresh({ xfsNospaceMaxRetries: 3 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('ext4') });
+    await expect(fresh({ xfsNospaceMaxRetries: 3 })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('ext4'),
+    });
     await expect(fresh({ fs: 'xfs', xfsNospaceMaxRetries: -1 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
   });
 });

@@ -19,7 +19,8 @@ const mnt = (tag: string) => `${SCRATCH}/m-${tag}`;
 beforeAll(sweep);
 afterAll(async () => {
   // Sets made here are named after their root (not the test prefix): remove what is left.
-  for (const d of await dm.list()) if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
+  for (const d of await dm.list())
+    if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
   for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
   await sweep();
 });
@@ -88,8 +89,14 @@ describe('the container-runtime flow', () => {
   it('refuses a second holder with ERR_DM_LOCKED naming the pid, in-process and from another process', async () => {
     const ds = await fresh();
     const root = `${SCRATCH}/set-${n}`;
-    await expect(DeviceSet.open({ root })).rejects.toMatchObject({ code: 'ERR_DM_LOCKED', message: expect.stringContaining(`process ${process.pid}`) });
-    const child = run(process.execPath, ['-e', `require(${JSON.stringify(`${__dirname}/../../dist/index.js`)}).DeviceSet.open({ root: ${JSON.stringify(root)} }).then(() => process.exit(0), (e) => { console.log(e.code, e.message); process.exit(1); })`]).catch((e: { stdout: string }) => e.stdout);
+    await expect(DeviceSet.open({ root })).rejects.toMatchObject({
+      code: 'ERR_DM_LOCKED',
+      message: expect.stringContaining(`process ${process.pid}`),
+    });
+    const child = run(process.execPath, [
+      '-e',
+      `require(${JSON.stringify(`${__dirname}/../../dist/index.js`)}).DeviceSet.open({ root: ${JSON.stringify(root)} }).then(() => process.exit(0), (e) => { console.log(e.code, e.message); process.exit(1); })`,
+    ]).catch((e: { stdout: string }) => e.stdout);
     expect(await child).toMatch(new RegExp(`^ERR_DM_LOCKED .*process ${process.pid}`));
     await ds.close();
   });
@@ -114,7 +121,10 @@ describe('what a killed process leaves behind', () => {
         require('fs').unlinkSync('/dev/mapper/' + ds.pool.name);
         process.kill(process.pid, 'SIGKILL');
       })();`;
-    const died = await run(process.execPath, ['-e', script]).then(() => 'exited', (e: { signal?: string }) => e.signal);
+    const died = await run(process.execPath, ['-e', script]).then(
+      () => 'exited',
+      (e: { signal?: string }) => e.signal,
+    );
     expect(died).toBe('SIGKILL');
     const again = await DeviceSet.open({ root });
     const frozen = await dm.info(`${again.prefix}-frozen`);
@@ -136,7 +146,10 @@ describe('sizes and filesystems', () => {
     const fs = await statfs(mnt('big'));
     expect(fs.blocks * fs.bsize).toBeGreaterThan(100 * MiB);
     await ds.unmount('big');
-    await expect(ds.create('small', { size: '32M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('smaller than the parent') });
+    await expect(ds.create('small', { size: '32M' })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('smaller than the parent'),
+    });
     await ds.close();
   });
 
@@ -158,7 +171,10 @@ describe('sizes and filesystems', () => {
     expect(fs.blocks * fs.bsize).toBeGreaterThan(80 * MiB);
     await grown.unmount('new');
     await grown.close();
-    await expect(DeviceSet.open({ root, baseSize: '64M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('cannot shrink') });
+    await expect(DeviceSet.open({ root, baseSize: '64M' })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('cannot shrink'),
+    });
   });
 
   /** The set's recorded base UUID (read from the superblock) is what blkid -p reads. */
@@ -250,7 +266,10 @@ describe('space', () => {
     await ds.mount('filler', mnt('filler'));
     await writeFile(`${mnt('filler')}/fill`, randomBytes(72 * MiB));
     await ds.unmount('filler');
-    await expect(ds.create('one-more')).rejects.toMatchObject({ code: 'ERR_DM_POOL_FULL', message: expect.stringMatching(/below the minimum of 50%.*resize/) });
+    await expect(ds.create('one-more')).rejects.toMatchObject({
+      code: 'ERR_DM_POOL_FULL',
+      message: expect.stringMatching(/below the minimum of 50%.*resize/),
+    });
     expect(ds.has('one-more')).toBe(false);
     await ds.pool.resize({ dataSize: '512M' });
     await ds.create('one-more');
@@ -275,9 +294,19 @@ describe('space', () => {
     const ds = await fresh({ deferredRemoval: true, deferredDeletion: true });
     const info = await ds.info();
     expect(info).toMatchObject({
-      poolBlockSize: 65536, baseDeviceSize: 64 * MiB, backingFilesystem: 'ext4', dataSpaceTotal: 1024 * MiB, metadataSpaceTotal: 16 * MiB,
-      thinPoolMinimumFreeSpace: Math.floor((1024 * MiB) / 10), deferredRemovalEnabled: true, deferredDeletionEnabled: true, deferredDeletedDeviceCount: 0,
-      udevSyncSupported: false, driverVersion: expect.stringMatching(/^4\.\d+\.\d+$/), libraryVersion: expect.any(String), devices: 0,
+      poolBlockSize: 65536,
+      baseDeviceSize: 64 * MiB,
+      backingFilesystem: 'ext4',
+      dataSpaceTotal: 1024 * MiB,
+      metadataSpaceTotal: 16 * MiB,
+      thinPoolMinimumFreeSpace: Math.floor((1024 * MiB) / 10),
+      deferredRemovalEnabled: true,
+      deferredDeletionEnabled: true,
+      deferredDeletedDeviceCount: 0,
+      udevSyncSupported: false,
+      driverVersion: expect.stringMatching(/^4\.\d+\.\d+$/),
+      libraryVersion: expect.any(String),
+      devices: 0,
     });
     expect(info.poolName).toMatch(/^devmapper-\d+:\d+-\d+-pool$/);
     expect(info.dataFile).toMatch(/^\/dev\/loop\d+$/);
@@ -301,7 +330,8 @@ describe('deferred removal and deletion', () => {
     expect((await dm.info(name)).deferredRemove).toBe(true);
     await held.close();
     // The background retry (every 100 ms here) finishes the deletion.
-    for (const end = Date.now() + 60_000; Date.now() < end && (await ds.info()).deferredDeletedDeviceCount > 0; ) await new Promise((r) => setTimeout(r, 100));
+    for (const end = Date.now() + 60_000; Date.now() < end && (await ds.info()).deferredDeletedDeviceCount > 0;)
+      await new Promise((r) => setTimeout(r, 100));
     expect((await ds.info()).deferredDeletedDeviceCount).toBe(0);
     await expect(dm.info(name)).rejects.toMatchObject({ code: 'ENXIO' });
     await ds.close();
@@ -344,8 +374,13 @@ describe('bad input', () => {
     }
     await ds.create('y');
     await expect(ds.create('y')).rejects.toMatchObject({ code: 'EEXIST' });
-    await expect(DeviceSet.open({ root: `${SCRATCH}/set-x`, fs: 'btrfs' as never })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('fs') });
-    await expect(DeviceSet.open({ root: `${SCRATCH}/set-x`, dataDevice: '/dev/loop0' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+    await expect(DeviceSet.open({ root: `${SCRATCH}/set-x`, fs: 'btrfs' as never })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('fs'),
+    });
+    await expect(DeviceSet.open({ root: `${SCRATCH}/set-x`, dataDevice: '/dev/loop0' })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+    });
     expect(ds.list()).toEqual(['y']);
     const meta = ds.pool.loopBacking!.metadataFile;
     await ds.close();
@@ -355,7 +390,12 @@ describe('bad input', () => {
 
 describe('other pools', () => {
   it('uses an existing pool (poolName) and leaves it in place on close', async () => {
-    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/shared-pool`, name: `${RUN}shared-pool`, dataSize: '512M', metadataSize: '16M' });
+    const pool = await ThinPool.createLoopBacked({
+      dir: `${SCRATCH}/shared-pool`,
+      name: `${RUN}shared-pool`,
+      dataSize: '512M',
+      metadataSize: '16M',
+    });
     const ds = await DeviceSet.open({ root: `${SCRATCH}/set-byname`, poolName: pool.name, baseSize: '32M' });
     expect(ds.prefix).toBe(`${RUN}shared`);
     await ds.create('other');

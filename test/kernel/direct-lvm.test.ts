@@ -33,11 +33,21 @@ async function report(command: 'pvs' | 'lvs' | 'vgs', fields: string, ...args: s
 }
 
 /** blkid -p's exit status: 2 when the device holds no signature at all. */
-const blkidStatus = (device: string) => exec('blkid', ['-p', device]).then(() => 0, (e: { code: number }) => e.code);
+const blkidStatus = (device: string) =>
+  exec('blkid', ['-p', device]).then(
+    () => 0,
+    (e: { code: number }) => e.code,
+  );
 
 const options = (device: string) => ({
-  device, vg: VG, thinpPercent: 90, thinpMetaPercent: 2, autoextendThreshold: 70, autoextendPercent: 30,
-  profileDir: PROFILES, lvmConfig: LVM_CONFIG,
+  device,
+  vg: VG,
+  thinpPercent: 90,
+  thinpMetaPercent: 2,
+  autoextendThreshold: 70,
+  autoextendPercent: 30,
+  profileDir: PROFILES,
+  lvmConfig: LVM_CONFIG,
 });
 
 let disk: loop.LoopDevice; // the direct-lvm device
@@ -171,8 +181,16 @@ describe('direct-lvm set-up', () => {
     const root = `${SCRATCH}/set`;
     const open = () =>
       DeviceSet.open({
-        root, baseSize: '64M', directLvmDevice: disk.path, directLvmVg: VG, thinpPercent: 90, thinpMetaPercent: 2,
-        thinpAutoextendThreshold: 70, thinpAutoextendPercent: 30, lvmProfileDir: PROFILES, lvmConfig: LVM_CONFIG,
+        root,
+        baseSize: '64M',
+        directLvmDevice: disk.path,
+        directLvmVg: VG,
+        thinpPercent: 90,
+        thinpMetaPercent: 2,
+        thinpAutoextendThreshold: 70,
+        thinpAutoextendPercent: 30,
+        lvmProfileDir: PROFILES,
+        lvmConfig: LVM_CONFIG,
       });
     const mnt = `${SCRATCH}/mnt`;
     let ds = await open();

@@ -33,7 +33,15 @@ describe('create, info, table, status', () => {
   it('creates with a table: live, with a /dev/mapper node, and listed with uuid and event number', async () => {
     const name = `${RUN}zero`;
     const dev = await dm.create(name, { uuid: `${RUN}uuid`, table: zero(2048) });
-    expect(dev).toMatchObject({ name, uuid: `${RUN}uuid`, activeTable: true, inactiveTable: false, suspended: false, targetCount: 1, path: `/dev/mapper/${name}` });
+    expect(dev).toMatchObject({
+      name,
+      uuid: `${RUN}uuid`,
+      activeTable: true,
+      inactiveTable: false,
+      suspended: false,
+      targetCount: 1,
+      path: `/dev/mapper/${name}`,
+    });
     const st = statSync(dev.path);
     expect(st.isBlockDevice()).toBe(true);
     expect(await dm.table(name)).toEqual(zero(2048));
@@ -44,7 +52,11 @@ describe('create, info, table, status', () => {
     expect(await dm.info({ major: dev.major, minor: dev.minor })).toMatchObject({ name });
     await dm.remove(name);
     expect(existsSync(dev.path)).toBe(false);
-    await expect(dm.info(name)).rejects.toMatchObject({ code: 'ENXIO', device: name, message: expect.stringContaining(`no such device-mapper device '${name}'`) });
+    await expect(dm.info(name)).rejects.toMatchObject({
+      code: 'ENXIO',
+      device: name,
+      message: expect.stringContaining(`no such device-mapper device '${name}'`),
+    });
   });
 
   it('creates without a table: present, no live table, read-only table load honoured', async () => {
@@ -65,14 +77,20 @@ describe('create, info, table, status', () => {
   it('refuses a duplicate name (the kernel says EBUSY) and leaves the first device alone', async () => {
     const name = `${RUN}dup`;
     await dm.create(name, { table: zero(8) });
-    await expect(dm.create(name, { table: zero(8) })).rejects.toMatchObject({ code: 'EBUSY', ioctl: 'DM_DEV_CREATE', message: expect.stringContaining('already exists') });
+    await expect(dm.create(name, { table: zero(8) })).rejects.toMatchObject({
+      code: 'EBUSY',
+      ioctl: 'DM_DEV_CREATE',
+      message: expect.stringContaining('already exists'),
+    });
     expect((await dm.info(name)).activeTable).toBe(true);
     await dm.remove(name);
   });
 
   it('rolls back a create whose table the kernel rejects', async () => {
     const name = `${RUN}rollback`;
-    const err = await dm.create(name, { table: [{ start: 0, length: 8, type: 'linear', params: '/dev/nonexistent 0' }] }).catch((e: unknown) => e);
+    const err = await dm
+      .create(name, { table: [{ start: 0, length: 8, type: 'linear', params: '/dev/nonexistent 0' }] })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DmError);
     expect(err).toMatchObject({ ioctl: 'DM_TABLE_LOAD', device: name });
     expect((await dm.list()).some((d) => d.name === name)).toBe(false);
@@ -120,7 +138,10 @@ describe('rename, uuid, geometry', () => {
     await dm.create(name, { table: zero(8) });
     await dm.setUuid(name, `${RUN}U1`);
     expect((await dm.info(name)).uuid).toBe(`${RUN}U1`);
-    await expect(dm.setUuid(name, `${RUN}U2`)).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('already has a uuid') });
+    await expect(dm.setUuid(name, `${RUN}U2`)).rejects.toMatchObject({
+      code: 'EINVAL',
+      message: expect.stringContaining('already has a uuid'),
+    });
     await dm.remove(name);
   });
 
@@ -128,7 +149,10 @@ describe('rename, uuid, geometry', () => {
     const name = `${RUN}geo`;
     await dm.create(name, { table: zero(1024 * 16 * 63) });
     await dm.setGeometry(name, { cylinders: 1024, heads: 16, sectors: 63, start: 0 });
-    await expect(dm.setGeometry(name, { cylinders: 1, heads: 1, sectors: 1, start: 10 })).rejects.toMatchObject({ code: 'EINVAL', ioctl: 'DM_DEV_SET_GEOMETRY' });
+    await expect(dm.setGeometry(name, { cylinders: 1, heads: 1, sectors: 1, start: 10 })).rejects.toMatchObject({
+      code: 'EINVAL',
+      ioctl: 'DM_DEV_SET_GEOMETRY',
+    });
     await dm.remove(name);
   });
 });

@@ -33,7 +33,9 @@ describe('remove({ force: true })', () => {
     const name = `${RUN}wedged`;
     const dev = await dm.create(name, { table: [{ start: 0, length: (8 * MiB) / 512, type: 'linear', params: `${backing.path} 0` }] });
     await dm.suspend(name);
-    const writer = spawn('dd', ['if=/dev/zero', `of=${dev.path}`, 'bs=4096', 'count=1', 'oflag=direct'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const writer = spawn('dd', ['if=/dev/zero', `of=${dev.path}`, 'bs=4096', 'count=1', 'oflag=direct'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     writer.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => writer.on('exit', (code) => r(code)));
@@ -61,7 +63,10 @@ describe('remove({ force: true })', () => {
     const dev = await dm.create(name, { table: [{ start: 0, length: 2048, type: 'zero', params: '' }] });
     const fh = await open(dev.path, 'r');
     try {
-      await expect(dm.remove(name, { force: true, retry: { attempts: 2, delayMs: 5 } })).rejects.toMatchObject({ code: 'EBUSY', ioctl: 'DM_DEV_REMOVE' });
+      await expect(dm.remove(name, { force: true, retry: { attempts: 2, delayMs: 5 } })).rejects.toMatchObject({
+        code: 'EBUSY',
+        ioctl: 'DM_DEV_REMOVE',
+      });
       expect(await dmsetup('table', name)).toBe('0 2048 error');
     } finally {
       await fh.close();
@@ -76,11 +81,22 @@ describe('remove({ force: true })', () => {
 
 describe('discard', () => {
   it("unmaps a thin device's blocks and punches them out of the pool's sparse data file", async () => {
-    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/discard`, name: `${RUN}discard-pool`, dataSize: '256M', metadataSize: '16M' });
+    const pool = await ThinPool.createLoopBacked({
+      dir: `${SCRATCH}/discard`,
+      name: `${RUN}discard-pool`,
+      dataSize: '256M',
+      metadataSize: '16M',
+    });
     try {
       const dev = await pool.createThinDevice({ name: `${RUN}discard-thin`, size: '64M' });
       await writeBlock(dev.path, 0, randomBytes(32 * MiB));
-      const allocated = async () => Number((await promisify(execFile)('stat', ['-c', '%b*%B', pool.loopBacking!.dataFile])).stdout.trim().split('*').reduce((a, b) => a * Number(b), 1));
+      const allocated = async () =>
+        Number(
+          (await promisify(execFile)('stat', ['-c', '%b*%B', pool.loopBacking!.dataFile])).stdout
+            .trim()
+            .split('*')
+            .reduce((a, b) => a * Number(b), 1),
+        );
       const before = await allocated();
       expect(before).toBeGreaterThanOrEqual(32 * MiB);
       expect((await pool.thinUsage(dev.id)).mappedBytes).toBe(32 * MiB);
@@ -94,7 +110,10 @@ describe('discard', () => {
       expect((await stat(pool.loopBacking!.dataFile)).size).toBe(256 * MiB); // the file keeps its length
 
       await expect(dm.discard(dev.name, { offset: 100 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
-      await expect(dm.discard(dev.name, { offset: 64 * MiB, length: 512 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('past the end') });
+      await expect(dm.discard(dev.name, { offset: 64 * MiB, length: 512 })).rejects.toMatchObject({
+        code: 'ERR_DM_INVALID_ARG',
+        message: expect.stringContaining('past the end'),
+      });
       await expect(dm.discard(`${RUN}no-such`)).rejects.toMatchObject({ code: 'ENXIO' });
       await pool.removeThinDevice(dev.name, dev.id);
     } finally {

@@ -16,7 +16,12 @@ describe('remove', () => {
     const fh = await open(dev.path, 'r');
     try {
       expect((await dm.info(name)).openCount).toBe(1);
-      await expect(dm.remove(name)).rejects.toMatchObject({ code: 'EBUSY', ioctl: 'DM_DEV_REMOVE', device: name, message: expect.stringContaining('deferred') });
+      await expect(dm.remove(name)).rejects.toMatchObject({
+        code: 'EBUSY',
+        ioctl: 'DM_DEV_REMOVE',
+        device: name,
+        message: expect.stringContaining('deferred'),
+      });
     } finally {
       await fh.close();
     }

@@ -103,7 +103,10 @@ async function dockerStore(tag: string, { live = false, fs = 'ext4' as 'ext4' | 
   if (!live) await dm.remove(container.name);
 
   // Docker writes the device's file inside the transaction, and commits last.
-  await writeFile(join(root, 'metadata', 'transaction-metadata'), JSON.stringify({ open_transaction_id: 4, device_hash: PENDING, device_id: 4 }));
+  await writeFile(
+    join(root, 'metadata', 'transaction-metadata'),
+    JSON.stringify({ open_transaction_id: 4, device_hash: PENDING, device_id: 4 }),
+  );
   await dm.message(pool, 'create_snap 4 2');
   await record(PENDING, { device_id: 4, size, transaction_id: 4, initialized: false, deleted: false });
   const set = { next_device_id: 5, BaseDeviceUUID: uuid, BaseDeviceFilesystem: fs };
@@ -123,13 +126,22 @@ async function snapshot(dir: string): Promise<string[]> {
   for (const name of (await readdir(dir, { recursive: true })).sort()) {
     const path = join(dir, name);
     const st = await stat(path);
-    const digest = st.isFile() && st.size <= 16 * MiB ? createHash('sha256').update(await readFile(path)).digest('hex') : '';
+    const digest =
+      st.isFile() && st.size <= 16 * MiB
+        ? createHash('sha256')
+            .update(await readFile(path))
+            .digest('hex')
+        : '';
     out.push(`${name} ${st.mode} ${st.size} ${st.mtimeMs} ${st.ctimeMs} ${digest}`);
   }
   return out;
 }
 
-const ours = async (prefix: string) => (await dm.list()).map((d) => d.name).filter((n) => n.startsWith(`${prefix}-`)).sort();
+const ours = async (prefix: string) =>
+  (await dm.list())
+    .map((d) => d.name)
+    .filter((n) => n.startsWith(`${prefix}-`))
+    .sort();
 
 beforeAll(sweep);
 afterAll(async () => {
@@ -143,7 +155,7 @@ afterAll(async () => {
   await sweep();
 });
 
-describe("a Docker store whose pool is down (Docker stopped)", () => {
+describe('a Docker store whose pool is down (Docker stopped)', () => {
   it('lists, mounts read-only and reads back every device; refuses changes; writes nothing under root; leaves nothing behind', async () => {
     const fx = await dockerStore('stopped');
     expect(await ours(fx.prefix)).toEqual([]);
@@ -158,7 +170,12 @@ describe("a Docker store whose pool is down (Docker stopped)", () => {
     expect(ds.has(PENDING)).toBe(false);
     await expect(ds.get(PENDING)).rejects.toMatchObject({ code: 'ENOENT' });
     expect(await ds.get(CONTAINER)).toMatchObject({
-      id: CONTAINER, parent: null, deviceId: 3, size: SIZE, path: `/dev/mapper/${fx.prefix}-${CONTAINER}`, active: false,
+      id: CONTAINER,
+      parent: null,
+      deviceId: 3,
+      size: SIZE,
+      path: `/dev/mapper/${fx.prefix}-${CONTAINER}`,
+      active: false,
     });
 
     await ds.mount(IMAGE, mnt('image'));
@@ -177,8 +194,12 @@ describe("a Docker store whose pool is down (Docker stopped)", () => {
     await expect(ds.mount(IMAGE, mnt('rw'), { readOnly: false })).rejects.toMatchObject({ code: 'EROFS' });
     await expect(DeviceSet.open({ root: fx.root, layout: 'docker' })).rejects.toMatchObject({ code: 'ERR_DM_LOCKED' });
     expect(await ds.info()).toMatchObject({
-      poolName: fx.pool, poolBlockSize: 64 * 1024, baseDeviceSize: SIZE, backingFilesystem: 'ext4',
-      dataLoopFile: join(fx.root, 'devicemapper', 'data'), devices: 2,
+      poolName: fx.pool,
+      poolBlockSize: 64 * 1024,
+      baseDeviceSize: SIZE,
+      backingFilesystem: 'ext4',
+      dataLoopFile: join(fx.root, 'devicemapper', 'data'),
+      devices: 2,
     });
 
     await ds.unmount(IMAGE);

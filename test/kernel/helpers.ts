@@ -85,7 +85,9 @@ export async function scratchPool(tag: string, dataBytes = 256 << 20): Promise<S
   const name = `${RUN}${tag}-pool`;
   const dataSectors = sectors(dataBytes);
   const dev = await dm.create(name, {
-    table: [{ start: 0, length: dataSectors, type: 'thin-pool', params: `${metaLoop.path} ${dataLoop.path} 256 32768 1 skip_block_zeroing` }],
+    table: [
+      { start: 0, length: dataSectors, type: 'thin-pool', params: `${metaLoop.path} ${dataLoop.path} 256 32768 1 skip_block_zeroing` },
+    ],
   });
   return { name, path: dev.path, dataLoop, metaLoop, dataSectors };
 }
@@ -105,7 +107,9 @@ async function thinTool(tool: string, args: string[], metadataFile: string): Pro
   const dev = await loop.attach(metadataFile, { readOnly: true });
   try {
     return await new Promise((resolve, reject) =>
-      execFile(tool, [...args, dev.path], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${tool} failed (${err.message}): ${stderr}${stdout}`)) : resolve(stdout + stderr))),
+      execFile(tool, [...args, dev.path], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${tool} failed (${err.message}): ${stderr}${stdout}`)) : resolve(stdout + stderr),
+      ),
     );
   } finally {
     await loop.detach(dev.path);

@@ -26,8 +26,16 @@ for (const legacy of [false, true]) {
       expect(setFd.mock.calls.some(([, op]) => op === 'LOOP_SET_FD')).toBe(legacy);
       expect(statSync(dev.path).isBlockDevice()).toBe(true);
       expect(await loop.info(dev.path)).toMatchObject({
-        path: dev.path, number: dev.number, backingFile: file, offset: 0, sizeLimit: 0, size: 16 * MiB,
-        readOnly: false, autoclear: false, partscan: false, blockSize: 512,
+        path: dev.path,
+        number: dev.number,
+        backingFile: file,
+        offset: 0,
+        sizeLimit: 0,
+        size: 16 * MiB,
+        readOnly: false,
+        autoclear: false,
+        partscan: false,
+        blockSize: 512,
       });
       expect((await loop.list()).map((l) => l.path)).toContain(dev.path);
       await loop.detach(dev.number);
@@ -47,7 +55,9 @@ for (const legacy of [false, true]) {
     it('read-only: flagged, and refuses writes', async () => {
       const dev = await loop.attach(await sparseFile(`ro-${legacy}`, 4 * MiB), { legacy, readOnly: true });
       expect((await loop.info(dev.path)).readOnly).toBe(true);
-      await expect(writeBlock(dev.path, 0, Buffer.alloc(512, 1))).rejects.toMatchObject({ code: expect.stringMatching(/EACCES|EROFS|EPERM/) });
+      await expect(writeBlock(dev.path, 0, Buffer.alloc(512, 1))).rejects.toMatchObject({
+        code: expect.stringMatching(/EACCES|EROFS|EPERM/),
+      });
       await loop.detach(dev.path);
     });
 
@@ -156,7 +166,11 @@ describe('capacity, races, errors', () => {
     await expect(loop.attach(`${SCRATCH}/missing`)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
     const dev = await loop.attach(await sparseFile('err', MiB));
     await loop.detach(dev.path);
-    await expect(loop.detach(dev.path)).rejects.toMatchObject({ code: 'ENXIO', ioctl: 'LOOP_CLR_FD', message: expect.stringContaining('not attached') });
+    await expect(loop.detach(dev.path)).rejects.toMatchObject({
+      code: 'ENXIO',
+      ioctl: 'LOOP_CLR_FD',
+      message: expect.stringContaining('not attached'),
+    });
     await expect(loop.attach(await sparseFile('bad', MiB), { blockSize: 1000 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
     await expect(loop.detach('/dev/sda')).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
   });

@@ -62,7 +62,13 @@ async function mountExt4(dev: string, dir: string, fresh: boolean): Promise<void
 describe('pool.watch()', () => {
   it('emits the first status, then lowWater when writes reach the low water mark (an event, not a timer)', async () => {
     // 1024 blocks of 64K; the kernel raises its event once free blocks <= 768.
-    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/lw`, name: `${RUN}lw-pool`, dataSize: '64M', metadataSize: '4M', lowWaterMark: 768 });
+    const pool = await ThinPool.createLoopBacked({
+      dir: `${SCRATCH}/lw`,
+      name: `${RUN}lw-pool`,
+      dataSize: '64M',
+      metadataSize: '4M',
+      lowWaterMark: 768,
+    });
     const w = pool.watch();
     const r = record(w);
     const first = new Promise<PoolStatus>((resolve) => w.once('status', resolve));
@@ -73,7 +79,9 @@ describe('pool.watch()', () => {
     await dd(['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=20', 'oflag=direct']);
     await until(() => r.types().includes('lowWater'), 60_000, 'lowWater');
     const ev = r.seen.find((s) => s.type === 'lowWater')!;
-    console.log(`lowWater emitted ${Date.now() - t0} ms after the writes began (${ev.status!.usedDataBlocks}/${ev.status!.totalDataBlocks} blocks used)`);
+    console.log(
+      `lowWater emitted ${Date.now() - t0} ms after the writes began (${ev.status!.usedDataBlocks}/${ev.status!.totalDataBlocks} blocks used)`,
+    );
     expect(ev.status!.totalDataBlocks - ev.status!.usedDataBlocks).toBeLessThanOrEqual(768);
     expect(ev.status!.alerts).toContain('lowWater');
     expect(r.types().filter((t) => t === 'lowWater')).toHaveLength(1); // once per crossing
@@ -193,7 +201,14 @@ describe('autoExtend', () => {
 
   it('refuses pools on block devices and bad settings before watching', async () => {
     const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/ab`, name: `${RUN}ab-pool`, dataSize: '32M', metadataSize: '4M' });
-    for (const bad of [{ threshold: 40, percent: 20 }, { threshold: 100, percent: 20 }, { threshold: 80, percent: 0 }, { threshold: 80 }, { threshold: 80, percent: 20, max: 'lots' }, { threshold: 80, percent: 20, extra: 1 }]) {
+    for (const bad of [
+      { threshold: 40, percent: 20 },
+      { threshold: 100, percent: 20 },
+      { threshold: 80, percent: 0 },
+      { threshold: 80 },
+      { threshold: 80, percent: 20, max: 'lots' },
+      { threshold: 80, percent: 20, extra: 1 },
+    ]) {
       expect(() => pool.watch({ autoExtend: bad as never })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
     }
     const direct = await ThinPool.open(pool.name);
@@ -206,7 +221,13 @@ describe('autoExtend', () => {
 describe('a full pool (error_if_no_space, no autoExtend)', () => {
   it('fails writers within seconds, reports out_of_data_space and ERR_DM_POOL_FULL, and recovers on resize with the data intact', async () => {
     const root = `${SCRATCH}/full`;
-    const pool = await ThinPool.createLoopBacked({ dir: `${root}/pool`, name: `${RUN}full-pool`, dataSize: '48M', metadataSize: '4M', errorIfNoSpace: true });
+    const pool = await ThinPool.createLoopBacked({
+      dir: `${root}/pool`,
+      name: `${RUN}full-pool`,
+      dataSize: '48M',
+      metadataSize: '4M',
+      errorIfNoSpace: true,
+    });
     const set = await DeviceSet.open({ root, poolName: pool.name, baseSize: '16M', minFreeSpace: 0 });
     const w = pool.watch();
     const r = record(w);
@@ -273,7 +294,14 @@ describe('failing devices under a pool', () => {
 
     // Data device fails: new writes fail with EIO, the library keeps answering.
     await swap(data.name, failing(64 * MiB));
-    const dataErr = await within(10_000, 'a write to a failing data device', dd(['if=/dev/zero', `of=${thin.path}`, 'bs=1M', 'seek=4', 'count=1', 'oflag=direct']).then(() => '', (e: { stderr: string }) => e.stderr));
+    const dataErr = await within(
+      10_000,
+      'a write to a failing data device',
+      dd(['if=/dev/zero', `of=${thin.path}`, 'bs=1M', 'seek=4', 'count=1', 'oflag=direct']).then(
+        () => '',
+        (e: { stderr: string }) => e.stderr,
+      ),
+    );
     expect(dataErr).toMatch(/Input\/output error/);
     const during = await within(10_000, 'pool.status()', pool.status());
     console.log(`failing data device: pool mode ${during.mode}, alerts [${during.alerts.join(', ')}]`);
@@ -281,10 +309,16 @@ describe('failing devices under a pool', () => {
     // Metadata device fails too: the next commit fails and the pool degrades.
     await swap(meta.name, failing(8 * MiB));
     // The kernel answers the message, then fails the commit behind it: the pool degrades.
-    await within(10_000, 'createThin on failing metadata', pool.createThin(2).catch(() => undefined));
+    await within(
+      10_000,
+      'createThin on failing metadata',
+      pool.createThin(2).catch(() => undefined),
+    );
     await until(() => r.types().some((t) => t === 'readOnly' || t === 'fail'), 60_000, 'a readOnly or fail event');
     const degraded = await within(10_000, 'pool.status()', pool.status());
-    console.log(`failing metadata device: pool mode ${degraded.mode}, alerts [${degraded.alerts.join(', ')}]; events [${r.types().join(', ')}]`);
+    console.log(
+      `failing metadata device: pool mode ${degraded.mode}, alerts [${degraded.alerts.join(', ')}]; events [${r.types().join(', ')}]`,
+    );
     expect(['ro', 'fail']).toContain(degraded.mode);
     for (const call of [pool.createThin(3), pool.deleteThin(1), pool.setTransactionId(0, 1)] as Array<Promise<unknown>>) {
       await expect(within(10_000, 'a pool message', call)).rejects.toBeInstanceOf(DmError);
@@ -297,7 +331,10 @@ describe('failing devices under a pool', () => {
     await w.close();
     await within(10_000, 'deactivate', pool.deactivate(thin.name));
     await within(10_000, 'remove the pool', dm.remove(pool.name, { retry: true }));
-    const checked = await run('thin_check', ['--clear-needs-check-flag', meta.path]).then(() => 'ok', (e: { stderr: string }) => e.stderr);
+    const checked = await run('thin_check', ['--clear-needs-check-flag', meta.path]).then(
+      () => 'ok',
+      (e: { stderr: string }) => e.stderr,
+    );
     expect(checked).toBe('ok');
     pool = await ThinPool.create({ ...opts, zeroMetadata: false });
     const healed = await pool.status();

@@ -14,7 +14,17 @@ const settled = () => {
   return process.memoryUsage();
 };
 // Open descriptors by target (an fd read while listing the directory is gone by then).
-const fds = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return null; } }).filter(Boolean).sort();
+const fds = () =>
+  readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return null;
+      }
+    })
+    .filter(Boolean)
+    .sort();
 
 const pool = await ThinPool.createLoopBacked({ dir, name, dataSize: '256M', metadataSize: '16M' });
 const cycle = async (i) => {
@@ -38,4 +48,6 @@ const fds1 = fds();
 const m1 = settled();
 const status = await pool.status();
 await pool.destroy();
-process.stdout.write(`${JSON.stringify({ cycles, warmUp, msPerCycle: ms / (cycles - warmUp), fds0, fds1, rss0: m0.rss, rss1: m1.rss, heap0: m0.heapUsed, heap1: m1.heapUsed, samples, usedDataBlocks: status.usedDataBlocks, metadataFile: pool.loopBacking.metadataFile })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ cycles, warmUp, msPerCycle: ms / (cycles - warmUp), fds0, fds1, rss0: m0.rss, rss1: m1.rss, heap0: m0.heapUsed, heap1: m1.heapUsed, samples, usedDataBlocks: status.usedDataBlocks, metadataFile: pool.loopBacking.metadataFile })}\n`,
+);

@@ -22,8 +22,34 @@ afterAll(sweep);
 describe('soak', () => {
   it(`${CYCLES} create/activate/deactivate/delete cycles: no fd leak, RSS growth under 5 MB, nothing left`, async () => {
     // In a child process: the figures are the library's, not the test runner's.
-    const { stdout } = await run(process.execPath, ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16', join(__dirname, 'soak-child.mjs'), `${SCRATCH}/soak`, `${RUN}soak-pool`, `${RUN}soak-thin`, String(CYCLES)], { maxBuffer: 1 << 20, timeout: 3_500_000 });
-    const r = JSON.parse(stdout) as { cycles: number; warmUp: number; msPerCycle: number; fds0: string[]; fds1: string[]; rss0: number; rss1: number; heap0: number; heap1: number; samples: number[]; usedDataBlocks: number; metadataFile: string };
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--expose-gc',
+        '--min-semi-space-size=16',
+        '--max-semi-space-size=16',
+        join(__dirname, 'soak-child.mjs'),
+        `${SCRATCH}/soak`,
+        `${RUN}soak-pool`,
+        `${RUN}soak-thin`,
+        String(CYCLES),
+      ],
+      { maxBuffer: 1 << 20, timeout: 3_500_000 },
+    );
+    const r = JSON.parse(stdout) as {
+      cycles: number;
+      warmUp: number;
+      msPerCycle: number;
+      fds0: string[];
+      fds1: string[];
+      rss0: number;
+      rss1: number;
+      heap0: number;
+      heap1: number;
+      samples: number[];
+      usedDataBlocks: number;
+      metadataFile: string;
+    };
     const growth = (r.rss1 - r.rss0) / MiB;
     console.log(
       `soak: ${r.cycles} cycles (${r.warmUp} warm-up), ${r.msPerCycle.toFixed(2)} ms per cycle; fds ${r.fds0.length} → ${r.fds1.length}; ` +
@@ -39,7 +65,12 @@ describe('soak', () => {
   }, 3_600_000);
 
   it('8 concurrent callers, 2,000 operations on one pool: no error a sequential run would not give, no lost or doubled thin id', async () => {
-    const pool = await ThinPool.createLoopBacked({ dir: `${SCRATCH}/conc`, name: `${RUN}conc-pool`, dataSize: '256M', metadataSize: '16M' });
+    const pool = await ThinPool.createLoopBacked({
+      dir: `${SCRATCH}/conc`,
+      name: `${RUN}conc-pool`,
+      dataSize: '256M',
+      metadataSize: '16M',
+    });
     const owner = new Map<number, number>(); // live thin id → caller
     const doubled: number[] = [];
     const errors: string[] = [];
@@ -89,7 +120,9 @@ describe('soak', () => {
     const t0 = performance.now();
     await Promise.all(Array.from({ length: 8 }, (_, i) => caller(i, 250)));
     const ms = performance.now() - t0;
-    console.log(`8 callers: 2000 operations in ${ms.toFixed(0)} ms (${JSON.stringify(counts)}); errors ${errors.length}; doubled ids ${doubled.length}`);
+    console.log(
+      `8 callers: 2000 operations in ${ms.toFixed(0)} ms (${JSON.stringify(counts)}); errors ${errors.length}; doubled ids ${doubled.length}`,
+    );
     expect(errors).toEqual([]);
     expect(doubled).toEqual([]);
     expect(owner.size).toBe(0);

@@ -58,17 +58,33 @@ describe('grammars on real kernel output', () => {
     const data = await loop.attach(await sparseFile('tg-pool-data', dataBytes));
     const meta = await loop.attach(await sparseFile('tg-pool-meta', 16 * MiB));
     const pool = await make('tg-pool', T.thinPool, sectors(dataBytes), {
-      metadataDevice: meta.path, dataDevice: data.path, dataBlockSectors: 256, lowWaterMark: 16,
+      metadataDevice: meta.path,
+      dataDevice: data.path,
+      dataBlockSectors: 256,
+      lowWaterMark: 16,
       features: ['error_if_no_space', 'ignore_discard', 'skip_block_zeroing'],
     });
     expect(pool.table).toEqual({
-      metadataDevice: majmin(meta), dataDevice: majmin(data), dataBlockSectors: 256, lowWaterMark: 16,
+      metadataDevice: majmin(meta),
+      dataDevice: majmin(data),
+      dataBlockSectors: 256,
+      lowWaterMark: 16,
       features: ['skip_block_zeroing', 'ignore_discard', 'error_if_no_space'], // the kernel's order, not ours
     });
     expect(pool.status).toEqual({
-      state: 'ok', transactionId: 0, usedMetadataBlocks: expect.any(Number), totalMetadataBlocks: (16 * MiB) / 4096,
-      usedDataBlocks: 0, totalDataBlocks: sectors(dataBytes) / 256, heldMetadataRoot: null, mode: 'rw',
-      discardPassdown: false, ignoreDiscard: true, errorIfNoSpace: true, needsCheck: false, metadataLowWatermark: expect.any(Number),
+      state: 'ok',
+      transactionId: 0,
+      usedMetadataBlocks: expect.any(Number),
+      totalMetadataBlocks: (16 * MiB) / 4096,
+      usedDataBlocks: 0,
+      totalDataBlocks: sectors(dataBytes) / 256,
+      heldMetadataRoot: null,
+      mode: 'rw',
+      discardPassdown: false,
+      ignoreDiscard: true,
+      errorIfNoSpace: true,
+      needsCheck: false,
+      metadataLowWatermark: expect.any(Number),
     });
 
     await dm.message(pool.name, 'create_thin 3');
@@ -77,7 +93,12 @@ describe('grammars on real kernel output', () => {
     expect(dev.status).toEqual({ state: 'ok', mappedSectors: 0, highestMappedSector: null });
     await writeBlock(dev.info.path, 0, randomBytes(256 * 1024));
     expect(await statusOf(T.thin, dev.name)).toEqual({ state: 'ok', mappedSectors: 512, highestMappedSector: 511 });
-    expect(await statusOf(T.thinPool, pool.name)).toMatchObject({ state: 'ok', usedDataBlocks: 2, totalDataBlocks: sectors(dataBytes) / 256, mode: 'rw' });
+    expect(await statusOf(T.thinPool, pool.name)).toMatchObject({
+      state: 'ok',
+      usedDataBlocks: 2,
+      totalDataBlocks: sectors(dataBytes) / 256,
+      mode: 'rw',
+    });
 
     await dm.message(pool.name, 'create_thin 4');
     const ext = await make('tg-thin4', T.thin, sectors(64 * MiB), { poolDevice: pool.info.path, deviceId: 4, externalOrigin: a.path });
@@ -93,7 +114,12 @@ describe('grammars on real kernel output', () => {
     const lin = await make('tg-lin', T.linear, 2048, { device: a.path, offset: 8 });
     expect(lin.table).toEqual({ device: majmin(a), offset: 8 });
     expect(lin.status).toEqual({});
-    expect(T.parseTable((await dm.table(lin.name))[0]!)).toEqual({ start: 0, length: 2048, type: 'linear', params: { device: majmin(a), offset: 8 } });
+    expect(T.parseTable((await dm.table(lin.name))[0]!)).toEqual({
+      start: 0,
+      length: 2048,
+      type: 'linear',
+      params: { device: majmin(a), offset: 8 },
+    });
     const z = await make('tg-zero', T.zero, 8, {});
     expect([z.table, z.status]).toEqual([{}, {}]);
     const e = await make('tg-err', T.error, 8, {});
@@ -105,16 +131,43 @@ describe('grammars on real kernel output', () => {
     expect([origin.table, origin.status]).toEqual([{ origin: majmin(a) }, {}]);
 
     // The kernel reads the persistence word case-blind; the grammar formats it upper case, so lower it here.
-    const snap = await make('tg-snap', T.snapshot, sectors(64 * MiB), {
-      origin: a.path, cow: b.path, persistence: 'PO', chunkSectors: 16, features: ['discard_passdown_origin', 'discard_zeroes_cow'],
-    }, (line) => line.replace(' PO ', ' po '));
-    expect(snap.table).toEqual({ origin: majmin(a), cow: majmin(b), persistence: 'PO', chunkSectors: 16, features: ['discard_zeroes_cow', 'discard_passdown_origin'] });
+    const snap = await make(
+      'tg-snap',
+      T.snapshot,
+      sectors(64 * MiB),
+      {
+        origin: a.path,
+        cow: b.path,
+        persistence: 'PO',
+        chunkSectors: 16,
+        features: ['discard_passdown_origin', 'discard_zeroes_cow'],
+      },
+      (line) => line.replace(' PO ', ' po '),
+    );
+    expect(snap.table).toEqual({
+      origin: majmin(a),
+      cow: majmin(b),
+      persistence: 'PO',
+      chunkSectors: 16,
+      features: ['discard_zeroes_cow', 'discard_passdown_origin'],
+    });
     // A persistent store starts with its header and first metadata chunk allocated.
     expect(snap.status).toEqual({ state: 'ok', allocatedSectors: 32, totalSectors: sectors(64 * MiB), metadataSectors: 32 });
     await writeBlock(snap.info.path, 0, randomBytes(64 * 1024));
-    expect(await statusOf(T.snapshot, snap.name)).toEqual({ state: 'ok', allocatedSectors: 32 + 128, totalSectors: sectors(64 * MiB), metadataSectors: 32 });
+    expect(await statusOf(T.snapshot, snap.name)).toEqual({
+      state: 'ok',
+      allocatedSectors: 32 + 128,
+      totalSectors: sectors(64 * MiB),
+      metadataSectors: 32,
+    });
 
-    const transient = await make('tg-snap-n', T.snapshot, sectors(64 * MiB), { origin: a.path, cow: c.path, persistence: 'N', chunkSectors: 8, features: [] });
+    const transient = await make('tg-snap-n', T.snapshot, sectors(64 * MiB), {
+      origin: a.path,
+      cow: c.path,
+      persistence: 'N',
+      chunkSectors: 8,
+      features: [],
+    });
     expect(transient.table).toEqual({ origin: majmin(a), cow: majmin(c), persistence: 'N', chunkSectors: 8, features: [] });
     expect(transient.status).toEqual({ state: 'ok', allocatedSectors: 0, totalSectors: sectors(32 * MiB), metadataSectors: 0 });
     // A write to the origin copies the chunk into every snapshot first.
@@ -128,21 +181,48 @@ describe('grammars on real kernel output', () => {
     expect(plain.table).toEqual({ device: majmin(a), offset: 0, upInterval: 5, downInterval: 0, features: [] });
     expect(plain.status).toEqual({});
     const both = await make('tg-flakey2', T.flakey, 2048, {
-      device: a.path, offset: 16, upInterval: 1, downInterval: 1, features: [...T.flakeyFeatures.corruptBioByte(32, 'r', 1, 0), ...T.flakeyFeatures.dropWrites()],
+      device: a.path,
+      offset: 16,
+      upInterval: 1,
+      downInterval: 1,
+      features: [...T.flakeyFeatures.corruptBioByte(32, 'r', 1, 0), ...T.flakeyFeatures.dropWrites()],
     });
-    expect(both.table).toEqual({ device: majmin(a), offset: 16, upInterval: 1, downInterval: 1, features: ['drop_writes', 'corrupt_bio_byte', '32', 'r', '1', '0'] });
-    const errs = await make('tg-flakey3', T.flakey, 2048, { device: a.path, offset: 0, upInterval: 0, downInterval: 1, features: T.flakeyFeatures.errorWrites() });
+    expect(both.table).toEqual({
+      device: majmin(a),
+      offset: 16,
+      upInterval: 1,
+      downInterval: 1,
+      features: ['drop_writes', 'corrupt_bio_byte', '32', 'r', '1', '0'],
+    });
+    const errs = await make('tg-flakey3', T.flakey, 2048, {
+      device: a.path,
+      offset: 0,
+      upInterval: 0,
+      downInterval: 1,
+      features: T.flakeyFeatures.errorWrites(),
+    });
     expect(errs.table.features).toEqual(['error_writes']);
   });
 
   it('delay: every class in the table; the counts are bios held back right now', async () => {
-    const three = await make('tg-delay3', T.delay, 2048, { read: { device: a.path, offset: 0, delayMs: 0 }, write: { device: b.path, offset: 8, delayMs: 1 }, flush: { device: c.path, offset: 16, delayMs: 2 } });
-    expect(three.table).toEqual({ read: { device: majmin(a), offset: 0, delayMs: 0 }, write: { device: majmin(b), offset: 8, delayMs: 1 }, flush: { device: majmin(c), offset: 16, delayMs: 2 } });
+    const three = await make('tg-delay3', T.delay, 2048, {
+      read: { device: a.path, offset: 0, delayMs: 0 },
+      write: { device: b.path, offset: 8, delayMs: 1 },
+      flush: { device: c.path, offset: 16, delayMs: 2 },
+    });
+    expect(three.table).toEqual({
+      read: { device: majmin(a), offset: 0, delayMs: 0 },
+      write: { device: majmin(b), offset: 8, delayMs: 1 },
+      flush: { device: majmin(c), offset: 16, delayMs: 2 },
+    });
     expect(three.status).toEqual({ reads: 0, writes: 0, flushes: 0 });
     const one = await make('tg-delay1', T.delay, 2048, { read: { device: a.path, offset: 0, delayMs: 0 } });
     expect(one.table).toEqual({ read: { device: majmin(a), offset: 0, delayMs: 0 } });
 
-    const slow = await make('tg-delay', T.delay, 2048, { read: { device: a.path, offset: 0, delayMs: 2500 }, write: { device: d.path, offset: 0, delayMs: 2500 } });
+    const slow = await make('tg-delay', T.delay, 2048, {
+      read: { device: a.path, offset: 0, delayMs: 2500 },
+      write: { device: d.path, offset: 0, delayMs: 2500 },
+    });
     expect(slow.status).toEqual({ reads: 0, writes: 0, flushes: 0 });
     const get = () => statusOf(T.delay, slow.name);
     const writing = writeBlock(slow.info.path, 0, randomBytes(4096));

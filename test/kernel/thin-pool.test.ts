@@ -40,7 +40,15 @@ describe('loop-backed pool', () => {
     expect((await stat(files.dataFile)).size).toBe(256 * MiB);
     expect((await stat(files.dataFile)).blocks).toBeLessThan(64); // sparse
     const s = await pool.status();
-    expect(s).toMatchObject({ mode: 'rw', transactionId: 0, usedDataBlocks: 0, totalDataBlocks: (256 * MiB) / (64 * 1024), heldMetadataRoot: null, needsCheck: false, errorIfNoSpace: false });
+    expect(s).toMatchObject({
+      mode: 'rw',
+      transactionId: 0,
+      usedDataBlocks: 0,
+      totalDataBlocks: (256 * MiB) / (64 * 1024),
+      heldMetadataRoot: null,
+      needsCheck: false,
+      errorIfNoSpace: false,
+    });
     expect(s.totalMetadataBlocks).toBe((16 * MiB) / 4096);
     const [t] = await dm.table(pool.name);
     expect(t!.params.trimEnd()).toMatch(/^7:\d+ 7:\d+ 128 32768 1 skip_block_zeroing$/);
@@ -86,10 +94,15 @@ describe('loop-backed pool', () => {
     const pool = await loopPool('teardown');
     await pool.createThin(1);
     const dev = await pool.activate(1, { name: `${RUN}teardown-thin`, size: '16M' });
-    await mounted(dev.path, 'teardown', async () => {
-      await expect(pool.destroy()).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(dev.name) });
-      expect((await dm.info(pool.name)).name).toBe(pool.name); // nothing was torn down
-    }, true);
+    await mounted(
+      dev.path,
+      'teardown',
+      async () => {
+        await expect(pool.destroy()).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(dev.name) });
+        expect((await dm.info(pool.name)).name).toBe(pool.name); // nothing was torn down
+      },
+      true,
+    );
     await pool.destroy(); // takes the inactive-but-active thin device with it
     const names = (await dm.list()).map((d) => d.name);
     expect(names).not.toContain(pool.name);
@@ -108,7 +121,10 @@ describe('loop-backed pool', () => {
     await expect(ThinPool.open(`${RUN}not-there`)).rejects.toMatchObject({ code: 'ENXIO' });
     const other = `${RUN}zero-dev`;
     await dm.create(other, { table: [{ start: 0, length: 8, type: 'zero', params: '' }] });
-    await expect(ThinPool.open(other)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('not a thin pool') });
+    await expect(ThinPool.open(other)).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('not a thin pool'),
+    });
     await dm.remove(other);
     await opened.destroy();
   });
@@ -121,7 +137,10 @@ describe('direct pool on block devices', () => {
     const pool = await ThinPool.create({ name: `${RUN}direct-pool`, dataDevice: data.path, metadataDevice: meta.path, zeroMetadata: true });
     expect(pool.loopBacking).toBeUndefined();
     expect((await pool.status()).totalDataBlocks).toBe(2048);
-    await expect(pool.resize({ dataSize: '1G' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('block devices') });
+    await expect(pool.resize({ dataSize: '1G' })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('block devices'),
+    });
     // Grow the "LV" underneath, then resize with no sizes.
     await run('truncate', ['-s', `${256 * MiB}`, `${SCRATCH}/direct-data`]);
     await loop.refreshCapacity(data.path);
@@ -146,12 +165,17 @@ describe('thin devices and snapshots', () => {
     const baseDev = await pool.activate(base, { name: `${RUN}base`, size: '64M' });
     const original = randomBytes(200_000);
     // Snapshot while the origin is mounted and being written: suspended (frozen) and resumed.
-    await mounted(baseDev.path, 'base', async (d) => {
-      await writeFile(`${d}/shared`, original);
-      expect(await pool.createSnapshot(2, base)).toBe(2);
-      expect((await dm.info(baseDev.name)).suspended).toBe(false);
-      await writeFile(`${d}/after-snap`, 'origin only');
-    }, true);
+    await mounted(
+      baseDev.path,
+      'base',
+      async (d) => {
+        await writeFile(`${d}/shared`, original);
+        expect(await pool.createSnapshot(2, base)).toBe(2);
+        expect((await dm.info(baseDev.name)).suspended).toBe(false);
+        await writeFile(`${d}/after-snap`, 'origin only');
+      },
+      true,
+    );
     const image = await pool.activate(2, { name: `${RUN}image`, size: '64M' });
     const changed = randomBytes(200_000);
     await mounted(image.path, 'image', async (d) => {
@@ -263,13 +287,25 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     const dev = await pool.createThinDevice({ id: 3, name: `${RUN}one`, size: '16M' });
     expect(seq).toHaveBeenCalledTimes(1);
     expect(ioctl).not.toHaveBeenCalled();
-    expect(dev).toMatchObject({ id: 3, name: `${RUN}one`, path: `/dev/mapper/${RUN}one`, suspended: false, readOnly: false, activeTable: true });
+    expect(dev).toMatchObject({
+      id: 3,
+      name: `${RUN}one`,
+      path: `/dev/mapper/${RUN}one`,
+      suspended: false,
+      readOnly: false,
+      activeTable: true,
+    });
     expect(statSync(dev.path).isBlockDevice()).toBe(true);
     expect(await dm.table(dev.name)).toEqual([{ start: 0, length: (16 * MiB) / 512, type: 'thin', params: expect.stringMatching(/ 3$/) }]);
     const ro = await pool.createThinDevice({ name: `${RUN}two`, size: 8 * MiB, readOnly: true });
     expect(ro.id).not.toBe(3);
     expect(ro.readOnly).toBe(true);
-    expect(await live()).toEqual([{ name: dev.name, id: 3 }, { name: ro.name, id: ro.id }].sort((a, b) => a.id - b.id));
+    expect(await live()).toEqual(
+      [
+        { name: dev.name, id: 3 },
+        { name: ro.name, id: ro.id },
+      ].sort((a, b) => a.id - b.id),
+    );
     seq.mockClear();
     ioctl.mockClear();
     await pool.removeThinDevice(dev.name, dev.id);
@@ -284,7 +320,10 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
 
   it('undoes a create that fails half-way: the id is deleted, the device that had the name untouched', async () => {
     const taken = await pool.createThinDevice({ id: 5, name: `${RUN}taken`, size: '8M' });
-    await expect(pool.createThinDevice({ id: 6, name: taken.name, size: '8M' })).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining('already exists') });
+    await expect(pool.createThinDevice({ id: 6, name: taken.name, size: '8M' })).rejects.toMatchObject({
+      code: 'EBUSY',
+      message: expect.stringContaining('already exists'),
+    });
     expect(await exists(6)).toBe(false);
     await expect(pool.createThinDevice({ id: 5, name: `${RUN}dup`, size: '8M' })).rejects.toMatchObject({ code: 'EEXIST' });
     expect(await dm.info(`${RUN}dup`).catch((e: DmError) => e.code)).toBe('ENXIO');
@@ -296,13 +335,18 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
   it('snapshots an active, mounted origin into an active device; the origin is resumed, and a failed snapshot undone', async () => {
     const origin = await pool.createThinDevice({ id: 10, name: `${RUN}snap-origin`, size: '64M' });
     const payload = randomBytes(100_000);
-    const snap = await mounted(origin.path, 'snap-origin', async (d) => {
-      await writeFile(`${d}/f`, payload);
-      const s = await pool.createSnapshotDevice(origin.id, { name: `${RUN}snap`, size: '64M' });
-      expect((await dm.info(origin.name)).suspended).toBe(false);
-      await writeFile(`${d}/after`, 'origin only');
-      return s;
-    }, true);
+    const snap = await mounted(
+      origin.path,
+      'snap-origin',
+      async (d) => {
+        await writeFile(`${d}/f`, payload);
+        const s = await pool.createSnapshotDevice(origin.id, { name: `${RUN}snap`, size: '64M' });
+        expect((await dm.info(origin.name)).suspended).toBe(false);
+        await writeFile(`${d}/after`, 'origin only');
+        return s;
+      },
+      true,
+    );
     await mounted(snap.path, 'snap', async (d) => {
       expect(sha(await readFile(`${d}/f`))).toBe(sha(payload));
       await expect(readFile(`${d}/after`)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -310,7 +354,10 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     // The name is taken: the snapshot id is deleted again, and the origin is not left suspended.
     await expect(pool.createSnapshotDevice(origin.id, { id: 12, name: snap.name, size: '64M' })).rejects.toMatchObject({ code: 'EBUSY' });
     expect(await exists(12)).toBe(false);
-    await expect(pool.createSnapshotDevice(999, { id: 13, name: `${RUN}nosuch`, size: '64M' })).rejects.toMatchObject({ code: 'ENODATA', message: expect.stringContaining('999') });
+    await expect(pool.createSnapshotDevice(999, { id: 13, name: `${RUN}nosuch`, size: '64M' })).rejects.toMatchObject({
+      code: 'ENODATA',
+      message: expect.stringContaining('999'),
+    });
     expect((await dm.info(origin.name)).suspended).toBe(false);
     await pool.removeThinDevice(snap.name, snap.id);
     await pool.removeThinDevice(origin.name, origin.id);
@@ -329,7 +376,12 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     const seq = vi.spyOn(native, 'dmIoctlSeq');
     const ioctl = vi.spyOn(native, 'dmIoctl');
     expect(await pool.createSnapshot(32, 31)).toBe(32);
-    const seqs = seq.mock.calls.map(([, steps]) => steps.map(([command, request]) => `${command}${request.message ? ` ${request.message}` : ''}${request.flags === native.dmFlags.DM_SUSPEND_FLAG ? ` suspend ${request.name}` : ''}`));
+    const seqs = seq.mock.calls.map(([, steps]) =>
+      steps.map(
+        ([command, request]) =>
+          `${command}${request.message ? ` ${request.message}` : ''}${request.flags === native.dmFlags.DM_SUSPEND_FLAG ? ` suspend ${request.name}` : ''}`,
+      ),
+    );
     // The guess (no origin to suspend) was made, found wrong, undone; then made again with the origin suspended.
     expect(seqs[0]).toEqual(['DM_TABLE_STATUS', 'DM_TARGET_MSG create_snap 32 31']);
     expect(ioctl.mock.calls.map(([, command, request]) => `${command} ${request.message}`)).toContain('DM_TARGET_MSG delete 32');
@@ -349,7 +401,11 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(other.minor).toBe(dev.minor);
     const again = vi.spyOn(native, 'dmIoctlSeq');
     expect(await pool.createSnapshot(34, 31)).toBe(34); // the guess suspends the gone device by name: ENXIO, then the careful way
-    expect(again.mock.calls.at(-1)![1].map(([command, request]) => `${command} ${request.name ?? ''}`)).toEqual([`DM_DEV_SUSPEND ${other.name}`, 'DM_TARGET_MSG ' + pool.name, `DM_DEV_SUSPEND ${other.name}`]);
+    expect(again.mock.calls.at(-1)![1].map(([command, request]) => `${command} ${request.name ?? ''}`)).toEqual([
+      `DM_DEV_SUSPEND ${other.name}`,
+      'DM_TARGET_MSG ' + pool.name,
+      `DM_DEV_SUSPEND ${other.name}`,
+    ]);
     vi.restoreAllMocks();
     expect((await dm.info(other.name)).suspended).toBe(false);
     await dm.remove(other.name);
@@ -357,7 +413,7 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(await live()).toEqual([]);
   });
 
-  it('activeDevices keeps going while devices vanish between the sysfs read and the trip, and ignores another pool\'s device on a reused number', async () => {
+  it("activeDevices keeps going while devices vanish between the sysfs read and the trip, and ignores another pool's device on a reused number", async () => {
     const keep = await pool.createThinDevice({ id: 40, name: `${RUN}ad-keep`, size: '8M' });
     const victims: string[] = [];
     for (let i = 0; i < 11; i++) victims.push((await pool.createThinDevice({ id: 41 + i, name: `${RUN}ad-${i}`, size: '8M' })).name);
@@ -414,7 +470,10 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(statSync(a.path).isBlockDevice()).toBe(true);
     // An id that does not exist: the same.
     await expect(pool.removeThinDevice(a.name, 77)).rejects.toMatchObject({ code: 'ENODATA' });
-    expect(await live()).toEqual([{ name: a.name, id: 20 }, { name: b.name, id: 21 }]);
+    expect(await live()).toEqual([
+      { name: a.name, id: 20 },
+      { name: b.name, id: 21 },
+    ]);
     await expect(pool.removeThinDevice(`${RUN}none`, 20)).rejects.toMatchObject({ code: 'ENXIO' });
     await pool.removeThinDevice(a.name, a.id);
     await pool.removeThinDevice(b.name, b.id);
@@ -447,20 +506,28 @@ describe('resize', () => {
     const id = await pool.createThin(1);
     const dev = await pool.activate(id, { name: `${RUN}grow-thin`, size: '256M' });
     const first = randomBytes(8 * MiB);
-    await mounted(dev.path, 'grow', async (d) => {
-      await writeFile(`${d}/first`, first);
-      await pool.resize({ dataSize: '192M', metadataSize: '32M' });
-      const s = await pool.status();
-      expect(s.totalDataBlocks).toBe((192 * MiB) / (64 * 1024));
-      expect(s.totalMetadataBlocks).toBe((32 * MiB) / 4096);
-      expect(pool.dataSize).toBe(192 * MiB);
-      expect((await stat(pool.loopBacking!.dataFile)).size).toBe(192 * MiB);
-      const more = randomBytes(80 * MiB); // more than the whole pool held before
-      await writeFile(`${d}/more`, more);
-      expect(sha(await readFile(`${d}/more`))).toBe(sha(more));
-    }, true);
+    await mounted(
+      dev.path,
+      'grow',
+      async (d) => {
+        await writeFile(`${d}/first`, first);
+        await pool.resize({ dataSize: '192M', metadataSize: '32M' });
+        const s = await pool.status();
+        expect(s.totalDataBlocks).toBe((192 * MiB) / (64 * 1024));
+        expect(s.totalMetadataBlocks).toBe((32 * MiB) / 4096);
+        expect(pool.dataSize).toBe(192 * MiB);
+        expect((await stat(pool.loopBacking!.dataFile)).size).toBe(192 * MiB);
+        const more = randomBytes(80 * MiB); // more than the whole pool held before
+        await writeFile(`${d}/more`, more);
+        expect(sha(await readFile(`${d}/more`))).toBe(sha(more));
+      },
+      true,
+    );
     await mounted(dev.path, 'grow', async (d) => expect(sha(await readFile(`${d}/first`))).toBe(sha(first)));
-    await expect(pool.resize({ dataSize: '128M' })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('shrinking') });
+    await expect(pool.resize({ dataSize: '128M' })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('shrinking'),
+    });
     await pool.deactivate(dev.name);
     await pool.destroy();
     await thinCheck(pool.loopBacking!.metadataFile);
@@ -483,12 +550,21 @@ describe('bad input', () => {
       [{ name: 'a/b' }, 'name'],
       [{ dataSize: '1G', bogus: 1 }, "unknown option 'bogus'"],
     ] as const) {
-      await expect(ThinPool.createLoopBacked({ dir, ...opts } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(field) });
+      await expect(ThinPool.createLoopBacked({ dir, ...opts } as never)).rejects.toMatchObject({
+        code: 'ERR_DM_INVALID_ARG',
+        message: expect.stringContaining(field),
+      });
     }
     const pool = await loopPool('badids');
     for (const id of [-1, 2 ** 24, 1.5]) await expect(pool.createThin(id)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
-    await expect(pool.createSnapshot(1, 2 ** 24)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('originId') });
-    await expect(pool.activate(0, { name: `${RUN}x`, size: 1000 })).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('multiple of 512') });
+    await expect(pool.createSnapshot(1, 2 ** 24)).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('originId'),
+    });
+    await expect(pool.activate(0, { name: `${RUN}x`, size: 1000 })).rejects.toMatchObject({
+      code: 'ERR_DM_INVALID_ARG',
+      message: expect.stringContaining('multiple of 512'),
+    });
     await expect(pool.activate(0, { name: `${RUN}x` } as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
     await pool.destroy();
     expect((await dm.list()).length).toBe(before);

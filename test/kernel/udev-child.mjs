@@ -65,7 +65,7 @@ await dm.remove(name);
 const leftByRemove = modeOf(d.path); // the library leaves removal to udev
 removing = true;
 // udev removes it: wait for that (bounded far above any delay load causes).
-for (const end = Date.now() + 30_000; modeOf(d.path) !== null && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+for (const end = Date.now() + 30_000; modeOf(d.path) !== null && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
 const afterUdev = modeOf(d.path);
 let udevSyncSupported = null;
 if (setRoot) {

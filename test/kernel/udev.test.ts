@@ -22,7 +22,17 @@ interface Seen {
 
 async function withUdev(name: string, delay: string, setRoot = ''): Promise<Seen> {
   const script = `mount -t tmpfs tmpfs /run && mkdir /run/udev && : > /run/udev/control && exec "$0" "$@"`;
-  const { stdout } = await promisify(execFile)('unshare', ['-m', 'sh', '-c', script, process.execPath, child, name, delay, ...(setRoot ? [setRoot] : [])]);
+  const { stdout } = await promisify(execFile)('unshare', [
+    '-m',
+    'sh',
+    '-c',
+    script,
+    process.execPath,
+    child,
+    name,
+    delay,
+    ...(setRoot ? [setRoot] : []),
+  ]);
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as Seen;
 }
 

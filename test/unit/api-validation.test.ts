@@ -83,7 +83,13 @@ describe('dm: bad input', () => {
     s.dm.mockRejectedValue(Object.assign(new Error('x'), { errno: 6, op: 'DM_DEV_STATUS', syscall: 'ioctl' }));
     await fc.assert(
       fc.asyncProperty(fc.anything(), fc.anything(), async (a, b) => {
-        for (const call of [() => dm.info(a as never), () => dm.load(a as never, b as never), () => dm.create(a as never, b as never), () => dm.message(a as never, b as never), () => dm.remove(a as never, b as never)]) {
+        for (const call of [
+          () => dm.info(a as never),
+          () => dm.load(a as never, b as never),
+          () => dm.create(a as never, b as never),
+          () => dm.message(a as never, b as never),
+          () => dm.remove(a as never, b as never),
+        ]) {
           const err = await call().then(
             () => undefined,
             (e: unknown) => e,

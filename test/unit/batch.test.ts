@@ -19,8 +19,17 @@ function fakeKernel(fail: (c: Call, index: number) => string | undefined = () =>
   const calls: Call[] = [];
   const reply = (c: Call, i: number): DmIoctlReply =>
     ({
-      version: [4, 47, 0], flags: 0, eventNr: 0, openCount: 0, targetCount: 0, dev: { major: 253, minor: i }, name: c.request.name ?? '', uuid: '',
-      bufferSize: 0, growths: 0, ...(c.command === 'DM_TABLE_STATUS' ? { targets: [{ start: 0, length: 8, type: 'zero', params: '' }] } : {}),
+      version: [4, 47, 0],
+      flags: 0,
+      eventNr: 0,
+      openCount: 0,
+      targetCount: 0,
+      dev: { major: 253, minor: i },
+      name: c.request.name ?? '',
+      uuid: '',
+      bufferSize: 0,
+      growths: 0,
+      ...(c.command === 'DM_TABLE_STATUS' ? { targets: [{ start: 0, length: 8, type: 'zero', params: '' }] } : {}),
     }) as DmIoctlReply;
   const error = (code: string, c: Call) => new DmError(`${c.command} failed: ${code}`, { code, ioctl: c.command });
   batch.setBatchCalls({
@@ -43,7 +52,10 @@ function fakeKernel(fail: (c: Call, index: number) => string | undefined = () =>
       return reply(c, 0);
     },
   });
-  const words = () => calls.map((c) => `${c.trip} ${c.command}${c.request.message ? ` ${c.request.message}` : ''}${c.request.name ? ` ${c.request.name}` : ''}`);
+  const words = () =>
+    calls.map(
+      (c) => `${c.trip} ${c.command}${c.request.message ? ` ${c.request.message}` : ''}${c.request.name ? ` ${c.request.name}` : ''}`,
+    );
   return { calls, words };
 }
 
@@ -70,12 +82,23 @@ describe('runBatch', () => {
     const k = fakeKernel((c) => (c.command === 'DM_DEV_SUSPEND' ? 'EINVAL' : undefined));
     const steps = [batch.message('pool', msg.createThin('pool', 7), msg.deleteThin('pool', 7)), ...batch.createDevice('t', { table })];
     await expect(batch.runBatch(steps, 't')).rejects.toMatchObject({ code: 'EINVAL' });
-    expect(k.words()).toEqual(['seq DM_TARGET_MSG create_thin 7 pool', 'seq DM_DEV_CREATE t', 'seq DM_TABLE_LOAD t', 'seq DM_DEV_SUSPEND t', 'one DM_DEV_REMOVE t', 'one DM_TARGET_MSG delete 7 pool']);
+    expect(k.words()).toEqual([
+      'seq DM_TARGET_MSG create_thin 7 pool',
+      'seq DM_DEV_CREATE t',
+      'seq DM_TABLE_LOAD t',
+      'seq DM_DEV_SUSPEND t',
+      'one DM_DEV_REMOVE t',
+      'one DM_TARGET_MSG delete 7 pool',
+    ]);
   });
 
   it('a snapshot whose origin went away: the origins suspended before it are resumed, nothing else', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_DEV_SUSPEND' && c.request.name === 'gone' ? 'ENXIO' : undefined));
-    const steps = [batch.suspend('a'), batch.suspend('gone'), batch.message('pool', msg.createSnap('pool', 8, 7), msg.deleteThin('pool', 8))];
+    const steps = [
+      batch.suspend('a'),
+      batch.suspend('gone'),
+      batch.message('pool', msg.createSnap('pool', 8, 7), msg.deleteThin('pool', 8)),
+    ];
     const o = await batch.runSteps(steps, 'pool');
     expect(o.ok).toBe(false);
     if (o.ok) return;
@@ -87,7 +110,11 @@ describe('runBatch', () => {
 
   it('a batch that succeeded is undone whole on request (a snapshot made on a wrong guess)', async () => {
     const k = fakeKernel();
-    const steps = [batch.readTable({ dev: { major: 253, minor: 1 } }), batch.message('pool', msg.createSnap('pool', 9, 7), msg.deleteThin('pool', 9)), ...batch.createDevice('s', { table })];
+    const steps = [
+      batch.readTable({ dev: { major: 253, minor: 1 } }),
+      batch.message('pool', msg.createSnap('pool', 9, 7), msg.deleteThin('pool', 9)),
+      ...batch.createDevice('s', { table }),
+    ];
     const o = await batch.runSteps(steps, 's');
     expect(o.ok).toBe(true);
     await o.undo();
@@ -117,7 +144,9 @@ describe('runBatch', () => {
     const k = fakeKernel();
     expect(() => batch.createDevice('a/b', { table })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
     expect(() => batch.createDevice('a', { table: [] })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
-    expect(() => batch.createDevice('a', { table, readOnly: 'yes' as never })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
+    expect(() => batch.createDevice('a', { table, readOnly: 'yes' as never })).toThrow(
+      expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }),
+    );
     expect(k.calls).toEqual([]);
   });
 });

@@ -6,14 +6,42 @@ import { expect, it } from 'vitest';
 
 const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
 const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })));
+  new Promise((resolve) =>
+    execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
+  );
 
 const VERBS = [
-  ['version'], ['ls'], ['info'], ['table'], ['status'], ['create'], ['remove'], ['suspend'], ['resume'], ['message'], ['wait'],
-  ['loop', 'attach'], ['loop', 'detach'], ['loop', 'ls'], ['loop', 'info'],
-  ['pool', 'create'], ['pool', 'status'], ['pool', 'resize'], ['pool', 'destroy'],
-  ['thin', 'create'], ['thin', 'snapshot'], ['thin', 'activate'], ['thin', 'deactivate'], ['thin', 'delete'],
-  ['set', 'info'], ['set', 'create'], ['set', 'mount'], ['set', 'unmount'], ['set', 'rm'], ['set', 'ls'], ['repl'],
+  ['version'],
+  ['ls'],
+  ['info'],
+  ['table'],
+  ['status'],
+  ['create'],
+  ['remove'],
+  ['suspend'],
+  ['resume'],
+  ['message'],
+  ['wait'],
+  ['loop', 'attach'],
+  ['loop', 'detach'],
+  ['loop', 'ls'],
+  ['loop', 'info'],
+  ['pool', 'create'],
+  ['pool', 'status'],
+  ['pool', 'resize'],
+  ['pool', 'destroy'],
+  ['thin', 'create'],
+  ['thin', 'snapshot'],
+  ['thin', 'activate'],
+  ['thin', 'deactivate'],
+  ['thin', 'delete'],
+  ['set', 'info'],
+  ['set', 'create'],
+  ['set', 'mount'],
+  ['set', 'unmount'],
+  ['set', 'rm'],
+  ['set', 'ls'],
+  ['repl'],
 ];
 
 it('every verb has --help with an example', async () => {

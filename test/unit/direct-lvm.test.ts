@@ -22,16 +22,28 @@ const invalid = (call: () => unknown, field: string, why = '') => {
 describe('checkDirectLvmOptions', () => {
   it("fills in Docker's defaults", () => {
     expect(checkDirectLvmOptions({ device: '/dev/sdb' })).toEqual({
-      device: '/dev/sdb', vg: 'docker', thinpPercent: 95, thinpMetaPercent: 1, autoextendThreshold: 80, autoextendPercent: 20,
-      profileDir: '/etc/lvm/profile', lvmConfig: '',
+      device: '/dev/sdb',
+      vg: 'docker',
+      thinpPercent: 95,
+      thinpMetaPercent: 1,
+      autoextendThreshold: 80,
+      autoextendPercent: 20,
+      profileDir: '/etc/lvm/profile',
+      lvmConfig: '',
     });
     expect(DIRECT_LVM_DEFAULTS).toMatchObject({ vg: 'docker', thinpPercent: 95, thinpMetaPercent: 1, autoextendThreshold: 80 });
   });
 
   it('takes given values', () => {
     const o = {
-      device: '/dev/vdc', vg: 'store.1', thinpPercent: 60, thinpMetaPercent: 40, autoextendThreshold: 100, autoextendPercent: 100,
-      profileDir: '/srv/p', lvmConfig: 'x',
+      device: '/dev/vdc',
+      vg: 'store.1',
+      thinpPercent: 60,
+      thinpMetaPercent: 40,
+      autoextendThreshold: 100,
+      autoextendPercent: 100,
+      profileDir: '/srv/p',
+      lvmConfig: 'x',
     };
     expect(checkDirectLvmOptions(o)).toEqual(o);
     const least = { autoextendThreshold: 50, autoextendPercent: 1 };
@@ -76,7 +88,9 @@ describe('checkDirectLvmOptions', () => {
 describe('setUpDirectLvm', () => {
   it('rejects bad options before running any tool', async () => {
     const refused = (why: string) => ({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(why) });
-    await expect(setUpDirectLvm({ device: '/dev/null', thinpPercent: 99, thinpMetaPercent: 2 })).rejects.toMatchObject(refused('more than 100'));
+    await expect(setUpDirectLvm({ device: '/dev/null', thinpPercent: 99, thinpMetaPercent: 2 })).rejects.toMatchObject(
+      refused('more than 100'),
+    );
     await expect(setUpDirectLvm({ device: '/nonexistent/disk' })).rejects.toMatchObject(refused('no such device'));
     await expect(setUpDirectLvm({ device: '/dev/null' })).rejects.toMatchObject(refused('not a block device'));
   });
@@ -87,12 +101,24 @@ describe('DeviceSet direct-lvm options', () => {
     expect(directLvmFromSetOptions({})).toBeUndefined();
     expect(
       directLvmFromSetOptions({
-        directLvmDevice: '/dev/sdb', directLvmVg: 'vg0', thinpPercent: 80, thinpMetaPercent: 2, thinpAutoextendThreshold: 90,
-        thinpAutoextendPercent: 10, lvmProfileDir: '/srv/p', lvmConfig: 'activation { monitoring = 0 }',
+        directLvmDevice: '/dev/sdb',
+        directLvmVg: 'vg0',
+        thinpPercent: 80,
+        thinpMetaPercent: 2,
+        thinpAutoextendThreshold: 90,
+        thinpAutoextendPercent: 10,
+        lvmProfileDir: '/srv/p',
+        lvmConfig: 'activation { monitoring = 0 }',
       }),
     ).toEqual({
-      device: '/dev/sdb', vg: 'vg0', thinpPercent: 80, thinpMetaPercent: 2, autoextendThreshold: 90, autoextendPercent: 10,
-      profileDir: '/srv/p', lvmConfig: 'activation { monitoring = 0 }',
+      device: '/dev/sdb',
+      vg: 'vg0',
+      thinpPercent: 80,
+      thinpMetaPercent: 2,
+      autoextendThreshold: 90,
+      autoextendPercent: 10,
+      profileDir: '/srv/p',
+      lvmConfig: 'activation { monitoring = 0 }',
     });
     const sdb = { directLvmDevice: '/dev/sdb' };
     invalid(() => directLvmFromSetOptions({ ...sdb, thinpAutoextendThreshold: 20 }), 'thinpAutoextendThreshold', 'from 50');

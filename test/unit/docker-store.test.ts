@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../../lib/binding';
-import { parseDeviceFile, parseDeviceSetFile, parseTransactionFile, readDockerMetadata, rollBack } from '../../lib/device-set/docker-metadata';
+import {
+  parseDeviceFile,
+  parseDeviceSetFile,
+  parseTransactionFile,
+  readDockerMetadata,
+  rollBack,
+} from '../../lib/device-set/docker-metadata';
 import { dockerPrefix } from '../../lib/device-set/docker-store';
 import { DeviceSet } from '../../lib/index';
 
@@ -25,15 +31,28 @@ afterEach(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const put = (name: string, value: unknown) => writeFile(join(root, 'metadata', name), typeof value === 'string' ? value : JSON.stringify(value));
+const put = (name: string, value: unknown) =>
+  writeFile(join(root, 'metadata', name), typeof value === 'string' ? value : JSON.stringify(value));
 
 describe('parsing Docker metadata files', () => {
   it('reads a device file with moby field names; a missing field is its zero value, as Go reads it', () => {
-    expect(parseDeviceFile('{"device_id":7,"size":10737418240,"transaction_id":9,"initialized":false,"deleted":true}', '/m/x', H1)).toEqual({
-      id: H1, deviceId: 7, size: 10737418240, parent: null, transactionId: 9, deleted: true,
-    });
+    expect(parseDeviceFile('{"device_id":7,"size":10737418240,"transaction_id":9,"initialized":false,"deleted":true}', '/m/x', H1)).toEqual(
+      {
+        id: H1,
+        deviceId: 7,
+        size: 10737418240,
+        parent: null,
+        transactionId: 9,
+        deleted: true,
+      },
+    );
     expect(parseDeviceFile('{"device_id":1,"size":1048576,"transaction_id":1,"initialized":true}', '/m/base', '')).toEqual({
-      id: '', deviceId: 1, size: 1048576, parent: null, transactionId: 1, initialized: true,
+      id: '',
+      deviceId: 1,
+      size: 1048576,
+      parent: null,
+      transactionId: 1,
+      initialized: true,
     });
     expect(parseDeviceFile('{"device_id":3,"size":1049276}', '/m/x', H1).size).toBe(1048576 + 512); // whole sectors, as Docker activated it
   });
@@ -53,18 +72,30 @@ describe('parsing Docker metadata files', () => {
 
   it('a field of the wrong type or out of range is ERR_DM_CORRUPT naming file and field', () => {
     const corrupt = (more: object = {}) => expect.objectContaining({ code: 'ERR_DM_CORRUPT', ...more });
-    expect(() => parseDeviceFile('{"device_id":"1"}', '/m/f', 'f')).toThrow(corrupt({ message: expect.stringMatching(/\/m\/f.*device_id/) }));
+    expect(() => parseDeviceFile('{"device_id":"1"}', '/m/f', 'f')).toThrow(
+      corrupt({ message: expect.stringMatching(/\/m\/f.*device_id/) }),
+    );
     expect(() => parseDeviceFile('{"device_id":16777216}', '/m/f', 'f')).toThrow(corrupt());
     expect(() => parseDeviceFile('{"device_id":1,"size":-5}', '/m/f', 'f')).toThrow(corrupt({ message: expect.stringContaining('size') }));
     expect(() => parseDeviceFile('{"device_id":1,"deleted":"no"}', '/m/f', 'f')).toThrow(corrupt());
-    expect(() => parseDeviceSetFile('{"BaseDeviceFilesystem":"btrfs"}', '/m/d')).toThrow(corrupt({ message: expect.stringContaining('btrfs') }));
+    expect(() => parseDeviceSetFile('{"BaseDeviceFilesystem":"btrfs"}', '/m/d')).toThrow(
+      corrupt({ message: expect.stringContaining('btrfs') }),
+    );
     expect(() => parseTransactionFile('{"open_transaction_id":1.5}', '/m/t')).toThrow(corrupt({ device: '/m/t' }));
   });
 
   it('reads deviceset-metadata and transaction-metadata', () => {
-    expect(parseDeviceSetFile('{"next_device_id":12,"BaseDeviceUUID":"u-1","BaseDeviceFilesystem":"xfs"}', '/m/d')).toEqual({ nextDeviceId: 12, baseUuid: 'u-1', fs: 'xfs' });
+    expect(parseDeviceSetFile('{"next_device_id":12,"BaseDeviceUUID":"u-1","BaseDeviceFilesystem":"xfs"}', '/m/d')).toEqual({
+      nextDeviceId: 12,
+      baseUuid: 'u-1',
+      fs: 'xfs',
+    });
     expect(parseDeviceSetFile('{"next_device_id":3}', '/m/d')).toEqual({ nextDeviceId: 3 }); // before Docker recorded UUID and filesystem
-    expect(parseTransactionFile(`{"open_transaction_id":4,"device_hash":"${H1}","device_id":5}`, '/m/t')).toEqual({ openTransactionId: 4, hash: H1, deviceId: 5 });
+    expect(parseTransactionFile(`{"open_transaction_id":4,"device_hash":"${H1}","device_id":5}`, '/m/t')).toEqual({
+      openTransactionId: 4,
+      hash: H1,
+      deviceId: 5,
+    });
   });
 });
 
@@ -91,7 +122,7 @@ describe('readDockerMetadata', () => {
     await expect(readDockerMetadata(root)).rejects.toMatchObject({ code: 'ERR_DM_CORRUPT', device: join(root, 'metadata', H2) });
   });
 
-  it("reads the oldest drivers' devicemapper/json ({\"Devices\": ...}), which wins as Docker's migration made it", async () => {
+  it('reads the oldest drivers\' devicemapper/json ({"Devices": ...}), which wins as Docker\'s migration made it', async () => {
     await put(H1, { device_id: 2, size: 1 << 20 });
     const Devices = { '': { device_id: 1, size: 1 << 20, initialized: true }, [H1]: { device_id: 9, size: 2 << 20 } };
     await writeFile(join(root, 'devicemapper', 'json'), JSON.stringify({ Devices }));
@@ -102,7 +133,10 @@ describe('readDockerMetadata', () => {
 
   it('a root without metadata/ is not a Docker store', async () => {
     await rm(join(root, 'metadata'), { recursive: true });
-    await expect(readDockerMetadata(root)).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('not a Docker devicemapper store') });
+    await expect(readDockerMetadata(root)).rejects.toMatchObject({
+      code: 'ENOENT',
+      message: expect.stringContaining('not a Docker devicemapper store'),
+    });
   });
 });
 

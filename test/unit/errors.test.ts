@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { DmError, errnoName, fromNative } from '../../lib/errors';
 
 const E = constants.errno;
-const failure = (errno: number, op = 'DM_DEV_REMOVE', syscall = 'ioctl', detail?: string) => Object.assign(new Error('native'), { errno, op, syscall, detail });
+const failure = (errno: number, op = 'DM_DEV_REMOVE', syscall = 'ioctl', detail?: string) =>
+  Object.assign(new Error('native'), { errno, op, syscall, detail });
 
 describe('DmError mapping', () => {
   it('names errnos', () => {

@@ -15,8 +15,19 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-const rec = (id: string, deviceId: number, extra: Partial<DeviceRecord> = {}): DeviceRecord => ({ id, deviceId, size: 8, parent: id === '' ? null : '', transactionId: deviceId, ...extra });
-const ids = (s: MetadataStore) => s.all().map((r) => r.id).sort();
+const rec = (id: string, deviceId: number, extra: Partial<DeviceRecord> = {}): DeviceRecord => ({
+  id,
+  deviceId,
+  size: 8,
+  parent: id === '' ? null : '',
+  transactionId: deviceId,
+  ...extra,
+});
+const ids = (s: MetadataStore) =>
+  s
+    .all()
+    .map((r) => r.id)
+    .sort();
 const logLines = async (root: string) => (await readFile(join(root, 'devices.log'), 'utf8')).split('\n').filter(Boolean).length;
 
 it('writes, reads back and deletes records; drops temp files a kill left', async () => {
@@ -70,7 +81,10 @@ it('refuses a log with a whole line that is not a record change', async () => {
     const root = join(dir, `bad-${bad.length}`);
     await mkdir(root, { recursive: true });
     await writeFile(join(root, 'devices.log'), `{"put":{"id":"a","deviceId":1,"size":8,"parent":"","transactionId":1}}\n${bad}\n`);
-    await expect(MetadataStore.open(root)).rejects.toMatchObject({ code: 'ERR_DM_CORRUPT', message: expect.stringMatching(/devices\.log/) });
+    await expect(MetadataStore.open(root)).rejects.toMatchObject({
+      code: 'ERR_DM_CORRUPT',
+      message: expect.stringMatching(/devices\.log/),
+    });
   }
 });
 
@@ -90,7 +104,9 @@ it('compacts the log when it holds more than twice the lines it needs', async ()
 it('keeps every one of many concurrent changes, across compactions', async () => {
   const root = join(dir, 'concurrent');
   const store = await MetadataStore.open(root);
-  await Promise.all(Array.from({ length: 300 }, (_, i) => store.put(rec(`c${i}`, i)).then(() => (i % 3 === 0 ? store.delete(`c${i}`) : undefined))));
+  await Promise.all(
+    Array.from({ length: 300 }, (_, i) => store.put(rec(`c${i}`, i)).then(() => (i % 3 === 0 ? store.delete(`c${i}`) : undefined))),
+  );
   await store.close();
   const again = await MetadataStore.open(root);
   expect(again.all()).toHaveLength(200);
@@ -126,8 +142,13 @@ it('moves 3000 per-file records with only 256 file descriptors allowed', async (
   for (let i = 0; i < 3000; i++) await writeFile(join(root, 'devices', `d${i}.json`), JSON.stringify(rec(`d${i}`, i + 10)));
   const lib = JSON.stringify(join(__dirname, '..', '..', 'dist', 'metadata-store.js'));
   const out = await new Promise<string>((resolve, reject) =>
-    execFile('sh', ['-c', `ulimit -n 256 && node -e 'require(${lib}).MetadataStore.open(${JSON.stringify(root)}).then(async (s) => { console.log(s.devices().length); await s.close(); })'`], (err, stdout, stderr) =>
-      err ? reject(new Error(stderr)) : resolve(stdout),
+    execFile(
+      'sh',
+      [
+        '-c',
+        `ulimit -n 256 && node -e 'require(${lib}).MetadataStore.open(${JSON.stringify(root)}).then(async (s) => { console.log(s.devices().length); await s.close(); })'`,
+      ],
+      (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout)),
     ),
   );
   expect(out.trim()).toBe('3000');

@@ -21,13 +21,25 @@ it('has been built (npm run build)', () => {
 });
 
 it('loads with require()', async () => {
-  const { stdout } = await run(process.execPath, ['-e', `const { dm, loop, DmError } = require('devmapper'); if (typeof loop.attach !== 'function') process.exit(3); ${probe}`], { cwd: root });
+  const { stdout } = await run(
+    process.execPath,
+    ['-e', `const { dm, loop, DmError } = require('devmapper'); if (typeof loop.attach !== 'function') process.exit(3); ${probe}`],
+    { cwd: root },
+  );
   const out = JSON.parse(stdout) as { version?: { major: number }; error?: boolean; code?: string };
   expect(out.version?.major === 4 || (out.error === true && typeof out.code === 'string')).toBe(true);
 });
 
 it('loads with import', async () => {
-  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', `import { dm, loop, DmError } from 'devmapper'; if (typeof loop.attach !== 'function') process.exit(3); ${probe}`], { cwd: root });
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { dm, loop, DmError } from 'devmapper'; if (typeof loop.attach !== 'function') process.exit(3); ${probe}`,
+    ],
+    { cwd: root },
+  );
   const out = JSON.parse(stdout) as { version?: { major: number }; error?: boolean; code?: string };
   expect(out.version?.major === 4 || (out.error === true && typeof out.code === 'string')).toBe(true);
 });

@@ -2,8 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { poolAlerts, type PoolStatus } from '../../lib/pool/index';
 
 const base: Omit<PoolStatus, 'alerts' | 'raw'> = {
-  mode: 'rw', transactionId: 0, usedMetadataBlocks: 10, totalMetadataBlocks: 512, usedDataBlocks: 0, totalDataBlocks: 1024,
-  heldMetadataRoot: null, discardPassdown: true, errorIfNoSpace: false, needsCheck: false, metadataLowWatermark: 128,
+  mode: 'rw',
+  transactionId: 0,
+  usedMetadataBlocks: 10,
+  totalMetadataBlocks: 512,
+  usedDataBlocks: 0,
+  totalDataBlocks: 1024,
+  heldMetadataRoot: null,
+  discardPassdown: true,
+  errorIfNoSpace: false,
+  needsCheck: false,
+  metadataLowWatermark: 128,
 };
 
 describe('poolAlerts', () => {

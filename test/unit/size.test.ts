@@ -25,7 +25,9 @@ it('reads sizes as Docker did, in binary units', () => {
 
 it('refuses what is not a size, naming the field', () => {
   for (const bad of ['', 'G', '100X', '-1G', '1e3', '10 G B', 'ten', '99999999999P', -1, 1.5, NaN, null, {}]) {
-    expect(() => parseSize(bad, 'dataSize')).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('dataSize') }));
+    expect(() => parseSize(bad, 'dataSize')).toThrow(
+      expect.objectContaining({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining('dataSize') }),
+    );
   }
 });
 

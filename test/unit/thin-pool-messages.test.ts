@@ -8,13 +8,17 @@ describe('thin-pool messages', () => {
     expect(msg.createSnap('p', 8, 7).hints.ENODATA).toContain('origin thin id 7');
     expect(msg.deleteThin('p', 8).text).toBe('delete 8');
     expect(msg.deleteThin('p', 8).hints.EBUSY).toContain('still open');
-    expect(msg.setTransactionId(3, 4)).toMatchObject({ text: 'set_transaction_id 3 4', hints: { EINVAL: "the pool's transaction id is not 3" } });
+    expect(msg.setTransactionId(3, 4)).toMatchObject({
+      text: 'set_transaction_id 3 4',
+      hints: { EINVAL: "the pool's transaction id is not 3" },
+    });
     expect(msg.reserveMetadataSnap().text).toBe('reserve_metadata_snap');
     expect(msg.releaseMetadataSnap().text).toBe('release_metadata_snap');
   });
 
   it('refuse ids that are not counts', () => {
-    for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => msg.createThin('p', bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
+    for (const bad of [-1, 1.5, Number.NaN, 2 ** 53])
+      expect(() => msg.createThin('p', bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
     expect(() => msg.createSnap('p', 1, -2)).toThrow(/originId/);
   });
 });

@@ -8,7 +8,12 @@ import { DmError } from '../../lib/errors';
 import type { TransactionRecord } from '../../lib/metadata-store';
 import type { PoolStatus, ThinPool } from '../../lib/pool/index';
 
-const open = (openTransactionId: number, op: 'create' | 'delete' = 'create'): TransactionRecord => ({ openTransactionId, op, id: 'x', deviceId: 7 });
+const open = (openTransactionId: number, op: 'create' | 'delete' = 'create'): TransactionRecord => ({
+  openTransactionId,
+  op,
+  id: 'x',
+  deviceId: 7,
+});
 
 describe('recoveryStep', () => {
   it('killed before the commit point: roll back; after it: only clear; none open: nothing', () => {
@@ -32,7 +37,9 @@ describe('freeThinId', () => {
 });
 
 /** A pool whose messages are recorded and may fail, and a log in memory. */
-function fakes(o: { txn?: number; fail?: Partial<Record<'createThin' | 'createSnapshot' | 'deleteThin', string>>; mode?: PoolStatus['mode'] } = {}) {
+function fakes(
+  o: { txn?: number; fail?: Partial<Record<'createThin' | 'createSnapshot' | 'deleteThin', string>>; mode?: PoolStatus['mode'] } = {},
+) {
   const calls: string[] = [];
   let txn = o.txn ?? 0;
   const failing = (what: keyof NonNullable<typeof o.fail>, id: number) => {
@@ -69,7 +76,13 @@ function fakes(o: { txn?: number; fail?: Partial<Record<'createThin' | 'createSn
 describe('PoolTransactions', () => {
   it('a create: open, change the pool, write the record, commit, clear — in that order', async () => {
     const f = fakes({ txn: 3 });
-    const id = await f.txns.create({ key: 'img', originThinId: 1, allocate: () => 9, skipped: () => undefined, record: async (n, t) => void f.calls.push(`record ${n} @${t}`) });
+    const id = await f.txns.create({
+      key: 'img',
+      originThinId: 1,
+      allocate: () => 9,
+      skipped: () => undefined,
+      record: async (n, t) => void f.calls.push(`record ${n} @${t}`),
+    });
     expect(id).toBe(9);
     expect(f.calls).toEqual(['open create img 9 -> 4', 'createSnapshot 9', 'record 9 @4', 'set_transaction_id 3 4', 'clear']);
   });
@@ -83,21 +96,36 @@ describe('PoolTransactions', () => {
       f.calls.push(`createThin ${id}`);
       if (id === 5) throw new DmError('exists', { code: 'EEXIST' });
     };
-    const id = await f.txns.create({ key: 'base', originThinId: null, allocate: () => next++, skipped: (n) => skipped.push(n), record: async () => undefined });
+    const id = await f.txns.create({
+      key: 'base',
+      originThinId: null,
+      allocate: () => next++,
+      skipped: (n) => skipped.push(n),
+      record: async () => undefined,
+    });
     expect(id).toBe(6);
     expect(skipped).toEqual([5]);
-    expect(f.calls.filter((c) => c.startsWith('open') || c === 'clear')).toEqual(['open create base 5 -> 1', 'clear', 'open create base 6 -> 1', 'clear']);
+    expect(f.calls.filter((c) => c.startsWith('open') || c === 'clear')).toEqual([
+      'open create base 5 -> 1',
+      'clear',
+      'open create base 6 -> 1',
+      'clear',
+    ]);
   });
 
   it('a pool change that fails clears the open transaction and commits nothing', async () => {
     const f = fakes({ fail: { createSnapshot: 'ENODATA' } });
-    await expect(f.txns.create({ key: 'c', originThinId: 3, allocate: () => 4, skipped: () => undefined, record: async () => undefined })).rejects.toMatchObject({ code: 'ENODATA' });
+    await expect(
+      f.txns.create({ key: 'c', originThinId: 3, allocate: () => 4, skipped: () => undefined, record: async () => undefined }),
+    ).rejects.toMatchObject({ code: 'ENODATA' });
     expect(f.calls).toEqual(['open create c 4 -> 1', 'createSnapshot 4', 'clear']);
   });
 
   it('a busy delete becomes deferred only when asked; a gone thin id counts as deleted', async () => {
     const busy = fakes({ fail: { deleteThin: 'EBUSY' } });
-    await expect(busy.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async () => undefined })).rejects.toMatchObject({ code: 'EBUSY' });
+    await expect(busy.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async () => undefined })).rejects.toMatchObject({
+      code: 'EBUSY',
+    });
     expect(await busy.txns.delete({ key: 'c', thinId: 4, deferBusy: true, record: async (o) => void busy.calls.push(o) })).toBe('deferred');
     const gone = fakes({ fail: { deleteThin: 'ENODATA' } });
     expect(await gone.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async (o) => void gone.calls.push(o) })).toBe('deleted');
@@ -106,7 +134,9 @@ describe('PoolTransactions', () => {
 
   it('a failed pool is refused before anything is written', async () => {
     const f = fakes({ mode: 'fail' });
-    await expect(f.txns.create({ key: 'c', originThinId: null, allocate: () => 1, skipped: () => undefined, record: async () => undefined })).rejects.toMatchObject({ code: 'EIO' });
+    await expect(
+      f.txns.create({ key: 'c', originThinId: null, allocate: () => 1, skipped: () => undefined, record: async () => undefined }),
+    ).rejects.toMatchObject({ code: 'EIO' });
     expect(f.calls).toEqual([]);
   });
 
@@ -114,7 +144,10 @@ describe('PoolTransactions', () => {
     const f = fakes({ txn: 4 });
     f.setStored(open(5));
     const seen: string[] = [];
-    await f.txns.recover({ deactivate: async (k) => void seen.push(`deactivate ${k}`), forget: async (t, busy) => void seen.push(`forget ${t.id} ${busy}`) });
+    await f.txns.recover({
+      deactivate: async (k) => void seen.push(`deactivate ${k}`),
+      forget: async (t, busy) => void seen.push(`forget ${t.id} ${busy}`),
+    });
     expect(seen).toEqual(['deactivate x', 'forget x false']);
     expect(f.calls).toEqual(['deleteThin 7', 'set_transaction_id 4 5', 'clear']);
   });
@@ -134,6 +167,8 @@ describe('PoolTransactions', () => {
     expect(done.calls).toEqual(['clear']);
     const alien = fakes({ txn: 1 });
     alien.setStored(open(5));
-    await expect(alien.txns.recover({ deactivate: async () => undefined, forget: async () => undefined })).rejects.toMatchObject({ code: 'ERR_DM_CORRUPT' });
+    await expect(alien.txns.recover({ deactivate: async () => undefined, forget: async () => undefined })).rejects.toMatchObject({
+      code: 'ERR_DM_CORRUPT',
+    });
   });
 });

@@ -16,11 +16,13 @@ const rejects = (f: () => unknown, field: string) => {
 
 describe('device names', () => {
   it('accepts what Docker and LVM use', () => {
-    for (const n of ['docker-8:1-1234-pool', 'vg0-lv_data', 'a', 'x'.repeat(127), 'name.with:colons@and=signs+#']) expect(checkName(n)).toBe(n);
+    for (const n of ['docker-8:1-1234-pool', 'vg0-lv_data', 'a', 'x'.repeat(127), 'name.with:colons@and=signs+#'])
+      expect(checkName(n)).toBe(n);
   });
 
   it('rejects empty, too long, slashes, dot names, white space and control characters', () => {
-    for (const bad of ['', 'x'.repeat(128), 'a/b', '.', '..', 'control', 'a b', 'tab\there', 'nl\n', 'nul\0', 'é', '\x7f']) rejects(() => checkName(bad), 'name');
+    for (const bad of ['', 'x'.repeat(128), 'a/b', '.', '..', 'control', 'a b', 'tab\there', 'nl\n', 'nul\0', 'é', '\x7f'])
+      rejects(() => checkName(bad), 'name');
     rejects(() => checkName(42), 'name');
     rejects(() => checkName(undefined, 'newName'), 'newName');
   });
