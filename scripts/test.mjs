@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm test: set up (scripts/setup.mjs), run the unit tests on this host, the kernel tests on a
+// npm test: set up (scripts/setup.mjs), lint (scripts/lint.mjs), run the unit tests on this host, the kernel tests on a
 // real kernel (this one when it has device-mapper and we are root, else the
 // UML VM), and print one closing line: "N passed, N failed, N skipped".
 //
@@ -64,6 +64,9 @@ try {
 } catch (e) {
   fail(e.message);
 }
+
+// npm run lint: a failure counts as one failed test; the tests still run.
+const lint = run('node', [join(root, 'scripts', 'lint.mjs')]);
 
 rmSync(results, { recursive: true, force: true });
 mkdirSync(results, { recursive: true });
@@ -171,6 +174,10 @@ for (const r of runs) {
     console.error(`npm test: the ${r.project} run exited ${r.status} (errors outside tests)`);
     failed++;
   }
+}
+if (lint !== 0) {
+  console.error('npm test: npm run lint failed (npm run format fixes the layout; eslint findings need a hand)');
+  failed++;
 }
 console.log(`\nkernel tests ran on ${useVm ? 'the UML VM (scripts/vm/run)' : "this host's kernel"}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
