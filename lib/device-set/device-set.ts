@@ -9,24 +9,23 @@ import { join, resolve as resolvePath } from 'node:path';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
-import { filesystemUuid, makeFilesystem, mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
+import { mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
 import { humanSize } from '../format';
-import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord, type TransactionRecord } from '../metadata-store';
-import { ensureBlockNode, mapperPath } from '../nodes';
-import { MAX_THIN_ID, type PoolStatus, type ThinPool } from '../pool/index';
+import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord } from '../metadata-store';
+import { mapperPath } from '../nodes';
+import type { ThinPool } from '../pool/index';
 import { step } from '../progress';
 import { parseSize } from '../size';
 import { checkBoolean, checkOptions, checkPath, DM_NAME_MAX } from '../validate';
 import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseDockerStore, type SetAccess } from './docker-store';
 import { checkFsOptions, checkStrings, parseOptions, type CreateOptions, type DeviceSetOptions, type Settings } from './options';
 import { setInfo } from './info';
-import { growDevice, mendLeftovers, mountsOf } from './leftovers';
+import { BASE, SetDevices } from './devices';
+import { mendLeftovers, mountsOf } from './leftovers';
 import { openPool, takeLock } from './setup';
 import { checkPoolSpace } from './space';
-import { freeThinId, PoolTransactions } from './transactions';
 import type { DeviceDetails, DeviceSetInfo, DeviceUsage } from './types';
 
-const BASE = '';
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export class DeviceSet {
@@ -36,22 +35,22 @@ export class DeviceSet {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
+  private readonly devices: SetDevices;
+
   private constructor(
     private readonly settings: Settings,
     readonly pool: ThinPool,
     private readonly ownsPool: boolean,
-    private readonly store: RecordStore,
-    private set: SetRecord,
+    store: RecordStore,
+    set: SetRecord,
     private readonly lock: FileHandle,
     /** Device-mapper names are `<prefix>-<id>`; the base device is `<prefix>-base`. */
     readonly prefix: string,
     /** Read-only (a Docker store), and the devices it found active and leaves so. */
     private readonly access: SetAccess = READ_WRITE,
   ) {
-    this.txns = new PoolTransactions(pool, store);
+    this.devices = new SetDevices(settings, pool, store, set, prefix, access);
   }
-
-  private readonly txns: PoolTransactions;
 
   /** Open the set under `root`, creating it (pool, base device, filesystem) on first use. */
   static async open(options: DeviceSetOptions): Promise<DeviceSet> {
@@ -84,21 +83,21 @@ export class DeviceSet {
       const ds = new DeviceSet(settings, pool, owns, store, set, lock, prefix);
       await mendLeftovers(root, prefix);
       for (const [id, target] of await mountsOf(
-        ds.store
+        ds.devices.store
           .all()
           .filter((r) => r.id !== BASE)
           .map((r) => r.id),
-        (id) => mapperPath(ds.dmName(id)),
+        (id) => mapperPath(ds.devices.dmName(id)),
       )) {
         ds.mounts.set(id, { target, count: 1 });
       }
-      await ds.txns.recover({
-        deactivate: (key) => dm.remove(ds.dmName(key)).then(() => undefined),
-        forget: (t, busy) => ds.forgetRecord(t, busy),
+      await ds.devices.txns.recover({
+        deactivate: (key) => dm.remove(ds.devices.dmName(key)).then(() => undefined),
+        forget: (t, busy) => ds.devices.forgetRecord(t, busy),
       });
-      await ds.setUpBase();
-      await ds.retryDeletions();
-      ds.timer = setInterval(() => void ds.serial(() => ds.retryDeletions()).catch(() => undefined), settings.cleanupIntervalMs);
+      await ds.devices.setUpBase();
+      await ds.devices.retryDeletions();
+      ds.timer = setInterval(() => void ds.serial(() => ds.devices.retryDeletions()).catch(() => undefined), settings.cleanupIntervalMs);
       ds.timer.unref();
       return ds;
     } catch (e) {
@@ -131,155 +130,13 @@ export class DeviceSet {
     if (this.closed) throw new DmError('the device set is closed', { code: 'ERR_DM_INVALID_ARG' });
   }
 
-  private dmName(id: string): string {
-    return id === BASE ? `${this.prefix}-base` : `${this.prefix}-${id}`;
-  }
-
   private checkId(id: unknown, field = 'id'): string {
     if (typeof id !== 'string' || !ID.test(id))
       throw invalidArg(field, `${JSON.stringify(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`);
     if (id === 'base') throw invalidArg(field, "'base' names the base device");
-    if (this.dmName(id).length > DM_NAME_MAX) throw invalidArg(field, `'${id}' makes the device name longer than ${DM_NAME_MAX} bytes`);
+    if (this.devices.dmName(id).length > DM_NAME_MAX)
+      throw invalidArg(field, `'${id}' makes the device name longer than ${DM_NAME_MAX} bytes`);
     return id;
-  }
-
-  private record(id: string): DeviceRecord {
-    const r = this.store.get(id);
-    if (!r || r.deleted) throw new DmError(`no device '${id}' in the set`, { code: 'ENOENT', device: id });
-    return r;
-  }
-
-  /** After a rolled-back transaction: the record of its thin id goes (marked deleted, if the id is still busy). */
-  private async forgetRecord(t: TransactionRecord, busy: boolean): Promise<void> {
-    const r = this.store.get(t.id);
-    if (!r || r.deviceId !== t.deviceId) return;
-    if (busy) await this.store.put({ ...r, deleted: true });
-    else await this.store.delete(t.id);
-  }
-
-  /** A new thin device and its record for `id` (a snapshot of `parent`, or empty for the base), in one transaction. */
-  private async newDevice(id: string, parent: DeviceRecord | null, size: number, status?: PoolStatus): Promise<DeviceRecord> {
-    let rec: DeviceRecord | undefined;
-    const advance = (thinId: number) => (this.set = { ...this.set, nextDeviceId: (thinId + 1) % (MAX_THIN_ID + 1) });
-    const thinId = await this.txns.create({
-      key: id,
-      originThinId: parent ? parent.deviceId : null,
-      allocate: () => {
-        const free = freeThinId(new Set(this.store.all().map((r) => r.deviceId)), this.set.nextDeviceId);
-        if (free === undefined)
-          throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
-        return free;
-      },
-      skipped: advance, // taken outside our records
-      record: async (deviceId, transactionId) => {
-        rec = { id, deviceId, size, parent: parent ? parent.id : null, transactionId, ...(id === BASE ? { initialized: false } : {}) };
-        await this.store.put(rec);
-      },
-      ...(status ? { status } : {}),
-    });
-    advance(thinId);
-    await this.store.writeSet(this.set);
-    return rec!;
-  }
-
-  /** Delete device `rec`'s thin id and its record, in one transaction (deferred, when busy and deferredDeletion). */
-  private deleteDevice(rec: DeviceRecord): Promise<'deleted' | 'deferred'> {
-    return this.txns.delete({
-      key: rec.id,
-      thinId: rec.deviceId,
-      deferBusy: this.settings.deferredDeletion,
-      record: (outcome) => (outcome === 'deleted' ? this.store.delete(rec.id) : this.store.put({ ...rec, deleted: true })),
-    });
-  }
-
-  /** Deferred deletions whose devices are no longer busy. */
-  private async retryDeletions(): Promise<void> {
-    for (const rec of this.store.all().filter((r) => r.deleted)) {
-      const live = await dm.info(this.dmName(rec.id)).catch(() => undefined);
-      if (live && live.openCount > 0) continue;
-      if (live) await dm.remove(live.name).catch(() => undefined);
-      await this.deleteDevice(rec).catch(() => undefined);
-    }
-  }
-
-  // --- activation and the base device ----------------------------------------
-
-  /** Device `rec` active (made so if it was not), its node in place. */
-  private async activateDevice(rec: DeviceRecord): Promise<dm.DeviceInfo> {
-    const name = this.dmName(rec.id);
-    const live = await dm.info(name).catch(() => undefined);
-    if (live?.activeTable) {
-      if (live.deferredRemove) await dm.cancelDeferredRemove(name);
-      await ensureBlockNode(live.path, live); // a killed process may have made the device but not its node
-      return live;
-    }
-    if (live) await dm.remove(name); // created, never loaded: the process died in between
-    return this.pool.activate(rec.deviceId, { name, size: rec.size, readOnly: this.access.readOnly });
-  }
-
-  /** Device `id` gone from device-mapper (deferred with deferredRemoval); its record and thin id stay. */
-  private async deactivateDevice(id: string): Promise<void> {
-    const name = this.dmName(id);
-    if (this.access.leaveActive.has(name) || !(await dm.info(name).catch(() => undefined))) return;
-    await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
-  }
-
-  /** Grow device `rec` and its filesystem to `size` (it must not be mounted). */
-  private async grow(rec: DeviceRecord, size: number): Promise<DeviceRecord> {
-    const what = rec.id === BASE ? 'the base device' : `'${rec.id}'`;
-    const scratch = join(this.settings.root, 'mnt', `.grow-${rec.id || 'base'}`);
-    await growDevice(this.pool, this.dmName(rec.id), rec.deviceId, size, {
-      fs: this.settings.fs,
-      scratch,
-      progress: this.settings.progress,
-      what,
-    });
-    const grown = { ...rec, size };
-    await this.store.put(grown);
-    return grown;
-  }
-
-  private async setUpBase(): Promise<void> {
-    let base = this.store.get(BASE);
-    if (base && !base.initialized) {
-      // A crash between creating the base device and making its filesystem: start over.
-      await dm.remove(this.dmName(BASE)).catch(() => undefined);
-      await this.deleteDevice(base);
-      base = undefined;
-    }
-    if (!base) {
-      const rec = await this.newDevice(BASE, null, this.settings.baseSize);
-      const dev = await this.activateDevice(rec);
-      try {
-        await step(this.settings.progress, `making ${this.settings.fs} on the ${humanSize(rec.size)} base device`, () =>
-          makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs),
-        );
-        this.set = { ...this.set, baseUuid: await filesystemUuid(dev.path) };
-      } finally {
-        await dm.remove(dev.name, { retry: true });
-      }
-      await this.store.writeSet(this.set);
-      await this.store.put({ ...rec, initialized: true });
-      return;
-    }
-    const dev = await this.activateDevice(base);
-    try {
-      const uuid = await filesystemUuid(dev.path);
-      if (uuid !== this.set.baseUuid) {
-        throw new DmError(
-          `the base device's filesystem UUID is '${uuid}', the set recorded '${this.set.baseUuid ?? ''}': the pool's metadata and ${this.store.dir} do not belong together`,
-          { code: 'ERR_DM_CORRUPT', device: dev.name },
-        );
-      }
-    } finally {
-      await dm.remove(dev.name, { retry: true });
-    }
-    if (this.settings.baseSizeGiven && this.settings.baseSize < base.size) {
-      throw invalidArg('baseSize', `the base device is ${base.size} bytes; it cannot shrink`);
-    }
-    // Only a size the caller gave grows the base (Docker's userBaseSize): a
-    // reopen without one keeps the base as it is, not the 10G default.
-    if (this.settings.baseSizeGiven && this.settings.baseSize > base.size) await this.grow(base, this.settings.baseSize);
   }
 
   // --- the public operations ---------------------------------------------------
@@ -290,7 +147,7 @@ export class DeviceSet {
       root: this.settings.root,
       pool: this.pool.name,
       fs: this.settings.fs,
-      baseSize: humanSize(this.store.get(BASE)?.size ?? 0),
+      baseSize: humanSize(this.devices.store.get(BASE)?.size ?? 0),
       devices: this.list(),
       mounted: Object.fromEntries([...this.mounts].map(([id, m]) => [id, m.target])),
       closed: this.closed,
@@ -300,17 +157,17 @@ export class DeviceSet {
 
   /** The raw records, the base device's (id '') and those pending deletion included: for debugging and checks. */
   records(): DeviceRecord[] {
-    return this.store.all().map((r) => ({ ...r }));
+    return this.devices.store.all().map((r) => ({ ...r }));
   }
 
   has(id: string): boolean {
-    const r = typeof id === 'string' && id !== BASE ? this.store.get(id) : undefined;
+    const r = typeof id === 'string' && id !== BASE ? this.devices.store.get(id) : undefined;
     return r !== undefined && !r.deleted;
   }
 
   /** Ids of every device (not the base, not those pending deletion). */
   list(): string[] {
-    return this.store
+    return this.devices.store
       .devices()
       .filter((r) => !r.deleted)
       .map((r) => r.id)
@@ -319,15 +176,15 @@ export class DeviceSet {
 
   async get(id: string): Promise<DeviceDetails> {
     this.checkId(id);
-    const r = this.record(id);
-    const live = await dm.info(this.dmName(id)).catch(() => undefined);
+    const r = this.devices.record(id);
+    const live = await dm.info(this.devices.dmName(id)).catch(() => undefined);
     const m = this.mounts.get(id);
     const d: DeviceDetails = {
       id,
       parent: r.parent,
       deviceId: r.deviceId,
       size: r.size,
-      path: mapperPath(this.dmName(id)),
+      path: mapperPath(this.devices.dmName(id)),
       active: live !== undefined,
       deleted: r.deleted === true,
     };
@@ -344,7 +201,7 @@ export class DeviceSet {
     this.checkOpen();
     this.checkId(id);
     return this.serial(async () => {
-      const r = this.record(id);
+      const r = this.devices.record(id);
       const u = await this.pool.thinUsage(r.deviceId);
       return {
         id,
@@ -367,18 +224,18 @@ export class DeviceSet {
     if (o.parent !== undefined) this.checkId(o.parent, 'options.parent');
     const size = o.size === undefined ? undefined : parseSize(o.size, 'options.size');
     await this.serial(async () => {
-      if (this.store.get(id)) throw new DmError(`device '${id}' already exists`, { code: 'EEXIST', device: id });
-      const parent = o.parent === undefined ? this.store.get(BASE)! : this.record(o.parent);
+      if (this.devices.store.get(id)) throw new DmError(`device '${id}' already exists`, { code: 'EEXIST', device: id });
+      const parent = o.parent === undefined ? this.devices.store.get(BASE)! : this.devices.record(o.parent);
       const want = size ?? parent.size;
       if (want < parent.size) throw invalidArg('options.size', `${want} bytes is smaller than the parent's ${parent.size}`);
       if (want % 512 !== 0) throw invalidArg('options.size', `${want} bytes is not a multiple of 512`);
       const status = checkPoolSpace(await this.pool.status(), this.pool, this.settings.minFreeSpace);
-      const rec = await this.newDevice(id, parent, parent.size, status);
+      const rec = await this.devices.newDevice(id, parent, parent.size, status);
       if (want > parent.size) {
         try {
-          await this.grow(rec, want);
+          await this.devices.grow(rec, want);
         } catch (e) {
-          await this.deleteDevice(rec).catch(() => undefined);
+          await this.devices.deleteDevice(rec).catch(() => undefined);
           throw e;
         }
       }
@@ -397,15 +254,15 @@ export class DeviceSet {
     const extra = checkStrings(o.options, 'options.options');
     const where = resolvePath(target);
     await this.serial(async () => {
-      const rec = this.record(id);
+      const rec = this.devices.record(id);
       const m = this.mounts.get(id);
       if (m) {
         if (m.target !== where) throw new DmError(`device '${id}' is already mounted at ${m.target}`, { code: 'EBUSY', device: id });
         m.count++;
         return;
       }
-      const wasActive = (await dm.info(this.dmName(id)).catch(() => undefined)) !== undefined;
-      const dev = await this.activateDevice(rec);
+      const wasActive = (await dm.info(this.devices.dmName(id)).catch(() => undefined)) !== undefined;
+      const dev = await this.devices.activateDevice(rec);
       try {
         await mountDevice(dev.path, where, this.settings.fs, { readOnly, data: [...this.settings.mountOptions, ...extra] });
       } catch (e) {
@@ -445,7 +302,7 @@ export class DeviceSet {
       }
       await unmountLazily(m.target, { gone: 'ok' }); // an earlier unmount that failed later may have done it
       await removeMountPoint(m.target);
-      await this.deactivateDevice(id);
+      await this.devices.deactivateDevice(id);
       this.mounts.delete(id);
     });
   }
@@ -459,34 +316,34 @@ export class DeviceSet {
     this.checkWritable(`remove device '${String(id)}'`);
     this.checkId(id);
     await this.serial(async () => {
-      const rec = this.record(id);
+      const rec = this.devices.record(id);
       if (this.mounts.has(id))
         throw new DmError(`device '${id}' is mounted at ${this.mounts.get(id)!.target}; unmount it first`, { code: 'EBUSY', device: id });
       if (this.settings.discard) await this.discard(rec);
-      await this.deactivateDevice(id);
-      await this.deleteDevice(rec);
+      await this.devices.deactivateDevice(id);
+      await this.devices.deleteDevice(rec);
     });
   }
 
   private async discard(rec: DeviceRecord): Promise<void> {
-    const name = this.dmName(rec.id);
+    const name = this.devices.dmName(rec.id);
     const live = await dm.info(name).catch(() => undefined);
     if (live && live.openCount > 0) return; // someone still uses it: discarding would destroy their data
-    if (!live) await this.activateDevice(rec);
+    if (!live) await this.devices.activateDevice(rec);
     await step(this.settings.progress, `discarding the ${humanSize(rec.size)} of '${rec.id}'`, () => dm.discard(name));
   }
 
   /** Run the deferred-deletion retry now (it also runs every cleanupIntervalMs). */
   cleanup(): Promise<void> {
     if (this.access.readOnly) return Promise.reject(readOnlyError('delete devices pending deletion', this.settings.root));
-    return this.serial(() => this.retryDeletions());
+    return this.serial(() => this.devices.retryDeletions());
   }
 
   /** The `docker info` storage fields. */
   async info(): Promise<DeviceSetInfo> {
-    const records = this.store.all();
+    const records = this.devices.store.all();
     return setInfo(this.pool, this.settings, {
-      baseSize: this.store.get(BASE)?.size ?? 0,
+      baseSize: this.devices.store.get(BASE)?.size ?? 0,
       devices: this.list().length,
       deferredDeleted: records.filter((r) => r.deleted).length,
     });
@@ -511,15 +368,15 @@ export class DeviceSet {
           await removeMountPoint(m.target).catch(() => undefined);
           this.mounts.delete(id);
         }
-        for (const r of this.store.all()) {
-          const name = this.dmName(r.id);
+        for (const r of this.devices.store.all()) {
+          const name = this.devices.dmName(r.id);
           if (this.access.leaveActive.has(name)) continue;
           if (await dm.info(name).catch(() => undefined)) await dm.remove(name, { deferred: this.settings.deferredRemoval, retry: true });
         }
         if (this.ownsPool) await this.pool.destroy();
       });
     } finally {
-      await this.store.close();
+      await this.devices.store.close();
       await this.lock.close();
     }
   }
