@@ -69,8 +69,8 @@ try {
     const lib = usPerCycle(t, N);
     t = process.hrtime.bigint();
     for (let i = 0; i < N; i++) {
-      const d = await pool.createThinDevice({ id: i, name: `bench-${i}`, size: 1 << 20 });
-      await pool.removeThinDevice(d.name, d.id);
+      const d = await pool.createThinDevice({ thinId: i, name: `bench-${i}`, size: 1 << 20 });
+      await pool.removeThinDevice(d.name, d.thinId);
     }
     const oneTrip = usPerCycle(t, N);
     t = process.hrtime.bigint();
@@ -126,8 +126,8 @@ try {
     const lib = usPerCycle(t, N);
     t = process.hrtime.bigint();
     for (let i = 0; i < N; i++) {
-      const d = await pool.createSnapshotDevice(900001, { id: i, name: `bench-s${i}`, size: 1 << 20 });
-      await pool.removeThinDevice(d.name, d.id);
+      const d = await pool.createSnapshotDevice(900001, { thinId: i, name: `bench-s${i}`, size: 1 << 20 });
+      await pool.removeThinDevice(d.name, d.thinId);
     }
     const oneTrip = usPerCycle(t, N);
     const c = Number(sh(cref, ['snap', pool.name, String(N)]).toString());

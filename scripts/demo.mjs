@@ -69,7 +69,7 @@ try {
   step('pool report');
   const [status, usage] = await Promise.all([pool.status(), pool.usage()]);
   console.log(poolReport(pool, status, usage));
-  console.log(` Thin devices active: ${(await pool.activeDevices()).map((d) => `${d.name} (id ${d.id})`).join(', ')}`);
+  console.log(` Thin devices active: ${(await pool.activeDevices()).map((d) => `${d.name} (thin id ${d.thinId})`).join(', ')}`);
   console.log(` Kernel driver: ${Object.values(await dm.version()).join('.')}`);
 } finally {
   if (pool) await pool.destroy();

@@ -160,14 +160,14 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     .addHelpText('after', '\nExample:\n  devmapper thin create docker-8:1-1234-pool 7')
     .action(async (pool: string, id?: string) => {
       const n = await (await ThinPool.open(pool)).createThin(id === undefined ? undefined : toInt(id, 'id'));
-      emit(out(), { id: n }, () => String(n));
+      emit(out(), { thinId: n }, () => String(n));
     });
   t.command('snapshot <pool> <id> <origin>')
     .description('snapshot thin device ORIGIN as ID ("-" for the next free id); prints the id')
     .addHelpText('after', '\nExample:\n  devmapper thin snapshot docker-8:1-1234-pool 8 7')
     .action(async (pool: string, id: string, origin: string) => {
       const n = await (await ThinPool.open(pool)).createSnapshot(id === '-' ? undefined : toInt(id, 'id'), toInt(origin, 'origin'));
-      emit(out(), { id: n }, () => String(n));
+      emit(out(), { thinId: n }, () => String(n));
     });
   t.command('activate <pool> <id>')
     .description('map thin device ID as /dev/mapper/NAME')

@@ -102,7 +102,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
           ['Size', humanSize(u.size)],
           ['Mapped', `${humanSize(u.mappedBytes)} (${u.mappedSectors} sectors)`],
           ['Highest mapped sector', u.highestMappedSector ?? '-'],
-          ['Thin id', u.deviceId],
+          ['Thin id', u.thinId],
           ['Transaction', u.transactionId],
         ]),
       );
@@ -116,7 +116,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       emit(out(), devices, () =>
         columns(
           ['ID', 'PARENT', 'THIN-ID', 'SIZE', 'MOUNTED'],
-          devices.map((d) => [d.id, d.parent || '(base)', d.deviceId, humanSize(d.size), d.mountPoint ?? '']),
+          devices.map((d) => [d.id, d.parent || '(base)', d.thinId, humanSize(d.size), d.mountPoint ?? '']),
         ),
       );
     });

@@ -182,7 +182,7 @@ export class DeviceSet {
     const d: DeviceDetails = {
       id,
       parent: r.parent,
-      deviceId: r.deviceId,
+      thinId: r.deviceId,
       size: r.size,
       path: mapperPath(this.devices.dmName(id)),
       active: live !== undefined,
@@ -205,7 +205,7 @@ export class DeviceSet {
       const u = await this.pool.thinUsage(r.deviceId);
       return {
         id,
-        deviceId: r.deviceId,
+        thinId: r.deviceId,
         size: r.size,
         mappedBytes: u.mappedBytes,
         mappedSectors: u.mappedSectors,

@@ -5,8 +5,8 @@ import type { FsType } from '../filesystem';
 export interface DeviceDetails {
   id: string;
   parent: string | null;
-  /** Thin device id in the pool. */
-  deviceId: number;
+  /** Its thin device's id in the pool. */
+  thinId: number;
   size: number;
   /** /dev/mapper/NAME (present while active). */
   path: string;
@@ -20,8 +20,8 @@ export interface DeviceDetails {
 /** What the pool has mapped of one device (moby's GetDeviceStatus; containerd's Usage size). */
 export interface DeviceUsage {
   id: string;
-  /** Thin device id in the pool. */
-  deviceId: number;
+  /** Its thin device's id in the pool. */
+  thinId: number;
   /** The device's size in bytes. */
   size: number;
   /** Bytes the pool has mapped for it (its own and those shared with its parent). */

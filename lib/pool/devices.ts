@@ -17,7 +17,7 @@ import { toThinUsage, type ThinUsage } from './status';
 
 /** An active thin device: its device-mapper info and the thin id it maps. */
 export interface ThinDevice extends dm.DeviceInfo {
-  id: number;
+  thinId: number;
 }
 
 /** Read the table of the device with number `major`:`minor` (the pool's major: device-mapper's). */
@@ -39,14 +39,14 @@ export class PoolDevices {
     return devicesSeen(this.name);
   }
 
-  /** The thin table of thin id `n` on this pool, `length` sectors long. */
-  thinTable(n: number, length: number): dm.Target[] {
-    return [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, deviceId: n }) }];
+  /** The thin table of thin id `thinId` on this pool, `length` sectors long. */
+  thinTable(thinId: number, length: number): dm.Target[] {
+    return [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, thinId }) }];
   }
 
   /** Note a device just activated on thin id `id`. */
-  noteActive(minor: number, name: string, id: number): void {
-    this.seen.set(minor, { name, id });
+  noteActive(minor: number, name: string, thinId: number): void {
+    this.seen.set(minor, { name, thinId });
   }
 
   /** Drop a removed device from the devices last seen (its minor will be reused). */
@@ -54,22 +54,22 @@ export class PoolDevices {
     for (const [minor, d] of this.seen) if (d.name === name) this.seen.delete(minor);
   }
 
-  /** create_thin `n` and the `create` steps that activate it as `name`, in one trip. */
-  async createThin(n: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
+  /** create_thin `thinId` and the `create` steps that activate it as `name`, in one trip. */
+  async createThin(thinId: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
     const replies = await batch.runBatch(
-      [batch.message(this.name, msg.createThin(this.name, n), msg.deleteThin(this.name, n)), ...create],
+      [batch.message(this.name, msg.createThin(this.name, thinId), msg.deleteThin(this.name, thinId)), ...create],
       name,
     );
-    return this.finish(n, name, replies.slice(1));
+    return this.finish(thinId, name, replies.slice(1));
   }
 
-  /** Snapshot `originId` as `n` and the `create` steps that activate it as `name`, in one trip. */
-  async createSnapshot(n: number, originId: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
-    return this.finish(n, name, await this.snapshot(n, originId, name, create));
+  /** Snapshot `originThinId` as `thinId` and the `create` steps that activate it as `name`, in one trip. */
+  async createSnapshot(thinId: number, originThinId: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
+    return this.finish(thinId, name, await this.snapshot(thinId, originThinId, name, create));
   }
 
   /**
-   * Snapshot `originId` as `n`, then the `create` steps (which activate it;
+   * Snapshot `originThinId` as `thinId`, then the `create` steps (which activate it;
    * may be none), in one trip. Active origins must be suspended for the
    * snapshot. Which devices those are is guessed from the pool's devices as
    * last seen, when its sysfs holders are all known, and checked in the same
@@ -77,13 +77,13 @@ export class PoolDevices {
    * meanwhile) undoes the snapshot and makes it again after a fresh look.
    * Resolves with the replies of the `create` steps.
    */
-  async snapshot(n: number, originId: number, name: string, create: batch.Step[]): Promise<DmIoctlReply[]> {
+  async snapshot(thinId: number, originThinId: number, name: string, create: batch.Step[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
       const checks = guess ? [...guess.devices.keys()].map((minor) => tableStep(guess.pool, minor)) : [];
       const origins = guess
-        ? [...guess.devices.values()].filter((d) => d.id === originId).map((d) => d.name)
-        : await this.activeNames(originId);
-      const snap = this.snapshotSteps(n, originId, origins);
+        ? [...guess.devices.values()].filter((d) => d.thinId === originThinId).map((d) => d.name)
+        : await this.activeNames(originThinId);
+      const snap = this.snapshotSteps(thinId, originThinId, origins);
       const o = await batch.runSteps([...checks, ...snap, ...create], name);
       if (!o.ok) {
         // Undone: origins resumed, the snapshot deleted, a half-made device removed.
@@ -95,7 +95,7 @@ export class PoolDevices {
       }
       if (guess) {
         const seen = this.remember(o.replies.slice(0, checks.length), guess.pool);
-        const actual = seen.filter((d) => d.id === originId).map((d) => d.name);
+        const actual = seen.filter((d) => d.thinId === originThinId).map((d) => d.name);
         const pool = o.replies[checks.length + origins.length]!.dev; // the message's reply: the pool it went to
         if (
           pool.major !== guess.pool.major ||
@@ -117,10 +117,10 @@ export class PoolDevices {
    * The devices on the pool now (sysfs holders of the pool's number as last
    * known), by minor, with the thin ids last seen for them; undefined if one is not known.
    */
-  private guessDevices(): { pool: DevNumber; devices: Map<number, { name: string; id: number }> } | undefined {
+  private guessDevices(): { pool: DevNumber; devices: Map<number, SeenDevice> } | undefined {
     const pool = (this.dev ??= nodeDev(this.path));
     if (!pool) return undefined;
-    const devices = new Map<number, { name: string; id: number }>();
+    const devices = new Map<number, SeenDevice>();
     for (const minor of dmHolderMinors(`dm-${pool.minor}`)) {
       const known = this.seen.get(minor);
       if (!known) return undefined;
@@ -130,39 +130,39 @@ export class PoolDevices {
   }
 
   /** Note the thin ids of devices on the pool from their DM_TABLE_STATUS replies (-1: not a thin device of this pool). */
-  private remember(tables: DmIoctlReply[], pool: DevNumber): Array<{ name: string; id: number }> {
+  private remember(tables: DmIoctlReply[], pool: DevNumber): SeenDevice[] {
     return tables.map((reply) => {
       // The kernel names the pool by number; a minor reused meanwhile may be a thin device of another pool.
       const thin = reply.targets?.filter((x) => x.type === 'thin').map((x) => thinGrammar.parse(x.params));
       const t = thin?.find((x) => x.poolDevice === `${pool.major}:${pool.minor}`);
-      const d = { name: reply.name, id: t ? t.deviceId : -1 };
+      const d = { name: reply.name, thinId: t ? t.thinId : -1 };
       this.seen.set(reply.dev.minor, d);
       return d;
     });
   }
 
   /** Names of the active devices that map thin id `id`. */
-  async activeNames(id: number): Promise<string[]> {
-    return (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+  async activeNames(thinId: number): Promise<string[]> {
+    return (await this.activeDevices()).filter((d) => d.thinId === thinId).map((d) => d.name);
   }
 
   /** Suspend the active origins, snapshot, resume them: steps for one trip, each undone if a later one fails. */
-  private snapshotSteps(n: number, originId: number, origins: string[]): batch.Step[] {
+  private snapshotSteps(thinId: number, originThinId: number, origins: string[]): batch.Step[] {
     return [
       ...origins.map((name) => batch.suspend(name)),
-      batch.message(this.name, msg.createSnap(this.name, n, originId), msg.deleteThin(this.name, n)),
+      batch.message(this.name, msg.createSnap(this.name, thinId, originThinId), msg.deleteThin(this.name, thinId)),
       ...[...origins].reverse().map((name) => batch.resume(name)),
     ];
   }
 
-  /** After the create steps for thin id `n` succeeded: its node (batch.finishCreate), or on failure the id deleted too. */
-  private async finish(n: number, name: string, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
+  /** After the create steps for thin id `thinId` succeeded: its node (batch.finishCreate), or on failure the id deleted too. */
+  private async finish(thinId: number, name: string, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
     try {
       const device = await batch.finishCreate(name, replies);
-      this.seen.set(device.minor, { name, id: n });
+      this.seen.set(device.minor, { name, thinId });
       return device;
     } catch (e) {
-      await dm.message(this.name, msg.deleteThin(this.name, n).text).catch(() => undefined);
+      await dm.message(this.name, msg.deleteThin(this.name, thinId).text).catch(() => undefined);
       throw e;
     }
   }
@@ -204,7 +204,7 @@ export class PoolDevices {
    * holder removed between the sysfs read and the trip is not active: the
    * rest are read in a further trip.
    */
-  async activeDevices(): Promise<Array<{ name: string; id: number }>> {
+  async activeDevices(): Promise<SeenDevice[]> {
     let dev = (this.dev ??= nodeDev(this.path) ?? (await dm.info(this.name)));
     let holders = dmHolderMinors(`dm-${dev.minor}`);
     const tables: DmIoctlReply[] = [];
@@ -229,7 +229,7 @@ export class PoolDevices {
       holders = holders.slice(o.failed.index);
     }
     this.seen.clear();
-    return this.remember(tables, dev).filter((d) => d.id >= 0);
+    return this.remember(tables, dev).filter((d) => d.thinId >= 0);
   }
 
   /**
@@ -240,7 +240,7 @@ export class PoolDevices {
    * (the kernel counts mappings per thin id, whatever the table's length).
    */
   async usage(id: number, blockSectors: number): Promise<ThinUsage> {
-    const active = (await this.activeDevices()).find((d) => d.id === id);
+    const active = (await this.activeDevices()).find((d) => d.thinId === id);
     if (active) {
       const status = await thinStatusOf(active.name).catch((e: unknown) => {
         // Removed meanwhile: look again the other way.
@@ -252,7 +252,7 @@ export class PoolDevices {
     return serialised(this.name, async () => {
       const name = `${this.name.slice(0, 100)}-usage-${id}`;
       const length = blockSectors;
-      const params = thinGrammar.format({ poolDevice: this.path, deviceId: id });
+      const params = thinGrammar.format({ poolDevice: this.path, thinId: id });
       await dm.create(name, { readOnly: true, table: [{ start: 0, length, type: 'thin', params }] }).catch((e: unknown) => {
         if (e instanceof DmError && (e.code === 'ENODATA' || e.code === 'EINVAL')) {
           throw new DmError(`thin id ${id} does not exist in pool '${this.name}' (or cannot be opened: ${e.code})`, {

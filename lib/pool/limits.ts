@@ -86,7 +86,7 @@ export interface ActivateOptions {
 
 export interface ThinDeviceOptions extends ActivateOptions {
   /** Thin id for the new device; the next free one when left out. */
-  id?: number;
+  thinId?: number;
 }
 
 /** An activation's name, read-only flag and length in sectors, validated. */
@@ -112,7 +112,7 @@ export function checkMetadataSize(bytes: number, field: string): number {
   return bytes;
 }
 
-export function checkThinId(id: unknown, field = 'id'): number {
+export function checkThinId(id: unknown, field = 'thinId'): number {
   return checkUint(id, field, { max: MAX_THIN_ID });
 }
 

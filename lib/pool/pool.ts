@@ -143,88 +143,90 @@ export class ThinPool {
     return id;
   }
 
-  /** Create thin device `id` (or the next free id); resolves with the id. */
-  async createThin(id?: number): Promise<number> {
-    return serialised(this.name, () => this.allocate(id, (n) => this.message(msg.createThin(this.name, n))));
+  /** Create thin device `thinId` (or the next free id); resolves with the id. */
+  async createThin(thinId?: number): Promise<number> {
+    return serialised(this.name, () => this.allocate(thinId, (candidate) => this.message(msg.createThin(this.name, candidate))));
   }
 
   /**
-   * Snapshot thin device `originId` as `id` (or the next free id). Active
-   * origins are suspended for the snapshot and resumed whatever happens.
+   * Snapshot thin device `originThinId` as `thinId` (or the next free id).
+   * Active origins are suspended for the snapshot and resumed whatever happens.
    */
-  async createSnapshot(id: number | undefined, originId: number): Promise<number> {
-    checkThinId(originId, 'originId');
-    if (id !== undefined) checkThinId(id);
-    return serialised(this.name, () => this.allocate(id, async (n) => void (await this.devices.snapshot(n, originId, this.name, []))));
+  async createSnapshot(thinId: number | undefined, originThinId: number): Promise<number> {
+    checkThinId(originThinId, 'originThinId');
+    if (thinId !== undefined) checkThinId(thinId);
+    return serialised(this.name, () =>
+      this.allocate(thinId, async (candidate) => void (await this.devices.snapshot(candidate, originThinId, this.name, []))),
+    );
   }
 
   /**
-   * Create thin device `options.id` (or the next free id) and activate it as
+   * Create thin device `options.thinId` (or the next free id) and activate it as
    * `options.name`: create_thin, create, load and resume in one trip to the
    * kernel (what containerd's CreateThinDevice does in two). If a step fails,
    * what was done is undone.
    */
   async createThinDevice(options: ThinDeviceOptions): Promise<ThinDevice> {
-    const { id, name, steps } = this.deviceSteps(options);
+    const { thinId, name, steps } = this.deviceSteps(options);
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
-      const made = await this.allocate(id, async (n) => {
-        device = await this.devices.createThin(n, name, steps(n));
+      const made = await this.allocate(thinId, async (candidate) => {
+        device = await this.devices.createThin(candidate, name, steps(candidate));
       });
-      return { ...device!, id: made };
+      return { ...device!, thinId: made };
     });
   }
 
   /**
-   * Snapshot thin device `originId` as `options.id` (or the next free id) and
+   * Snapshot thin device `originThinId` as `options.thinId` (or the next free id) and
    * activate the snapshot as `options.name`, in one trip: suspend the active
    * origins, create_snap, resume them, create, load and resume. If a step
    * fails, what was done is undone and no origin stays suspended.
    */
-  async createSnapshotDevice(originId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
-    checkThinId(originId, 'originId');
-    const { id, name, steps } = this.deviceSteps(options);
+  async createSnapshotDevice(originThinId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
+    checkThinId(originThinId, 'originThinId');
+    const { thinId, name, steps } = this.deviceSteps(options);
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
-      const made = await this.allocate(id, async (n) => {
-        device = await this.devices.createSnapshot(n, originId, name, steps(n));
+      const made = await this.allocate(thinId, async (candidate) => {
+        device = await this.devices.createSnapshot(candidate, originThinId, name, steps(candidate));
       });
-      return { ...device!, id: made };
+      return { ...device!, thinId: made };
     });
   }
 
   /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
-  private deviceSteps(options: ThinDeviceOptions): { id: number | undefined; name: string; steps: (n: number) => batch.Step[] } {
-    const o = checkOptions<ThinDeviceOptions>(options, 'options', ['id', 'name', 'size', 'readOnly']);
-    const id = o.id === undefined ? undefined : checkThinId(o.id, 'options.id');
+  private deviceSteps(options: ThinDeviceOptions): { thinId: number | undefined; name: string; steps: (thinId: number) => batch.Step[] } {
+    const o = checkOptions<ThinDeviceOptions>(options, 'options', ['thinId', 'name', 'size', 'readOnly']);
+    const thinId = o.thinId === undefined ? undefined : checkThinId(o.thinId, 'options.thinId');
     const { name, readOnly, length } = checkActivate(o);
-    const steps = (n: number) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(n, length) });
-    return { id, name, steps }; // steps(n) checks the table before the first ioctl
+    const steps = (thinId: number) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(thinId, length) });
+    return { thinId, name, steps }; // steps(thinId) checks the table before the first ioctl
   }
 
   /**
-   * Deactivate thin device `name` and delete thin id `id`, the one it maps
+   * Deactivate thin device `name` and delete `thinId`, the thin id it maps
    * (as createThinDevice() returned them): remove and delete in one trip. If
    * the delete fails, the device is put back as it was.
    */
-  async removeThinDevice(name: string, id: number): Promise<void> {
+  async removeThinDevice(name: string, thinId: number): Promise<void> {
     checkName(name);
-    checkThinId(id);
-    return serialised(this.name, () => this.devices.remove(name, id, (n) => this.deleteId(n)));
+    checkThinId(thinId);
+    return serialised(this.name, () => this.devices.remove(name, thinId, (id) => this.deleteId(id)));
   }
 
-  /** Delete thin device `id` and free its blocks; it must not be active. */
-  async deleteThin(id: number): Promise<void> {
-    checkThinId(id);
-    return serialised(this.name, () => this.deleteId(id));
+  /** Delete thin device `thinId` and free its blocks; it must not be active. */
+  async deleteThin(thinId: number): Promise<void> {
+    checkThinId(thinId);
+    return serialised(this.name, () => this.deleteId(thinId));
   }
 
-  /** Map thin device `id` as a block device of `size` bytes named `name`. */
-  async activate(id: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
-    checkThinId(id);
+  /** Map thin device `thinId` as a block device of `size` bytes named `name`. */
+  async activate(thinId: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
+    checkThinId(thinId);
     const { name, readOnly, length } = checkActivate(checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']));
-    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(id, length) });
-    this.devices.noteActive(device.minor, name, id);
+    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(thinId, length) });
+    this.devices.noteActive(device.minor, name, thinId);
     return device;
   }
 
@@ -238,15 +240,15 @@ export class ThinPool {
   }
 
   /**
-   * How much of thin device `id` the pool has mapped: the thin target's
+   * How much of thin device `thinId` the pool has mapped: the thin target's
    * status (mapped sectors, highest mapped sector). For an id that is active
    * the status of its device; for one that is not, of a short read-only
    * activation under a scratch name, removed again before this resolves
    * (the kernel counts mappings per thin id, whatever the table's length).
    */
-  async thinUsage(id: number): Promise<ThinUsage> {
-    checkThinId(id);
-    return this.devices.usage(id, this.params.dataBlockSectors);
+  async thinUsage(thinId: number): Promise<ThinUsage> {
+    checkThinId(thinId);
+    return this.devices.usage(thinId, this.params.dataBlockSectors);
   }
 
   /**
@@ -254,7 +256,7 @@ export class ThinPool {
    * pool's sysfs holders, their tables read in one threadpool trip together
    * with the pool's own status, which proves the holders were the pool's.
    */
-  activeDevices(): Promise<Array<{ name: string; id: number }>> {
+  activeDevices(): Promise<Array<{ name: string; thinId: number }>> {
     return this.devices.activeDevices();
   }
 
@@ -374,11 +376,11 @@ export class ThinPool {
     }
   }
 
-  /** Try `create(id)` with `id`, or with successive free ids when none is given. */
-  private async allocate(id: number | undefined, create: (id: number) => Promise<void>): Promise<number> {
-    if (id !== undefined) {
-      await create(checkThinId(id));
-      return id;
+  /** Try `create(thinId)` with `thinId`, or with successive free ids when none is given. */
+  private async allocate(thinId: number | undefined, create: (thinId: number) => Promise<void>): Promise<number> {
+    if (thinId !== undefined) {
+      await create(checkThinId(thinId));
+      return thinId;
     }
     for (let attempt = 0; attempt <= MAX_THIN_ID; attempt++) {
       const candidate = this.nextFreeId();
@@ -398,16 +400,16 @@ export class ThinPool {
    * With none, the kernel still holds the id a moment after a deferred
    * removal dropped its name: retry that, bounded (about 5 s).
    */
-  private async deleteId(id: number): Promise<void> {
+  private async deleteId(thinId: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.message(msg.deleteThin(this.name, id));
+        await this.message(msg.deleteThin(this.name, thinId));
         return;
       } catch (e) {
         if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;
-        const active = (await this.activeDevices()).filter((d) => d.id === id).map((d) => d.name);
+        const active = (await this.activeDevices()).filter((d) => d.thinId === thinId).map((d) => d.name);
         if (active.length > 0) {
-          throw new DmError(`thin id ${id} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, {
+          throw new DmError(`thin id ${thinId} is active as ${active.map((n) => `'${n}'`).join(', ')}; deactivate it first`, {
             code: 'EBUSY',
             device: this.name,
           });

@@ -6,7 +6,7 @@
 /** A device on a pool, as last seen: its name and the thin id it maps (-1: not a thin device of this pool). */
 export interface SeenDevice {
   name: string;
-  id: number;
+  thinId: number;
 }
 
 const seen = new Map<string, Map<number, SeenDevice>>();

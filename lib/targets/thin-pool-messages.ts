@@ -17,13 +17,13 @@ export function createThin(pool: string, thinId: number): PoolMessage {
   return { text: `create_thin ${id('thinId', thinId)}`, hints: { EEXIST: `thin id ${thinId} already exists in pool '${pool}'` } };
 }
 
-/** `create_snap ID ORIGIN`: a snapshot of `originId`, whose active devices must be suspended meanwhile. */
-export function createSnap(pool: string, thinId: number, originId: number): PoolMessage {
+/** `create_snap ID ORIGIN`: a snapshot of `originThinId`, whose active devices must be suspended meanwhile. */
+export function createSnap(pool: string, thinId: number, originThinId: number): PoolMessage {
   return {
-    text: `create_snap ${id('thinId', thinId)} ${id('originId', originId)}`,
+    text: `create_snap ${id('thinId', thinId)} ${id('originThinId', originThinId)}`,
     hints: {
       EEXIST: `thin id ${thinId} already exists in pool '${pool}'`,
-      ENODATA: `origin thin id ${originId} does not exist in pool '${pool}'`,
+      ENODATA: `origin thin id ${originThinId} does not exist in pool '${pool}'`,
     },
   };
 }

@@ -6,7 +6,7 @@ import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './
 export interface ThinParams {
   poolDevice: string;
   /** The thin device id inside the pool (0 .. 2^24-1). */
-  deviceId: number;
+  thinId: number;
   /** A read-only device providing blocks this thin device has never written. */
   externalOrigin?: string;
 }
@@ -23,14 +23,14 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   format(p) {
     return joinWords(
       checkWord(TYPE, 'poolDevice', p.poolDevice),
-      checkCount(TYPE, 'deviceId', p.deviceId),
+      checkCount(TYPE, 'thinId', p.thinId),
       p.externalOrigin === undefined ? '' : checkWord(TYPE, 'externalOrigin', p.externalOrigin),
     );
   },
   parse(text) {
     const t = new Tokens(TYPE, 'table', text);
     if (t.peek() === 'Fail' && t.remaining === 1) throw t.fail('the pool has failed, and the kernel prints "Fail" in place of the table');
-    const p: ThinParams = { poolDevice: t.word('pool device'), deviceId: t.uint('device id') };
+    const p: ThinParams = { poolDevice: t.word('pool device'), thinId: t.uint('thin id') };
     if (!t.done) p.externalOrigin = t.word('external origin');
     t.end();
     return p;

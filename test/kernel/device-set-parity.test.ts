@@ -172,13 +172,13 @@ describe('per-device usage (moby GetDeviceStatus, containerd Usage)', () => {
     expect(idle.mappedBytes).toBeGreaterThanOrEqual(mounted.mappedBytes);
     expect(idle.highestMappedSector).toBeGreaterThan(0);
     expect((await dm.list()).filter((d) => d.name.includes('-usage-'))).toEqual([]);
-    expect(await ds.pool.thinUsage(idle.deviceId)).toMatchObject({ source: 'activation', mappedSectors: idle.mappedSectors });
+    expect(await ds.pool.thinUsage(idle.thinId)).toMatchObject({ source: 'activation', mappedSectors: idle.mappedSectors });
     await expect(ds.pool.thinUsage(4242)).rejects.toMatchObject({ code: 'ERR_DM_NOT_FOUND' });
     await expect(ds.usage('nope')).rejects.toMatchObject({ code: 'ENOENT' });
     const blockSectors = ds.pool.blockSize / 512;
     await ds.close();
     // thin_dump's count, on the pool's metadata now that it is down.
-    const mapped = (await thinDump(`${root}/devicemapper/metadata`)).get(idle.deviceId);
+    const mapped = (await thinDump(`${root}/devicemapper/metadata`)).get(idle.thinId);
     expect(mapped! * blockSectors).toBe(idle.mappedSectors);
   });
 });

@@ -99,13 +99,13 @@ describe('discard', () => {
         );
       const before = await allocated();
       expect(before).toBeGreaterThanOrEqual(32 * MiB);
-      expect((await pool.thinUsage(dev.id)).mappedBytes).toBe(32 * MiB);
+      expect((await pool.thinUsage(dev.thinId)).mappedBytes).toBe(32 * MiB);
 
       // The first half, then the rest of the device.
       expect(await dm.discard(dev.name, { offset: 0, length: 16 * MiB })).toEqual({ offset: 0, length: 16 * MiB });
-      expect((await pool.thinUsage(dev.id)).mappedBytes).toBe(16 * MiB);
+      expect((await pool.thinUsage(dev.thinId)).mappedBytes).toBe(16 * MiB);
       expect(await dm.discard(dev.name)).toEqual({ offset: 0, length: 64 * MiB });
-      expect((await pool.thinUsage(dev.id)).mappedBytes).toBe(0);
+      expect((await pool.thinUsage(dev.thinId)).mappedBytes).toBe(0);
       expect(before - (await allocated())).toBeGreaterThanOrEqual(32 * MiB);
       expect((await stat(pool.loopBacking!.dataFile)).size).toBe(256 * MiB); // the file keeps its length
 
@@ -115,7 +115,7 @@ describe('discard', () => {
         message: expect.stringContaining('past the end'),
       });
       await expect(dm.discard(`${RUN}no-such`)).rejects.toMatchObject({ code: 'ENXIO' });
-      await pool.removeThinDevice(dev.name, dev.id);
+      await pool.removeThinDevice(dev.name, dev.thinId);
     } finally {
       await pool.destroy();
     }

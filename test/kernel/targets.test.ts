@@ -88,8 +88,8 @@ describe('grammars on real kernel output', () => {
     });
 
     await dm.message(pool.name, 'create_thin 3');
-    const dev = await make('tg-thin3', T.thin, sectors(64 * MiB), { poolDevice: pool.info.path, deviceId: 3 });
-    expect(dev.table).toEqual({ poolDevice: majmin(pool.info), deviceId: 3 });
+    const dev = await make('tg-thin3', T.thin, sectors(64 * MiB), { poolDevice: pool.info.path, thinId: 3 });
+    expect(dev.table).toEqual({ poolDevice: majmin(pool.info), thinId: 3 });
     expect(dev.status).toEqual({ state: 'ok', mappedSectors: 0, highestMappedSector: null });
     await writeBlock(dev.info.path, 0, randomBytes(256 * 1024));
     expect(await statusOf(T.thin, dev.name)).toEqual({ state: 'ok', mappedSectors: 512, highestMappedSector: 511 });
@@ -101,8 +101,8 @@ describe('grammars on real kernel output', () => {
     });
 
     await dm.message(pool.name, 'create_thin 4');
-    const ext = await make('tg-thin4', T.thin, sectors(64 * MiB), { poolDevice: pool.info.path, deviceId: 4, externalOrigin: a.path });
-    expect(ext.table).toEqual({ poolDevice: majmin(pool.info), deviceId: 4, externalOrigin: majmin(a) });
+    const ext = await make('tg-thin4', T.thin, sectors(64 * MiB), { poolDevice: pool.info.path, thinId: 4, externalOrigin: a.path });
+    expect(ext.table).toEqual({ poolDevice: majmin(pool.info), thinId: 4, externalOrigin: majmin(a) });
 
     await dm.message(pool.name, 'reserve_metadata_snap');
     const held = await statusOf(T.thinPool, pool.name);

@@ -279,16 +279,16 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
       async () => (await pool.deleteThin(id), false),
       (e: DmError) => (e.code === 'EEXIST' ? true : Promise.reject(e)),
     );
-  const live = async () => (await pool.activeDevices()).sort((a, b) => a.id - b.id);
+  const live = async () => (await pool.activeDevices()).sort((a, b) => a.thinId - b.thinId);
 
   it('creates and activates in one trip, picks a free id, and removes and deletes in one', async () => {
     const seq = vi.spyOn(native, 'dmIoctlSeq');
     const ioctl = vi.spyOn(native, 'dmIoctl');
-    const dev = await pool.createThinDevice({ id: 3, name: `${RUN}one`, size: '16M' });
+    const dev = await pool.createThinDevice({ thinId: 3, name: `${RUN}one`, size: '16M' });
     expect(seq).toHaveBeenCalledTimes(1);
     expect(ioctl).not.toHaveBeenCalled();
     expect(dev).toMatchObject({
-      id: 3,
+      thinId: 3,
       name: `${RUN}one`,
       path: `/dev/mapper/${RUN}one`,
       suspended: false,
@@ -298,49 +298,49 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     expect(statSync(dev.path).isBlockDevice()).toBe(true);
     expect(await dm.table(dev.name)).toEqual([{ start: 0, length: (16 * MiB) / 512, type: 'thin', params: expect.stringMatching(/ 3$/) }]);
     const ro = await pool.createThinDevice({ name: `${RUN}two`, size: 8 * MiB, readOnly: true });
-    expect(ro.id).not.toBe(3);
+    expect(ro.thinId).not.toBe(3);
     expect(ro.readOnly).toBe(true);
     expect(await live()).toEqual(
       [
-        { name: dev.name, id: 3 },
-        { name: ro.name, id: ro.id },
-      ].sort((a, b) => a.id - b.id),
+        { name: dev.name, thinId: 3 },
+        { name: ro.name, thinId: ro.thinId },
+      ].sort((a, b) => a.thinId - b.thinId),
     );
     seq.mockClear();
     ioctl.mockClear();
-    await pool.removeThinDevice(dev.name, dev.id);
+    await pool.removeThinDevice(dev.name, dev.thinId);
     expect(seq).toHaveBeenCalledTimes(1);
     expect(ioctl).not.toHaveBeenCalled();
     expect(existsSync(dev.path)).toBe(false);
     expect(await exists(3)).toBe(false);
-    await pool.removeThinDevice(ro.name, ro.id);
+    await pool.removeThinDevice(ro.name, ro.thinId);
     expect(await live()).toEqual([]);
     vi.restoreAllMocks();
   });
 
   it('undoes a create that fails half-way: the id is deleted, the device that had the name untouched', async () => {
-    const taken = await pool.createThinDevice({ id: 5, name: `${RUN}taken`, size: '8M' });
-    await expect(pool.createThinDevice({ id: 6, name: taken.name, size: '8M' })).rejects.toMatchObject({
+    const taken = await pool.createThinDevice({ thinId: 5, name: `${RUN}taken`, size: '8M' });
+    await expect(pool.createThinDevice({ thinId: 6, name: taken.name, size: '8M' })).rejects.toMatchObject({
       code: 'EBUSY',
       message: expect.stringContaining('already exists'),
     });
     expect(await exists(6)).toBe(false);
-    await expect(pool.createThinDevice({ id: 5, name: `${RUN}dup`, size: '8M' })).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(pool.createThinDevice({ thinId: 5, name: `${RUN}dup`, size: '8M' })).rejects.toMatchObject({ code: 'EEXIST' });
     expect(await dm.info(`${RUN}dup`).catch((e: DmError) => e.code)).toBe('ENXIO');
-    expect(await live()).toEqual([{ name: taken.name, id: 5 }]);
+    expect(await live()).toEqual([{ name: taken.name, thinId: 5 }]);
     expect(await dm.table(taken.name)).toEqual([expect.objectContaining({ params: expect.stringMatching(/ 5$/) })]);
     await pool.removeThinDevice(taken.name, 5);
   });
 
   it('snapshots an active, mounted origin into an active device; the origin is resumed, and a failed snapshot undone', async () => {
-    const origin = await pool.createThinDevice({ id: 10, name: `${RUN}snap-origin`, size: '64M' });
+    const origin = await pool.createThinDevice({ thinId: 10, name: `${RUN}snap-origin`, size: '64M' });
     const payload = randomBytes(100_000);
     const snap = await mounted(
       origin.path,
       'snap-origin',
       async (d) => {
         await writeFile(`${d}/f`, payload);
-        const s = await pool.createSnapshotDevice(origin.id, { name: `${RUN}snap`, size: '64M' });
+        const s = await pool.createSnapshotDevice(origin.thinId, { name: `${RUN}snap`, size: '64M' });
         expect((await dm.info(origin.name)).suspended).toBe(false);
         await writeFile(`${d}/after`, 'origin only');
         return s;
@@ -352,15 +352,17 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
       await expect(readFile(`${d}/after`)).rejects.toMatchObject({ code: 'ENOENT' });
     });
     // The name is taken: the snapshot id is deleted again, and the origin is not left suspended.
-    await expect(pool.createSnapshotDevice(origin.id, { id: 12, name: snap.name, size: '64M' })).rejects.toMatchObject({ code: 'EBUSY' });
+    await expect(pool.createSnapshotDevice(origin.thinId, { thinId: 12, name: snap.name, size: '64M' })).rejects.toMatchObject({
+      code: 'EBUSY',
+    });
     expect(await exists(12)).toBe(false);
-    await expect(pool.createSnapshotDevice(999, { id: 13, name: `${RUN}nosuch`, size: '64M' })).rejects.toMatchObject({
+    await expect(pool.createSnapshotDevice(999, { thinId: 13, name: `${RUN}nosuch`, size: '64M' })).rejects.toMatchObject({
       code: 'ENODATA',
       message: expect.stringContaining('999'),
     });
     expect((await dm.info(origin.name)).suspended).toBe(false);
-    await pool.removeThinDevice(snap.name, snap.id);
-    await pool.removeThinDevice(origin.name, origin.id);
+    await pool.removeThinDevice(snap.name, snap.thinId);
+    await pool.removeThinDevice(origin.name, origin.thinId);
     expect(await live()).toEqual([]);
   });
 
@@ -414,9 +416,9 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
   });
 
   it("activeDevices keeps going while devices vanish between the sysfs read and the trip, and ignores another pool's device on a reused number", async () => {
-    const keep = await pool.createThinDevice({ id: 40, name: `${RUN}ad-keep`, size: '8M' });
+    const keep = await pool.createThinDevice({ thinId: 40, name: `${RUN}ad-keep`, size: '8M' });
     const victims: string[] = [];
-    for (let i = 0; i < 11; i++) victims.push((await pool.createThinDevice({ id: 41 + i, name: `${RUN}ad-${i}`, size: '8M' })).name);
+    for (let i = 0; i < 11; i++) victims.push((await pool.createThinDevice({ thinId: 41 + i, name: `${RUN}ad-${i}`, size: '8M' })).name);
     // Before every trip, one more device goes away (as under 8 concurrent callers): more than any fixed number of retries.
     const real = native.dmIoctlSeq.bind(native);
     const gone: string[] = [];
@@ -434,49 +436,55 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     const names = seen.map((d) => d.name);
     expect(names).toContain(keep.name);
     for (const v of victims) expect(names).toContain(v); // still active: all found
-    expect(seen.filter((d) => d.name !== keep.name).every((d) => d.id === 41 + Number(d.name.slice(`${RUN}ad-`.length)))).toBe(true);
+    expect(seen.filter((d) => d.name !== keep.name).every((d) => d.thinId === 41 + Number(d.name.slice(`${RUN}ad-`.length)))).toBe(true);
     for (const v of [...victims, ...gone]) await dm.remove(v).catch((e: DmError) => expect(e.code).toBe('ENXIO'));
     for (let i = 0; i < 11; i++) await pool.deleteThin(41 + i);
 
     // A device removed, and its number taken by a thin device of another pool, between the sysfs read and the trip.
     const other = await loopPool('onetrip-other');
     await other.createThin(1);
-    const doomed = await pool.createThinDevice({ id: 41, name: `${RUN}ad-doomed`, size: '8M' });
+    const doomed = await pool.createThinDevice({ thinId: 41, name: `${RUN}ad-doomed`, size: '8M' });
     let stranger: dm.DeviceInfo | undefined;
     vi.spyOn(native, 'dmIoctlSeq').mockImplementationOnce(async (fd, steps) => {
       await dm.remove(doomed.name);
       stranger = await other.activate(1, { name: `${RUN}ad-stranger`, size: '8M' });
       return real(fd, steps);
     });
-    expect(await pool.activeDevices()).toEqual([{ name: keep.name, id: 40 }]);
+    expect(await pool.activeDevices()).toEqual([{ name: keep.name, thinId: 40 }]);
     vi.restoreAllMocks();
     expect(stranger?.minor).toBe(doomed.minor);
     await other.deactivate(stranger!.name);
     await other.destroy();
     await pool.deleteThin(41);
-    await pool.removeThinDevice(keep.name, keep.id);
+    await pool.removeThinDevice(keep.name, keep.thinId);
     expect(await live()).toEqual([]);
   });
 
   it('removeThinDevice changes nothing while the device is open, and puts the device back when the delete fails', async () => {
-    const a = await pool.createThinDevice({ id: 20, name: `${RUN}rm-a`, size: '8M', readOnly: true });
-    const b = await pool.createThinDevice({ id: 21, name: `${RUN}rm-b`, size: '8M' });
+    const a = await pool.createThinDevice({ thinId: 20, name: `${RUN}rm-a`, size: '8M', readOnly: true });
+    const b = await pool.createThinDevice({ thinId: 21, name: `${RUN}rm-b`, size: '8M' });
     const fh = await open(a.path, 'r');
-    await expect(pool.removeThinDevice(a.name, a.id)).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining('in use') });
+    await expect(pool.removeThinDevice(a.name, a.thinId)).rejects.toMatchObject({
+      code: 'EBUSY',
+      message: expect.stringContaining('in use'),
+    });
     await fh.close();
     // Wrong id, one another device maps: a's device comes back as it was.
-    await expect(pool.removeThinDevice(a.name, b.id)).rejects.toMatchObject({ code: 'EBUSY', message: expect.stringContaining(b.name) });
+    await expect(pool.removeThinDevice(a.name, b.thinId)).rejects.toMatchObject({
+      code: 'EBUSY',
+      message: expect.stringContaining(b.name),
+    });
     expect(await dm.info(a.name)).toMatchObject({ readOnly: true, suspended: false });
     expect(statSync(a.path).isBlockDevice()).toBe(true);
     // An id that does not exist: the same.
     await expect(pool.removeThinDevice(a.name, 77)).rejects.toMatchObject({ code: 'ENODATA' });
     expect(await live()).toEqual([
-      { name: a.name, id: 20 },
-      { name: b.name, id: 21 },
+      { name: a.name, thinId: 20 },
+      { name: b.name, thinId: 21 },
     ]);
     await expect(pool.removeThinDevice(`${RUN}none`, 20)).rejects.toMatchObject({ code: 'ENXIO' });
-    await pool.removeThinDevice(a.name, a.id);
-    await pool.removeThinDevice(b.name, b.id);
+    await pool.removeThinDevice(a.name, a.thinId);
+    await pool.removeThinDevice(b.name, b.thinId);
     expect(await live()).toEqual([]);
   });
 
@@ -485,11 +493,11 @@ describe('one-trip thin devices: createThinDevice, createSnapshotDevice, removeT
     const ioctl = vi.spyOn(native, 'dmIoctl');
     for (const [call, field] of [
       [() => pool.createThinDevice({ name: `${RUN}x`, size: 1000 }), 'multiple of 512'],
-      [() => pool.createThinDevice({ id: -1, name: `${RUN}x`, size: '8M' }), 'options.id'],
+      [() => pool.createThinDevice({ thinId: -1, name: `${RUN}x`, size: '8M' }), 'options.thinId'],
       [() => pool.createThinDevice({ name: 'a/b', size: '8M' }), 'options.name'],
       [() => pool.createThinDevice({ name: `${RUN}x`, size: '8M', bogus: 1 } as never), 'bogus'],
-      [() => pool.createSnapshotDevice(2 ** 24, { name: `${RUN}x`, size: '8M' }), 'originId'],
-      [() => pool.removeThinDevice(`${RUN}x`, 1.5), 'id'],
+      [() => pool.createSnapshotDevice(2 ** 24, { name: `${RUN}x`, size: '8M' }), 'originThinId'],
+      [() => pool.removeThinDevice(`${RUN}x`, 1.5), 'thinId'],
       [() => pool.removeThinDevice('', 1), 'name'],
     ] as const) {
       await expect(call()).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG', message: expect.stringContaining(field) });
@@ -559,7 +567,7 @@ describe('bad input', () => {
     for (const id of [-1, 2 ** 24, 1.5]) await expect(pool.createThin(id)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
     await expect(pool.createSnapshot(1, 2 ** 24)).rejects.toMatchObject({
       code: 'ERR_DM_INVALID_ARG',
-      message: expect.stringContaining('originId'),
+      message: expect.stringContaining('originThinId'),
     });
     await expect(pool.activate(0, { name: `${RUN}x`, size: 1000 })).rejects.toMatchObject({
       code: 'ERR_DM_INVALID_ARG',

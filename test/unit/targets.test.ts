@@ -29,8 +29,8 @@ const params: Record<T.KnownTargetType, fc.Arbitrary<unknown>> = {
     ),
   }),
   thin: fc.record(
-    { poolDevice: dev, deviceId: fc.integer({ min: 0, max: 2 ** 24 - 1 }), externalOrigin: dev },
-    { requiredKeys: ['poolDevice', 'deviceId'] },
+    { poolDevice: dev, thinId: fc.integer({ min: 0, max: 2 ** 24 - 1 }), externalOrigin: dev },
+    { requiredKeys: ['poolDevice', 'thinId'] },
   ),
   linear: fc.record({ device: dev, offset: uint }),
   zero: fc.constant({}),
@@ -353,8 +353,8 @@ describe('lines from real kernels and the documentation', () => {
     expect(T.thin.parseStatus('16384 65535')).toEqual({ state: 'ok', mappedSectors: 16384, highestMappedSector: 65535 });
     expect(T.thin.parseStatus('Fail')).toEqual({ state: 'fail' });
     expect(T.thin.parseStatus('Error')).toEqual({ state: 'error' });
-    expect(T.thin.parse('253:3 7')).toEqual({ poolDevice: '253:3', deviceId: 7 });
-    expect(T.thin.parse('253:3 7 7:4')).toEqual({ poolDevice: '253:3', deviceId: 7, externalOrigin: '7:4' });
+    expect(T.thin.parse('253:3 7')).toEqual({ poolDevice: '253:3', thinId: 7 });
+    expect(T.thin.parse('253:3 7 7:4')).toEqual({ poolDevice: '253:3', thinId: 7, externalOrigin: '7:4' });
     // A thin device of a failed pool prints "Fail" for its table too.
     expect(() => T.thin.parse('Fail')).toThrow(
       expect.objectContaining({ code: 'ERR_DM_PARSE', message: expect.stringContaining('pool has failed') }),
@@ -488,7 +488,7 @@ describe('lines from real kernels and the documentation', () => {
 
   it('refuses to format what is not one word or a count', () => {
     expect(() => T.linear.format({ device: 'a b', offset: 0 })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
-    expect(() => T.thin.format({ poolDevice: '/dev/x', deviceId: -1 })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
+    expect(() => T.thin.format({ poolDevice: '/dev/x', thinId: -1 })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
     expect(() => T.thinPool.format({ metadataDevice: 'a', dataDevice: 'b', dataBlockSectors: 1.5, lowWaterMark: 0, features: [] })).toThrow(
       expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }),
     );

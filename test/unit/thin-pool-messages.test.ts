@@ -19,6 +19,6 @@ describe('thin-pool messages', () => {
   it('refuse ids that are not counts', () => {
     for (const bad of [-1, 1.5, Number.NaN, 2 ** 53])
       expect(() => msg.createThin('p', bad)).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
-    expect(() => msg.createSnap('p', 1, -2)).toThrow(/originId/);
+    expect(() => msg.createSnap('p', 1, -2)).toThrow(/originThinId/);
   });
 });
