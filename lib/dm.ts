@@ -5,7 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { native, type DevNumber, type DmIoctlReply, type DmIoctlRequest } from './binding';
 import * as batch from './batch';
 import { LOAD_HINTS, RESUME_HINTS } from './batch';
-import { dmCall, dmCallOn, openControl } from './control';
+import { dmCall, dmCallOn, openControl, tracedSync } from './control';
 import { throwIfAborted } from './dm-remove';
 import { checkTable, resolveRef as resolve, toInfo, type DeviceInfo, type DeviceRef, type Target } from './dm-shapes';
 import { DmError, invalidArg } from './errors';
@@ -314,7 +314,12 @@ export async function wait(ref: DeviceRef, eventNr: number, options?: WaitOption
   }
   throwIfAborted(signal, label);
   const fh = await openControl();
-  const watcher = new native.FdWatcher(fh.fd);
+  const watcher = await Promise.resolve()
+    .then(() => tracedSync('uv_poll_init', label, () => new native.FdWatcher(fh.fd)))
+    .catch(async (e: unknown) => {
+      await fh.close();
+      throw e;
+    });
   try {
     let pinned = request;
     for (;;) {

@@ -359,21 +359,9 @@ export class ThinPool {
 
   // ---- private ------------------------------------------------------------
 
+  /** A thin-pool message, with its errno advice (control.ts adds it, as for every ioctl). */
   private async message(m: PoolMessage): Promise<void> {
-    try {
-      await dm.message(this.name, m.text);
-    } catch (e) {
-      const advice = e instanceof DmError ? m.hints[e.code] : undefined;
-      if (!advice || !(e instanceof DmError)) throw e;
-      throw new DmError(`${e.message} — ${advice}`, {
-        code: e.code,
-        errno: e.errno,
-        syscall: e.syscall,
-        ioctl: e.ioctl,
-        device: e.device,
-        cause: e,
-      });
-    }
+    await batch.runBatch([batch.message(this.name, m)], this.name);
   }
 
   /** Try `create(thinId)` with `thinId`, or with successive free ids when none is given. */
