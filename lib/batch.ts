@@ -10,7 +10,7 @@ import { checkTable, toInfo, type DeviceInfo, type Target } from './dm-shapes';
 import type { DmError } from './errors';
 import { ensureBlockNode, mapperPath, removeNode } from './nodes';
 import type { PoolMessage } from './targets/thin-pool-messages';
-import { checkBoolean, checkName, checkUuid } from './validate';
+import { checkBoolean, checkName, checkUuid, type DmName } from './validate';
 
 const F = native.dmFlags;
 
@@ -84,7 +84,7 @@ export const RESUME_HINTS: Hints = { EINVAL: 'the device has no table to resume 
 const removeQuietly = (name: string) => calls.one('DM_DEV_REMOVE', { name }, name).catch(() => undefined);
 
 /** DM_DEV_CREATE of an empty device; undone by removing it. */
-export function createEmpty(name: string, o: { uuid?: string } = {}): Step {
+export function createEmpty(name: DmName, o: { uuid?: string } = {}): Step {
   checkName(name);
   const request: DmIoctlRequest = { name };
   if (o.uuid !== undefined) request.uuid = checkUuid(o.uuid, 'options.uuid');
@@ -95,7 +95,7 @@ export function createEmpty(name: string, o: { uuid?: string } = {}): Step {
  * Create, load and resume: a live device in three steps, undone by removing
  * it. Validated here, before any ioctl. finishCreate() makes its node.
  */
-export function createDevice(name: string, o: { uuid?: string; readOnly?: boolean; table: Target[] }): Step[] {
+export function createDevice(name: DmName, o: { uuid?: string; readOnly?: boolean; table: Target[] }): Step[] {
   const create = createEmpty(name, o);
   const readOnly = checkBoolean(o.readOnly, 'options.readOnly') ?? false;
   const targets = checkTable(o.table, 'options.table');
@@ -107,7 +107,7 @@ export function createDevice(name: string, o: { uuid?: string; readOnly?: boolea
 }
 
 /** Make the node of a device createDevice() made (`replies`: those of its steps); if that fails, remove the device. */
-export async function finishCreate(name: string, replies: DmIoctlReply[]): Promise<DeviceInfo> {
+export async function finishCreate(name: DmName, replies: DmIoctlReply[]): Promise<DeviceInfo> {
   try {
     await ensureBlockNode(mapperPath(name), replies[0]!.dev);
   } catch (e) {
@@ -119,7 +119,7 @@ export async function finishCreate(name: string, replies: DmIoctlReply[]): Promi
 }
 
 /** Suspend (flushing, with the filesystem frozen); undone by resuming. */
-export function suspend(name: string): Step {
+export function suspend(name: DmName): Step {
   return {
     command: 'DM_DEV_SUSPEND',
     request: { name, flags: F.DM_SUSPEND_FLAG },
@@ -128,17 +128,17 @@ export function suspend(name: string): Step {
 }
 
 /** Resume (making an inactive table live). Not undone: the steps before it undo the device. */
-export function resume(name: string): Step {
+export function resume(name: DmName): Step {
   return { command: 'DM_DEV_SUSPEND', request: { name }, hints: RESUME_HINTS };
 }
 
 /** Read a device's table (DM_TABLE_STATUS with the table flag), by name or by number. */
-export function readTable(ref: { name: string } | { dev: { major: number; minor: number } }): Step {
+export function readTable(ref: { name: DmName } | { dev: { major: number; minor: number } }): Step {
   return { command: 'DM_TABLE_STATUS', request: { ...ref, flags: F.DM_STATUS_TABLE_FLAG } };
 }
 
 /** Read a device's info (DM_DEV_STATUS). */
-export function readInfo(name: string): Step {
+export function readInfo(name: DmName): Step {
   return { command: 'DM_DEV_STATUS', request: { name } };
 }
 
@@ -147,7 +147,7 @@ export function readInfo(name: string): Step {
  * before this one; undoing puts the device back with that table (and its
  * uuid and read-only flag).
  */
-export function remove(name: string, o: { hints?: Hints; restore?: Step } = {}): Step {
+export function remove(name: DmName, o: { hints?: Hints; restore?: Step } = {}): Step {
   const { restore } = o;
   const undo = restore
     ? async (replies: Replies) => {
@@ -162,7 +162,7 @@ export function remove(name: string, o: { hints?: Hints; restore?: Step } = {}):
 }
 
 /** A thin-pool message to `pool`; `undo`, if given, is the message that reverses it (create_thin's is delete). */
-export function message(pool: string, m: PoolMessage, undo?: PoolMessage): Step {
+export function message(pool: DmName, m: PoolMessage, undo?: PoolMessage): Step {
   const step: Step = { command: 'DM_TARGET_MSG', request: { name: pool, message: m.text, sector: 0 }, hints: m.hints };
   if (!undo) return step;
   return { ...step, undo: () => calls.one('DM_TARGET_MSG', { name: pool, message: undo.text, sector: 0 }, pool, undo.hints) };

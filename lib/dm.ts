@@ -85,8 +85,8 @@ export interface CreateOptions {
 }
 
 /** Create a device (and its /dev/mapper node); with `table`, load and resume it too. */
-export async function create(name: string, options?: CreateOptions): Promise<DeviceInfo> {
-  checkName(name);
+export async function create(rawName: string, options?: CreateOptions): Promise<DeviceInfo> {
+  const name = checkName(rawName);
   const o = checkOptions<CreateOptions>(options, 'options', ['uuid', 'readOnly', 'table']);
   if (o.table === undefined) {
     checkBoolean(o.readOnly, 'options.readOnly');

@@ -13,7 +13,15 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 // appear in whitespace-separated kernel and dmsetup output.
 const PRINTABLE = /^[\x21-\x7e]+$/;
 
-export function checkName(name: unknown, field = 'name'): string {
+declare const brand: unique symbol;
+/** A value that has passed its check at the public surface; the layers inside take these, not raw input. */
+export type Checked<T, Name extends string> = T & { readonly [brand]: Name };
+/** A device-mapper device name, checked (checkName). */
+export type DmName = Checked<string, 'DmName'>;
+/** A thin device's id in its pool (0..2^24-1), checked (checkThinId). */
+export type ThinId = Checked<number, 'ThinId'>;
+
+export function checkName(name: unknown, field = 'name'): DmName {
   if (typeof name !== 'string') throw invalidArg(field, `expected a string, got ${typeof name}`);
   if (name.length === 0) throw invalidArg(field, 'must not be empty');
   if (utf8(name) > DM_NAME_MAX) throw invalidArg(field, `'${name.slice(0, 20)}…' is ${utf8(name)} bytes; the kernel allows ${DM_NAME_MAX}`);
@@ -22,7 +30,7 @@ export function checkName(name: unknown, field = 'name'): string {
   if (name === '.' || name === '..') throw invalidArg(field, `'${name}' is not a valid device name`);
   // /dev/mapper/control is the control node itself.
   if (name === 'control') throw invalidArg(field, "'control' is reserved: /dev/mapper/control is the device-mapper control node");
-  return name;
+  return name as DmName;
 }
 
 export function checkUuid(uuid: unknown, field = 'uuid'): string {

@@ -10,7 +10,7 @@ import { mapperPath } from '../nodes';
 import * as sys from '../sys';
 import { blockName } from '../sysfs';
 import type { ThinPoolParams } from '../targets/thin-pool';
-import { checkName } from '../validate';
+import { checkName, type DmName } from '../validate';
 import { METADATA_BLOCK_SIZE, THIN_POOL_DEFAULTS } from './limits';
 
 export interface LoopBacking {
@@ -58,7 +58,7 @@ export async function deviceSize(path: string): Promise<number> {
 }
 
 /** Docker's pool name: `<prefix>-MAJ:MIN-INO-pool` of the directory. */
-export async function defaultPoolName(dir: string, prefix: string = THIN_POOL_DEFAULTS.prefix): Promise<string> {
+export async function defaultPoolName(dir: string, prefix: string = THIN_POOL_DEFAULTS.prefix): Promise<DmName> {
   const st = await stat(dir, { bigint: true });
   const major = Number((st.dev >> 8n) & 0xfffn) | Number((st.dev >> 32n) & ~0xfffn);
   const minor = Number(st.dev & 0xffn) | Number((st.dev >> 12n) & ~0xffn);

@@ -11,7 +11,7 @@ import { ensureBlockNode, mapperPath } from '../nodes';
 import { parseSize } from '../size';
 import { thinPool as poolGrammar, type ThinPoolParams } from '../targets/thin-pool';
 import { Undo } from '../undo';
-import { checkBoolean, checkName, checkOptions, checkPath } from '../validate';
+import { checkBoolean, checkName, checkOptions, checkPath, type DmName } from '../validate';
 import { deviceSize, exists, fileSize, loopBackingOf, zeroHeader, defaultPoolName, type LoopBacking } from './backing';
 import {
   checkMetadataSize,
@@ -28,7 +28,7 @@ import {
 
 /** What a ThinPool is made of. */
 export interface PoolParts {
-  name: string;
+  name: DmName;
   /** /dev/mapper/NAME. */
   path: string;
   params: ThinPoolParams;
@@ -50,10 +50,10 @@ export async function loopBackedParts(options: LoopBackedOptions): Promise<{ par
   const metadataSize = checkMetadataSize(parseSize(o.metadataSize ?? THIN_POOL_DEFAULTS.metadataSize, 'metadataSize'), 'metadataSize');
   if (dataSize < table.blockSectors * SECTOR)
     throw invalidArg('dataSize', `${dataSize} bytes is less than one ${table.blockSectors * SECTOR}-byte block`);
-  if (o.name !== undefined) checkName(o.name, 'name');
+  const named = o.name === undefined ? undefined : checkName(o.name, 'name');
   if (o.prefix !== undefined) checkName(o.prefix, 'prefix');
   await mkdir(dir, { recursive: true });
-  const name = o.name ?? (await defaultPoolName(dir, o.prefix));
+  const name = named ?? (await defaultPoolName(dir, o.prefix));
   const backing: LoopBacking = { dir, dataFile: join(dir, 'data'), metadataFile: join(dir, 'metadata') };
 
   let live = await dm.info(name).catch(() => undefined);
@@ -150,8 +150,8 @@ export async function directParts(options: DirectOptions): Promise<PoolParts> {
 }
 
 /** An existing pool device (Docker's dm.thinpooldev). */
-export async function openParts(name: string): Promise<PoolParts> {
-  checkName(name, 'name');
+export async function openParts(poolName: string): Promise<PoolParts> {
+  const name = checkName(poolName, 'name');
   const table = await dm.table(name);
   if (table.length !== 1 || table[0]!.type !== 'thin-pool') {
     throw new DmError(`'${name}' is not a thin pool (its table is ${table.map((t) => t.type).join(', ') || 'empty'})`, {

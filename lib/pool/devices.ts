@@ -12,6 +12,7 @@ import { mapperPath, nodeDev, removeNode } from '../nodes';
 import { dmHolderMinors } from '../sysfs';
 import { thin as thinGrammar } from '../targets/thin';
 import * as msg from '../targets/thin-pool-messages';
+import type { DmName, ThinId } from '../validate';
 import { devicesSeen, serialised, type SeenDevice } from './registry';
 import { toThinUsage, type ThinUsage } from './status';
 
@@ -29,7 +30,7 @@ export class PoolDevices {
 
   constructor(
     /** The pool's device-mapper name. */
-    private readonly name: string,
+    private readonly name: DmName,
     /** The pool's node, as thin tables name it. */
     private readonly path: string,
   ) {}
@@ -40,12 +41,12 @@ export class PoolDevices {
   }
 
   /** The thin table of thin id `thinId` on this pool, `length` sectors long. */
-  thinTable(thinId: number, length: number): dm.Target[] {
+  thinTable(thinId: ThinId, length: number): dm.Target[] {
     return [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, thinId }) }];
   }
 
   /** Note a device just activated on thin id `id`. */
-  noteActive(minor: number, name: string, thinId: number): void {
+  noteActive(minor: number, name: DmName, thinId: ThinId): void {
     this.seen.set(minor, { name, thinId });
   }
 
@@ -55,7 +56,7 @@ export class PoolDevices {
   }
 
   /** create_thin `thinId` and the `create` steps that activate it as `name`, in one trip. */
-  async createThin(thinId: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
+  async createThin(thinId: ThinId, name: DmName, create: batch.Step[]): Promise<dm.DeviceInfo> {
     const replies = await batch.runBatch(
       [batch.message(this.name, msg.createThin(this.name, thinId), msg.deleteThin(this.name, thinId)), ...create],
       name,
@@ -64,7 +65,7 @@ export class PoolDevices {
   }
 
   /** Snapshot `originThinId` as `thinId` and the `create` steps that activate it as `name`, in one trip. */
-  async createSnapshot(thinId: number, originThinId: number, name: string, create: batch.Step[]): Promise<dm.DeviceInfo> {
+  async createSnapshot(thinId: ThinId, originThinId: ThinId, name: DmName, create: batch.Step[]): Promise<dm.DeviceInfo> {
     return this.finish(thinId, name, await this.snapshot(thinId, originThinId, name, create));
   }
 
@@ -77,7 +78,7 @@ export class PoolDevices {
    * meanwhile) undoes the snapshot and makes it again after a fresh look.
    * Resolves with the replies of the `create` steps.
    */
-  async snapshot(thinId: number, originThinId: number, name: string, create: batch.Step[]): Promise<DmIoctlReply[]> {
+  async snapshot(thinId: ThinId, originThinId: ThinId, name: DmName, create: batch.Step[]): Promise<DmIoctlReply[]> {
     for (let guess = this.guessDevices(); ; guess = undefined) {
       const checks = guess ? [...guess.devices.keys()].map((minor) => tableStep(guess.pool, minor)) : [];
       const origins = guess
@@ -135,19 +136,19 @@ export class PoolDevices {
       // The kernel names the pool by number; a minor reused meanwhile may be a thin device of another pool.
       const thin = reply.targets?.filter((x) => x.type === 'thin').map((x) => thinGrammar.parse(x.params));
       const t = thin?.find((x) => x.poolDevice === `${pool.major}:${pool.minor}`);
-      const d = { name: reply.name, thinId: t ? t.thinId : -1 };
+      const d = { name: reply.name as DmName, thinId: t ? t.thinId : -1 }; // a name the kernel gave: valid
       this.seen.set(reply.dev.minor, d);
       return d;
     });
   }
 
   /** Names of the active devices that map thin id `id`. */
-  async activeNames(thinId: number): Promise<string[]> {
+  async activeNames(thinId: ThinId): Promise<DmName[]> {
     return (await this.activeDevices()).filter((d) => d.thinId === thinId).map((d) => d.name);
   }
 
   /** Suspend the active origins, snapshot, resume them: steps for one trip, each undone if a later one fails. */
-  private snapshotSteps(thinId: number, originThinId: number, origins: string[]): batch.Step[] {
+  private snapshotSteps(thinId: ThinId, originThinId: ThinId, origins: DmName[]): batch.Step[] {
     return [
       ...origins.map((name) => batch.suspend(name)),
       batch.message(this.name, msg.createSnap(this.name, thinId, originThinId), msg.deleteThin(this.name, thinId)),
@@ -156,7 +157,7 @@ export class PoolDevices {
   }
 
   /** After the create steps for thin id `thinId` succeeded: its node (batch.finishCreate), or on failure the id deleted too. */
-  private async finish(thinId: number, name: string, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
+  private async finish(thinId: ThinId, name: DmName, replies: DmIoctlReply[]): Promise<dm.DeviceInfo> {
     try {
       const device = await batch.finishCreate(name, replies);
       this.seen.set(device.minor, { name, thinId });
@@ -168,14 +169,14 @@ export class PoolDevices {
   }
 
   /**
-   * Remove device `name` and delete thin id `id` in one trip. If the delete
+   * Remove device `name` and delete `thinId` in one trip. If the delete
    * fails with EBUSY, `deleteId` (the careful way) is tried; if the id still
    * stays, the device is put back as it was.
    */
-  async remove(name: string, id: number, deleteId: (id: number) => Promise<void>): Promise<void> {
+  async remove(name: DmName, thinId: ThinId, deleteId: (thinId: ThinId) => Promise<void>): Promise<void> {
     const table = batch.readTable({ name });
     const remove = batch.remove(name, { restore: table, hints: { EBUSY: `'${name}' is in use (mounted or open); close it first` } });
-    const o = await batch.runSteps([table, remove, batch.message(this.name, msg.deleteThin(this.name, id))], name);
+    const o = await batch.runSteps([table, remove, batch.message(this.name, msg.deleteThin(this.name, thinId))], name);
     if (!o.ok) {
       // The device gone, its id not: another device maps the id or a
       // removal still holds it (EBUSY: the careful way finds which, or
@@ -184,7 +185,7 @@ export class PoolDevices {
       const deleted =
         o.failed.index === 2 &&
         error.code === 'EBUSY' &&
-        (await deleteId(id).then(
+        (await deleteId(thinId).then(
           () => true,
           (e: DmError) => ((error = e), false),
         ));

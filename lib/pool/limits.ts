@@ -3,7 +3,7 @@
 import { invalidArg } from '../errors';
 import type { ProgressHandler } from '../progress';
 import { parseSize } from '../size';
-import { checkBoolean, checkName, checkUint } from '../validate';
+import { checkBoolean, checkName, checkUint, type DmName, type ThinId } from '../validate';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -90,7 +90,7 @@ export interface ThinDeviceOptions extends ActivateOptions {
 }
 
 /** An activation's name, read-only flag and length in sectors, validated. */
-export function checkActivate(o: Partial<ActivateOptions>): { name: string; readOnly: boolean; length: number } {
+export function checkActivate(o: Partial<ActivateOptions>): { name: DmName; readOnly: boolean; length: number } {
   const name = checkName(o.name, 'options.name');
   const size = parseSize(o.size, 'options.size');
   if (size === 0 || size % SECTOR !== 0) throw invalidArg('options.size', `${size} bytes: must be a positive multiple of 512`);
@@ -112,8 +112,8 @@ export function checkMetadataSize(bytes: number, field: string): number {
   return bytes;
 }
 
-export function checkThinId(id: unknown, field = 'thinId'): number {
-  return checkUint(id, field, { max: MAX_THIN_ID });
+export function checkThinId(id: unknown, field = 'thinId'): ThinId {
+  return checkUint(id, field, { max: MAX_THIN_ID }) as ThinId;
 }
 
 export function checkPoolTable(o: PoolTableOptions) {

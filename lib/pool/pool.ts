@@ -16,7 +16,7 @@ import { parseSize } from '../size';
 import { thinPool as poolGrammar, type ThinPoolParams } from '../targets/thin-pool';
 import * as msg from '../targets/thin-pool-messages';
 import type { PoolMessage } from '../targets/thin-pool-messages';
-import { checkBoolean, checkName, checkOptions, checkUint } from '../validate';
+import { checkBoolean, checkName, checkOptions, checkUint, type DmName, type ThinId } from '../validate';
 import { deviceSize, devicePath, growFile, hostFree, type LoopBacking } from './backing';
 import { directParts, loopBackedParts, openParts, type PoolParts } from './create';
 import { PoolDevices, type ThinDevice } from './devices';
@@ -42,7 +42,7 @@ const DELETE_RETRY = { attempts: 25, delayMs: 200 };
 
 export class ThinPool {
   /** Device-mapper name of the pool. */
-  readonly name: string;
+  readonly name: DmName;
   /** Its node, /dev/mapper/NAME. */
   readonly path: string;
   /** The sparse files behind a loop-backed pool. */
@@ -137,15 +137,16 @@ export class ThinPool {
   }
 
   /** A thin id this process has not used yet (another process may still hold it: createThin() without an id retries). */
-  nextFreeId(): number {
-    const id = this.nextId;
+  nextFreeId(): ThinId {
+    const id = this.nextId as ThinId;
     this.nextId = (this.nextId + 1) % (MAX_THIN_ID + 1);
     return id;
   }
 
   /** Create thin device `thinId` (or the next free id); resolves with the id. */
   async createThin(thinId?: number): Promise<number> {
-    return serialised(this.name, () => this.allocate(thinId, (candidate) => this.message(msg.createThin(this.name, candidate))));
+    const given = thinId === undefined ? undefined : checkThinId(thinId);
+    return serialised(this.name, () => this.allocate(given, (candidate) => this.message(msg.createThin(this.name, candidate))));
   }
 
   /**
@@ -153,10 +154,10 @@ export class ThinPool {
    * Active origins are suspended for the snapshot and resumed whatever happens.
    */
   async createSnapshot(thinId: number | undefined, originThinId: number): Promise<number> {
-    checkThinId(originThinId, 'originThinId');
-    if (thinId !== undefined) checkThinId(thinId);
+    const origin = checkThinId(originThinId, 'originThinId');
+    const given = thinId === undefined ? undefined : checkThinId(thinId);
     return serialised(this.name, () =>
-      this.allocate(thinId, async (candidate) => void (await this.devices.snapshot(candidate, originThinId, this.name, []))),
+      this.allocate(given, async (candidate) => void (await this.devices.snapshot(candidate, origin, this.name, []))),
     );
   }
 
@@ -184,23 +185,23 @@ export class ThinPool {
    * fails, what was done is undone and no origin stays suspended.
    */
   async createSnapshotDevice(originThinId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
-    checkThinId(originThinId, 'originThinId');
+    const origin = checkThinId(originThinId, 'originThinId');
     const { thinId, name, steps } = this.deviceSteps(options);
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
       const made = await this.allocate(thinId, async (candidate) => {
-        device = await this.devices.createSnapshot(candidate, originThinId, name, steps(candidate));
+        device = await this.devices.createSnapshot(candidate, origin, name, steps(candidate));
       });
       return { ...device!, thinId: made };
     });
   }
 
   /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
-  private deviceSteps(options: ThinDeviceOptions): { thinId: number | undefined; name: string; steps: (thinId: number) => batch.Step[] } {
+  private deviceSteps(options: ThinDeviceOptions): { thinId: ThinId | undefined; name: DmName; steps: (thinId: ThinId) => batch.Step[] } {
     const o = checkOptions<ThinDeviceOptions>(options, 'options', ['thinId', 'name', 'size', 'readOnly']);
     const thinId = o.thinId === undefined ? undefined : checkThinId(o.thinId, 'options.thinId');
     const { name, readOnly, length } = checkActivate(o);
-    const steps = (thinId: number) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(thinId, length) });
+    const steps = (thinId: ThinId) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(thinId, length) });
     return { thinId, name, steps }; // steps(thinId) checks the table before the first ioctl
   }
 
@@ -210,32 +211,32 @@ export class ThinPool {
    * the delete fails, the device is put back as it was.
    */
   async removeThinDevice(name: string, thinId: number): Promise<void> {
-    checkName(name);
-    checkThinId(thinId);
-    return serialised(this.name, () => this.devices.remove(name, thinId, (id) => this.deleteId(id)));
+    const device = checkName(name);
+    const id = checkThinId(thinId);
+    return serialised(this.name, () => this.devices.remove(device, id, (gone) => this.deleteId(gone)));
   }
 
   /** Delete thin device `thinId` and free its blocks; it must not be active. */
   async deleteThin(thinId: number): Promise<void> {
-    checkThinId(thinId);
-    return serialised(this.name, () => this.deleteId(thinId));
+    const id = checkThinId(thinId);
+    return serialised(this.name, () => this.deleteId(id));
   }
 
   /** Map thin device `thinId` as a block device of `size` bytes named `name`. */
   async activate(thinId: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
-    checkThinId(thinId);
+    const id = checkThinId(thinId);
     const { name, readOnly, length } = checkActivate(checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']));
-    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(thinId, length) });
-    this.devices.noteActive(device.minor, name, thinId);
+    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(id, length) });
+    this.devices.noteActive(device.minor, name, id);
     return device;
   }
 
   /** Remove the thin device `name`; with `deferred`, when its last user closes it. */
   async deactivate(name: string, options?: { deferred?: boolean }): Promise<dm.RemoveResult> {
-    checkName(name);
+    const device = checkName(name);
     const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
-    const r = await dm.remove(name, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
-    if (!r.deferred) this.devices.forget(name);
+    const r = await dm.remove(device, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
+    if (!r.deferred) this.devices.forget(device);
     return r;
   }
 
@@ -247,8 +248,7 @@ export class ThinPool {
    * (the kernel counts mappings per thin id, whatever the table's length).
    */
   async thinUsage(thinId: number): Promise<ThinUsage> {
-    checkThinId(thinId);
-    return this.devices.usage(thinId, this.params.dataBlockSectors);
+    return this.devices.usage(checkThinId(thinId), this.params.dataBlockSectors);
   }
 
   /**
@@ -365,9 +365,9 @@ export class ThinPool {
   }
 
   /** Try `create(thinId)` with `thinId`, or with successive free ids when none is given. */
-  private async allocate(thinId: number | undefined, create: (thinId: number) => Promise<void>): Promise<number> {
+  private async allocate(thinId: ThinId | undefined, create: (thinId: ThinId) => Promise<void>): Promise<number> {
     if (thinId !== undefined) {
-      await create(checkThinId(thinId));
+      await create(thinId);
       return thinId;
     }
     for (let attempt = 0; attempt <= MAX_THIN_ID; attempt++) {
@@ -388,7 +388,7 @@ export class ThinPool {
    * With none, the kernel still holds the id a moment after a deferred
    * removal dropped its name: retry that, bounded (about 5 s).
    */
-  private async deleteId(thinId: number): Promise<void> {
+  private async deleteId(thinId: ThinId): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.message(msg.deleteThin(this.name, thinId));

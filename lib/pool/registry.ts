@@ -2,10 +2,11 @@
 // above the raw layer: per pool name, the devices as last seen (the guess
 // one-trip snapshots check), and the serialisation of changes. Keyed by name,
 // so every ThinPool object of one pool shares them.
+import type { DmName } from '../validate';
 
 /** A device on a pool, as last seen: its name and the thin id it maps (-1: not a thin device of this pool). */
 export interface SeenDevice {
-  name: string;
+  name: DmName;
   thinId: number;
 }
 

@@ -1,6 +1,7 @@
 // The thin-pool target's messages (the kernel's thin-provisioning.rst), as
 // the text DM_TARGET_MSG carries and the advice for the errnos each meets.
 // No other file writes a thin-pool message by hand.
+import type { ThinId } from '../validate';
 import { checkCount } from './grammar';
 
 export interface PoolMessage {
@@ -13,12 +14,12 @@ export interface PoolMessage {
 const id = (field: string, value: number) => checkCount('thin-pool', field, value);
 
 /** `create_thin ID`: a new thin device with no blocks. */
-export function createThin(pool: string, thinId: number): PoolMessage {
+export function createThin(pool: string, thinId: ThinId): PoolMessage {
   return { text: `create_thin ${id('thinId', thinId)}`, hints: { EEXIST: `thin id ${thinId} already exists in pool '${pool}'` } };
 }
 
 /** `create_snap ID ORIGIN`: a snapshot of `originThinId`, whose active devices must be suspended meanwhile. */
-export function createSnap(pool: string, thinId: number, originThinId: number): PoolMessage {
+export function createSnap(pool: string, thinId: ThinId, originThinId: ThinId): PoolMessage {
   return {
     text: `create_snap ${id('thinId', thinId)} ${id('originThinId', originThinId)}`,
     hints: {
@@ -29,7 +30,7 @@ export function createSnap(pool: string, thinId: number, originThinId: number): 
 }
 
 /** `delete ID`: the thin device and the blocks only it maps. */
-export function deleteThin(pool: string, thinId: number): PoolMessage {
+export function deleteThin(pool: string, thinId: ThinId): PoolMessage {
   return {
     text: `delete ${id('thinId', thinId)}`,
     hints: {

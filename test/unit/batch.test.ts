@@ -7,6 +7,11 @@ import type { DmCommand, DmIoctlReply, DmIoctlRequest } from '../../lib/binding'
 import * as batch from '../../lib/batch';
 import { DmError } from '../../lib/errors';
 import * as msg from '../../lib/targets/thin-pool-messages';
+import type { DmName, ThinId } from '../../lib/validate';
+
+/** Names and ids as the public surface hands them on, checked. */
+const n = (s: string) => s as DmName;
+const t = (x: number) => x as ThinId;
 
 interface Call {
   command: DmCommand;
@@ -66,13 +71,16 @@ const table = [{ start: 0, length: 8, type: 'zero', params: '' }];
 describe('runBatch', () => {
   it('a table the kernel refuses: the half-made device is removed, the load error thrown', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_TABLE_LOAD' ? 'EINVAL' : undefined));
-    await expect(batch.runBatch(batch.createDevice('d', { table }), 'd')).rejects.toMatchObject({ code: 'EINVAL', ioctl: 'DM_TABLE_LOAD' });
+    await expect(batch.runBatch(batch.createDevice(n('d'), { table }), 'd')).rejects.toMatchObject({
+      code: 'EINVAL',
+      ioctl: 'DM_TABLE_LOAD',
+    });
     expect(k.words()).toEqual(['seq DM_DEV_CREATE d', 'seq DM_TABLE_LOAD d', 'one DM_DEV_REMOVE d']);
   });
 
   it('a failed first step undoes nothing', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_DEV_CREATE' ? 'EBUSY' : undefined));
-    const steps = batch.createDevice('d', { table });
+    const steps = batch.createDevice(n('d'), { table });
     await expect(batch.runBatch(steps, 'd')).rejects.toMatchObject({ code: 'EBUSY' });
     expect(k.words()).toEqual(['seq DM_DEV_CREATE d']);
     expect(steps[0]!.hints?.EBUSY).toContain('already exists'); // control.ts adds it to the kernel's error
@@ -80,7 +88,10 @@ describe('runBatch', () => {
 
   it('a thin device whose resume fails: device removed, then the thin id deleted (newest first)', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_DEV_SUSPEND' ? 'EINVAL' : undefined));
-    const steps = [batch.message('pool', msg.createThin('pool', 7), msg.deleteThin('pool', 7)), ...batch.createDevice('t', { table })];
+    const steps = [
+      batch.message(n('pool'), msg.createThin('pool', t(7)), msg.deleteThin('pool', t(7))),
+      ...batch.createDevice(n('t'), { table }),
+    ];
     await expect(batch.runBatch(steps, 't')).rejects.toMatchObject({ code: 'EINVAL' });
     expect(k.words()).toEqual([
       'seq DM_TARGET_MSG create_thin 7 pool',
@@ -95,9 +106,9 @@ describe('runBatch', () => {
   it('a snapshot whose origin went away: the origins suspended before it are resumed, nothing else', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_DEV_SUSPEND' && c.request.name === 'gone' ? 'ENXIO' : undefined));
     const steps = [
-      batch.suspend('a'),
-      batch.suspend('gone'),
-      batch.message('pool', msg.createSnap('pool', 8, 7), msg.deleteThin('pool', 8)),
+      batch.suspend(n('a')),
+      batch.suspend(n('gone')),
+      batch.message(n('pool'), msg.createSnap('pool', t(8), t(7)), msg.deleteThin('pool', t(8))),
     ];
     const o = await batch.runSteps(steps, 'pool');
     expect(o.ok).toBe(false);
@@ -112,8 +123,8 @@ describe('runBatch', () => {
     const k = fakeKernel();
     const steps = [
       batch.readTable({ dev: { major: 253, minor: 1 } }),
-      batch.message('pool', msg.createSnap('pool', 9, 7), msg.deleteThin('pool', 9)),
-      ...batch.createDevice('s', { table }),
+      batch.message(n('pool'), msg.createSnap('pool', t(9), t(7)), msg.deleteThin('pool', t(9))),
+      ...batch.createDevice(n('s'), { table }),
     ];
     const o = await batch.runSteps(steps, 's');
     expect(o.ok).toBe(true);
@@ -123,8 +134,8 @@ describe('runBatch', () => {
 
   it('a delete refused after the remove: the device is put back with the table read first', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_TARGET_MSG' && c.trip === 'seq' ? 'ENODATA' : undefined));
-    const read = batch.readTable({ name: 't' });
-    const steps = [read, batch.remove('t', { restore: read }), batch.message('pool', msg.deleteThin('pool', 5))];
+    const read = batch.readTable({ name: n('t') });
+    const steps = [read, batch.remove(n('t'), { restore: read }), batch.message(n('pool'), msg.deleteThin('pool', t(5)))];
     const o = await batch.runSteps(steps, 't');
     expect(o.ok ? undefined : o.failed.error.code).toBe('ENODATA');
     if (!o.ok) expect(o.failed.error.message).toBe('DM_TARGET_MSG failed: ENODATA');
@@ -135,16 +146,19 @@ describe('runBatch', () => {
 
   it('undo failures are ignored and the original error stands', async () => {
     const k = fakeKernel((c) => (c.command === 'DM_TABLE_LOAD' ? 'EINVAL' : c.trip === 'one' ? 'EIO' : undefined));
-    const steps = [batch.message('pool', msg.createThin('pool', 1), msg.deleteThin('pool', 1)), ...batch.createDevice('d', { table })];
+    const steps = [
+      batch.message(n('pool'), msg.createThin('pool', t(1)), msg.deleteThin('pool', t(1))),
+      ...batch.createDevice(n('d'), { table }),
+    ];
     await expect(batch.runBatch(steps, 'd')).rejects.toMatchObject({ code: 'EINVAL' });
     expect(k.words().filter((w) => w.startsWith('one'))).toEqual(['one DM_DEV_REMOVE d', 'one DM_TARGET_MSG delete 1 pool']);
   });
 
   it('builders validate before any ioctl', () => {
     const k = fakeKernel();
-    expect(() => batch.createDevice('a/b', { table })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
-    expect(() => batch.createDevice('a', { table: [] })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
-    expect(() => batch.createDevice('a', { table, readOnly: 'yes' as never })).toThrow(
+    expect(() => batch.createDevice(n('a/b'), { table })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
+    expect(() => batch.createDevice(n('a'), { table: [] })).toThrow(expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }));
+    expect(() => batch.createDevice(n('a'), { table, readOnly: 'yes' as never })).toThrow(
       expect.objectContaining({ code: 'ERR_DM_INVALID_ARG' }),
     );
     expect(k.calls).toEqual([]);
