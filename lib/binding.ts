@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 
+/** A block device number. */
 export interface DevNumber {
   major: number;
   minor: number;

@@ -29,6 +29,7 @@ const THIN_POOL_META_LV = 'thinpoolmeta';
 /** Docker's `lvconvert -c 512K --zero n`. */
 const CHUNK_SIZE = '512K';
 
+/** Options of setUpDirectLvm. */
 export interface DirectLvmOptions {
   /** The empty block device to give to LVM (dm.directlvm_device). */
   device: string;
@@ -52,6 +53,7 @@ export interface DirectLvmOptions {
   lvmConfig?: string;
 }
 
+/** What setUpDirectLvm made (or found): the pool and its LVM names. */
 export interface DirectLvm {
   /** The device-mapper name of the thin pool (`docker-thinpool` for the defaults): use it as a DeviceSet's poolName. */
   poolName: string;

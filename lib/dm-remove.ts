@@ -25,6 +25,7 @@ async function tableLength(ref: DeviceRef): Promise<number> {
   return (r.targets ?? []).reduce((end, t) => Math.max(end, t.start + t.length), 0);
 }
 
+/** Options of dm.remove. */
 export interface RemoveOptions {
   /** If the device is open, mark it for removal on last close instead of failing with EBUSY. */
   deferred?: boolean;
@@ -41,6 +42,7 @@ export interface RemoveOptions {
   force?: boolean;
 }
 
+/** What dm.remove did. */
 export interface RemoveResult {
   /** True when the device was still open and will go once it is closed. */
   deferred: boolean;
@@ -100,6 +102,7 @@ function removeRetry(retry: RemoveOptions['retry']): { attempts: number; delayMs
   };
 }
 
+/** Options of dm.waitRemoved. */
 export interface WaitRemovedOptions {
   /** Give up with ERR_DM_TIMEOUT after this many ms (default: wait as long as it takes). */
   timeoutMs?: number;

@@ -23,6 +23,7 @@ export interface Target {
 /** A device: by name, by uuid, or by device number. */
 export type DeviceRef = string | { uuid: string } | DevNumber;
 
+/** A device's state as DM_DEV_STATUS reports it. */
 export interface DeviceInfo {
   name: string;
   /** '' when the device has no uuid. */

@@ -18,17 +18,20 @@ const F = native.dmFlags;
 export type { DeviceInfo, DeviceRef, Target } from './dm-shapes';
 export { cancelDeferredRemove, remove, waitRemoved, type RemoveOptions, type RemoveResult, type WaitRemovedOptions } from './dm-remove';
 
+/** The kernel driver's interface version (DM_VERSION). */
 export interface Version {
   major: number;
   minor: number;
   patch: number;
 }
 
+/** A loaded target type and its version (DM_LIST_VERSIONS). */
 export interface TargetVersion {
   name: string;
   version: [number, number, number];
 }
 
+/** One device of DM_LIST_DEVICES: name, uuid, number and event counter. */
 export interface ListedDevice {
   name: string;
   uuid?: string;
@@ -76,6 +79,7 @@ export async function list(): Promise<ListedDevice[]> {
   return devices;
 }
 
+/** Options of dm.create. */
 export interface CreateOptions {
   uuid?: string;
   /** Load the table read-only. */
@@ -112,6 +116,7 @@ export async function clear(ref: DeviceRef): Promise<void> {
   await dmCall('DM_TABLE_CLEAR', request, label);
 }
 
+/** Options of dm.suspend. */
 export interface SuspendOptions {
   /** Do not flush queued I/O (needed to suspend a full thin pool). */
   noFlush?: boolean;
@@ -119,6 +124,7 @@ export interface SuspendOptions {
   skipLockfs?: boolean;
 }
 
+/** Suspend I/O (DM_DEV_SUSPEND): flushed and the filesystem frozen unless the options say otherwise. */
 export async function suspend(ref: DeviceRef, options?: SuspendOptions): Promise<void> {
   const { request, label } = resolve(ref);
   const o = checkOptions<SuspendOptions>(options, 'options', ['noFlush', 'skipLockfs']);
@@ -139,6 +145,7 @@ function resumeDevice(request: DmIoctlRequest, label: string): Promise<DmIoctlRe
   return dmCall('DM_DEV_SUSPEND', request, label, RESUME_HINTS);
 }
 
+/** The byte range dm.discard discards. */
 export interface DiscardOptions {
   /** Byte offset of the range (default 0); a multiple of 512. */
   offset?: number;
@@ -202,6 +209,7 @@ export async function removeAll(options?: { deferred?: boolean }): Promise<void>
   await list(); // drops the nodes of what went
 }
 
+/** Rename device `name` to `newName` (DM_DEV_RENAME), its /dev/mapper node with it. */
 export async function rename(name: string, newName: string): Promise<void> {
   checkName(name);
   checkName(newName, 'newName');
@@ -219,11 +227,13 @@ export async function setUuid(name: string, uuid: string): Promise<void> {
   });
 }
 
+/** The device's state (DM_DEV_STATUS); ENXIO when there is no such device. */
 export async function info(ref: DeviceRef): Promise<DeviceInfo> {
   const { request, label } = resolve(ref);
   return toInfo(await dmCall('DM_DEV_STATUS', request, label));
 }
 
+/** Options of dm.table and dm.status. */
 export interface TableOptions {
   /** Read the inactive (loaded, not yet resumed) table instead of the live one. */
   inactive?: boolean;
@@ -269,6 +279,7 @@ export async function message(ref: DeviceRef, text: string, options?: { sector?:
   return r.message ?? '';
 }
 
+/** CHS geometry for dm.setGeometry (what HDIO_GETGEO reports). */
 export interface Geometry {
   cylinders: number;
   heads: number;
@@ -289,6 +300,7 @@ export async function setGeometry(ref: DeviceRef, geometry: Geometry): Promise<v
   await dmCall('DM_DEV_SET_GEOMETRY', { ...request, payload }, label);
 }
 
+/** Options of dm.wait. */
 export interface WaitOptions {
   signal?: AbortSignal;
   /**

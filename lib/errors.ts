@@ -13,6 +13,7 @@ export type DmLibraryCode =
   | 'ERR_DM_CORRUPT' // records and pool disagree in a way recovery cannot mend
   | 'ERR_DM_TOOL'; // an external tool (mkfs, resize2fs, xfs_growfs) failed
 
+/** The fields a DmError carries besides its message. */
 export interface DmErrorFields {
   code: string;
   errno?: number;
@@ -35,6 +36,7 @@ export class DmError extends Error {
   /** The device the call was about (a device-mapper name, a loop path, a file). */
   readonly device?: string;
 
+  /** `message` for people; `fields` as the class's properties say. */
   constructor(message: string, fields: DmErrorFields) {
     super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
     this.name = 'DmError';

@@ -6,6 +6,7 @@ import { mkdir, open, rmdir, writeFile } from 'node:fs/promises';
 import * as sys from './sys';
 import { DmError } from './errors';
 
+/** A filesystem the library makes and mounts. */
 export type FsType = 'ext4' | 'xfs';
 
 /** Docker's mkfs.ext4 options: no discard pass, no lazy init left running in the kernel. */

@@ -2,6 +2,7 @@
 // decimal units and four significant digits, e.g. "1.202 GB", "65.54 kB".
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
 
+/** Bytes as people read them, in decimal units as docker info printed them ('10.74 GB'). */
 export function humanSize(bytes: number): string {
   let size = bytes;
   let unit = 0;

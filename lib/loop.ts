@@ -22,6 +22,7 @@ const GET_FREE_ATTEMPTS = 16;
 const SET_STATUS_ATTEMPTS = 64; // EAGAIN while the old page cache drains
 const SET_STATUS_DELAY_MS = 25;
 
+/** Options of loop.attach (LOOP_CONFIGURE's fields). */
 export interface AttachOptions {
   readOnly?: boolean;
   /** Bypass the page cache (O_DIRECT on the backing file) when the file system supports it. */
@@ -40,6 +41,7 @@ export interface AttachOptions {
   legacy?: boolean;
 }
 
+/** A loop device's state (LOOP_GET_STATUS64). */
 export interface LoopInfo {
   path: string;
   number: number;
@@ -58,6 +60,7 @@ export interface LoopInfo {
   size: number;
 }
 
+/** An attached loop device, as loop.attach resolves. */
 export interface LoopDevice {
   path: string;
   number: number;
@@ -311,6 +314,7 @@ export async function detach(ref: LoopRef): Promise<void> {
   await loopCall(n, 'LOOP_CLR_FD', undefined, { ENXIO: `${loopPath(n)} is not attached` });
 }
 
+/** The loop device's backing file, offset, size limit and flags (LOOP_GET_STATUS64). */
 export async function info(ref: LoopRef): Promise<LoopInfo> {
   const n = loopNumber(ref);
   const dev = await openLoop(n, constants.O_RDONLY);

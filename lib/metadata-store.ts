@@ -23,6 +23,7 @@ import writeFileAtomic from 'write-file-atomic';
 import * as sys from './sys';
 import { DmError } from './errors';
 
+/** One device's record in a set (on disk as a JSON line of metadata/devices.log). */
 export interface DeviceRecord {
   /** The caller's id ('' for the base device). */
   id: string;

@@ -28,6 +28,11 @@ import type { DeviceDetails, DeviceSetInfo, DeviceUsage } from './types';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
+/**
+ * Docker's devicemapper graph driver as a library: open a set under a root,
+ * create devices as snapshots by string id, mount and unmount them, remove
+ * them, read the `docker info` fields.
+ */
 export class DeviceSet {
   /** Mounts made through this object: id → mount point and reference count. */
   private readonly mounts = new Map<string, { target: string; count: number }>();
@@ -160,6 +165,7 @@ export class DeviceSet {
     return this.devices.store.all().map((r) => ({ ...r }));
   }
 
+  /** Whether device `id` exists (pending deletion counts as gone). */
   has(id: string): boolean {
     const r = typeof id === 'string' && id !== BASE ? this.devices.store.get(id) : undefined;
     return r !== undefined && !r.deleted;
@@ -174,6 +180,7 @@ export class DeviceSet {
       .sort();
   }
 
+  /** Device `id`'s record and whether it is active and mounted; ENOENT when there is none. */
   async get(id: string): Promise<DeviceDetails> {
     this.checkId(id);
     const r = this.devices.record(id);

@@ -64,6 +64,7 @@ export interface DeviceSetOptions extends DirectLvmSetOptions {
   xfsNospaceMaxRetries?: number;
 }
 
+/** Options of DeviceSet.create. */
 export interface CreateOptions {
   /** Id of the device to snapshot (default: the base device). */
   parent?: string;

@@ -2,6 +2,7 @@
 // set's `docker info` fields.
 import type { FsType } from '../filesystem';
 
+/** A device set's device: its record, and whether it is active and mounted. */
 export interface DeviceDetails {
   id: string;
   parent: string | null;

@@ -13,6 +13,7 @@ import type { ThinPoolParams } from '../targets/thin-pool';
 import { checkName, type DmName } from '../validate';
 import { METADATA_BLOCK_SIZE, THIN_POOL_DEFAULTS } from './limits';
 
+/** The sparse files behind a loop-backed pool. */
 export interface LoopBacking {
   dir: string;
   dataFile: string;

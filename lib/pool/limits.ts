@@ -28,6 +28,7 @@ export const THIN_POOL_DEFAULTS = {
   prefix: 'devmapper',
 } as const;
 
+/** The thin-pool table's settings, shared by the pool factories. */
 export interface PoolTableOptions {
   /** Data block size: 64K..1G, a multiple of 64K (default 64K). */
   blockSize?: number | string;
@@ -39,6 +40,7 @@ export interface PoolTableOptions {
   blockZeroing?: boolean;
 }
 
+/** Options of ThinPool.createLoopBacked. */
 export interface LoopBackedOptions extends PoolTableOptions {
   /** Directory for the `data` and `metadata` sparse files. */
   dir: string;
@@ -57,6 +59,7 @@ export interface LoopBackedOptions extends PoolTableOptions {
   metadataSize?: number | string;
 }
 
+/** Options of ThinPool.create (a pool on given block devices). */
 export interface DirectOptions extends PoolTableOptions {
   name: string;
   /** Block devices for data and metadata (direct-lvm). */
@@ -66,6 +69,7 @@ export interface DirectOptions extends PoolTableOptions {
   zeroMetadata?: boolean;
 }
 
+/** Options of ThinPool.resize. */
 export interface ResizeOptions {
   /** New size of the data file (loop-backed pools only). */
   dataSize?: number | string;
@@ -76,6 +80,7 @@ export interface ResizeOptions {
   onProgress?: ProgressHandler;
 }
 
+/** Options of ThinPool.activate. */
 export interface ActivateOptions {
   /** Device-mapper name of the new device. */
   name: string;
@@ -84,6 +89,7 @@ export interface ActivateOptions {
   readOnly?: boolean;
 }
 
+/** Options of ThinPool.createThinDevice and createSnapshotDevice. */
 export interface ThinDeviceOptions extends ActivateOptions {
   /** Thin id for the new device; the next free one when left out. */
   thinId?: number;

@@ -40,6 +40,11 @@ import { PoolWatcher, type WatchOptions } from './watch';
 /** deleteThin's bound for a thin id the kernel still holds open: libdevmapper's remove-retry bound. */
 const DELETE_RETRY = { attempts: 25, delayMs: 200 };
 
+/**
+ * One thin pool: bring it up (createLoopBacked, create) or open it, make,
+ * snapshot, activate and delete its thin devices, read its status and usage,
+ * grow it, watch its events, take it down.
+ */
 export class ThinPool {
   /** Device-mapper name of the pool. */
   readonly name: DmName;
@@ -272,6 +277,7 @@ export class ThinPool {
     return serialised(this.name, () => this.message(msg.reserveMetadataSnap()));
   }
 
+  /** Release the metadata snapshot reserveMetadataSnap() took. */
   async releaseMetadataSnap(): Promise<void> {
     return serialised(this.name, () => this.message(msg.releaseMetadataSnap()));
   }

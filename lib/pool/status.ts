@@ -40,6 +40,7 @@ export function poolAlerts(s: Omit<PoolStatus, 'alerts' | 'raw'>, lowWaterMark: 
   return alerts;
 }
 
+/** Used, total and available bytes of one of a pool's two spaces. */
 export interface SpaceUsage {
   /** Bytes. */
   used: number;
@@ -66,6 +67,7 @@ export interface ThinUsage {
   source: 'active' | 'activation';
 }
 
+/** Data and metadata space of a pool, in bytes. */
 export interface PoolUsage {
   data: SpaceUsage;
   metadata: SpaceUsage;

@@ -23,11 +23,14 @@ export interface WatchedPool {
   /** Data block size in bytes. */
   readonly blockSize: number;
   readonly lowWaterMark: number;
+  /** The pool's status, parsed. */
   status(): Promise<PoolStatus>;
+  /** Grow the pool (autoExtend). */
   resize(options: ResizeOptions): Promise<void>;
 }
 import { checkOptions, checkUint } from '../validate';
 
+/** When and by how much a watcher grows a loop-backed pool (LVM's autoextend). */
 export interface AutoExtendOptions {
   /** Grow when this percentage of the data (or metadata) space is used: 50..99. */
   threshold: number;
@@ -37,6 +40,7 @@ export interface AutoExtendOptions {
   max?: number | string;
 }
 
+/** Options of ThinPool.watch. */
 export interface WatchOptions {
   /** Grow a loop-backed pool before it fills. */
   autoExtend?: AutoExtendOptions;
@@ -101,6 +105,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private readonly done: Promise<void>;
   private shown = new Set<PoolAlert | 'extendLimit'>();
 
+  /** Start watching `pool` (ThinPool.watch() is the usual way). */
   constructor(
     readonly pool: WatchedPool,
     options?: WatchOptions,
@@ -121,6 +126,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     await this.done;
   }
 
+  /** The events as { type, ... } objects, until the watcher closes. */
   async *[Symbol.asyncIterator](): AsyncIterator<PoolEvent> {
     for await (const [event] of on(this, 'event' as never, { close: ['close'] })) yield event as PoolEvent;
   }

@@ -4,6 +4,7 @@
 import { invalidArg } from '../errors';
 import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** One class (read, write or flush) of the delay target. */
 export interface DelayClass {
   device: string;
   /** Start sector on `device`. */
@@ -12,6 +13,7 @@ export interface DelayClass {
   delayMs: number;
 }
 
+/** The delay target's table parameters. */
 export interface DelayParams {
   /** Reads (and, without `write`, everything). */
   read: DelayClass;
@@ -42,6 +44,7 @@ function readClass(t: Tokens, what: string): DelayClass {
   return { device: t.word(`${what} device`), offset: t.uint(`${what} offset`), delayMs: t.uint(`${what} delay`) };
 }
 
+/** The delay target's grammar. */
 export const delay: TargetGrammar<DelayParams, DelayStatus> = {
   type: TYPE,
   format(p) {
@@ -69,6 +72,7 @@ export const delay: TargetGrammar<DelayParams, DelayStatus> = {
   },
 };
 
+/** A delay status back to the kernel's text (the inverse of delay.parseStatus). */
 export function formatDelayStatus(s: DelayStatus): string {
   return joinWords(s.reads, s.writes, s.flushes ?? '');
 }

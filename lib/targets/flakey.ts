@@ -5,6 +5,7 @@
 // error_writes (never both) before corrupt_bio_byte.
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** The flakey target's table parameters. */
 export interface FlakeyParams {
   device: string;
   offset: number;
@@ -22,8 +23,11 @@ export interface FlakeyParams {
 
 /** Feature arguments for the common cases. */
 export const flakeyFeatures = {
+  /** Writes are silently dropped while the device is down. */
   dropWrites: (): string[] => ['drop_writes'],
+  /** Writes fail with EIO while the device is down. */
   errorWrites: (): string[] => ['error_writes'],
+  /** Byte `nthByte` of each matching bio is set to `value` (direction 'r' or 'w') while the device is down. */
   corruptBioByte: (nthByte: number, direction: 'r' | 'w', value: number, flags = 0): string[] => [
     'corrupt_bio_byte',
     String(nthByte),
@@ -35,6 +39,7 @@ export const flakeyFeatures = {
 
 const TYPE = 'flakey';
 
+/** The flakey target's grammar. */
 export const flakey: TargetGrammar<FlakeyParams, Record<string, never>> = {
   type: TYPE,
   format(p) {

@@ -2,12 +2,14 @@
 // zero and error: no parameters; status: empty.
 import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** The linear target's table parameters. */
 export interface LinearParams {
   device: string;
   /** Start sector on `device`. */
   offset: number;
 }
 
+/** The linear target's grammar. */
 export const linear: TargetGrammar<LinearParams, Record<string, never>> = {
   type: 'linear',
   format(p) {
@@ -40,5 +42,7 @@ function parameterless(type: 'zero' | 'error'): TargetGrammar<Record<string, nev
   };
 }
 
+/** The zero target's grammar (reads zeros, discards writes). */
 export const zero = parameterless('zero');
+/** The error target's grammar (fails all I/O). */
 export const error = parameterless('error');

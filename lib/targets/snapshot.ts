@@ -7,9 +7,12 @@
 import { invalidArg } from '../errors';
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** Whether a snapshot's exception store is persistent (P), transient (N) or overflow-allowing (PO). */
 export type SnapshotPersistence = 'P' | 'N' | 'PO';
+/** A snapshot table feature argument. */
 export type SnapshotFeature = 'discard_zeroes_cow' | 'discard_passdown_origin' | (string & {});
 
+/** The snapshot target's table parameters. */
 export interface SnapshotParams {
   origin: string;
   /** The copy-on-write store. */
@@ -21,6 +24,7 @@ export interface SnapshotParams {
   features: SnapshotFeature[];
 }
 
+/** The snapshot target's status. */
 export type SnapshotStatus =
   | {
       state: 'ok';
@@ -42,6 +46,7 @@ const WORDS = new Map<string, 'invalid' | 'overflow' | 'unknown'>([
   ['Unknown', 'unknown'],
 ]);
 
+/** The snapshot target's grammar. */
 export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
   type: TYPE,
   format(p) {
@@ -88,6 +93,7 @@ export const snapshot: TargetGrammar<SnapshotParams, SnapshotStatus> = {
   },
 };
 
+/** A snapshot status back to the kernel's text (the inverse of snapshot.parseStatus). */
 export function formatSnapshotStatus(s: SnapshotStatus): string {
   switch (s.state) {
     case 'ok':
@@ -99,10 +105,12 @@ export function formatSnapshotStatus(s: SnapshotStatus): string {
   }
 }
 
+/** The snapshot-origin target's table parameters. */
 export interface SnapshotOriginParams {
   origin: string;
 }
 
+/** The snapshot-origin target's grammar. */
 export const snapshotOrigin: TargetGrammar<SnapshotOriginParams, Record<string, never>> = {
   type: 'snapshot-origin',
   format: (p) => checkWord('snapshot-origin', 'origin', p.origin),

@@ -6,9 +6,11 @@
 //   Tables come back with the feature count always printed and the features in the kernel's own order.)
 import { checkCount, checkWord, formatCounted, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** A thin-pool table feature argument. */
 export type ThinPoolFeature =
   'skip_block_zeroing' | 'ignore_discard' | 'no_discard_passdown' | 'read_only' | 'error_if_no_space' | (string & {});
 
+/** The thin-pool target's table parameters. */
 export interface ThinPoolParams {
   metadataDevice: string;
   dataDevice: string;
@@ -20,8 +22,10 @@ export interface ThinPoolParams {
   features: ThinPoolFeature[];
 }
 
+/** The pool's mode as its status reports it. */
 export type ThinPoolMode = 'rw' | 'ro' | 'out_of_data_space';
 
+/** The thin-pool status line's fields when the pool has not failed. */
 export interface ThinPoolHealthyStatus {
   state: 'ok';
   transactionId: number;
@@ -43,10 +47,12 @@ export interface ThinPoolHealthyStatus {
   metadataLowWatermark?: number;
 }
 
+/** The thin-pool target's status: healthy counters, or failed. */
 export type ThinPoolStatus = ThinPoolHealthyStatus | { state: 'fail' } | { state: 'error' };
 
 const TYPE = 'thin-pool';
 
+/** The thin-pool target's grammar. */
 export const thinPool: TargetGrammar<ThinPoolParams, ThinPoolStatus> = {
   type: TYPE,
   format(p) {

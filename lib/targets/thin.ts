@@ -3,6 +3,7 @@
 //   (dm-thin.c thin_status; the docs mention neither word)
 import { checkCount, checkWord, joinWords, Tokens, type TargetGrammar } from './grammar';
 
+/** The thin target's table parameters. */
 export interface ThinParams {
   poolDevice: string;
   /** The thin device id inside the pool (0 .. 2^24-1). */
@@ -11,6 +12,7 @@ export interface ThinParams {
   externalOrigin?: string;
 }
 
+/** The thin target's status: mapped sectors, or failed. */
 export type ThinStatus =
   | { state: 'ok'; mappedSectors: number; /** null when nothing is mapped yet */ highestMappedSector: number | null }
   | { state: 'fail' }
@@ -18,6 +20,7 @@ export type ThinStatus =
 
 const TYPE = 'thin';
 
+/** The thin target's grammar. */
 export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   type: TYPE,
   format(p) {
@@ -46,6 +49,7 @@ export const thin: TargetGrammar<ThinParams, ThinStatus> = {
   },
 };
 
+/** A thin status back to the kernel's text (the inverse of thin.parseStatus). */
 export function formatThinStatus(s: ThinStatus): string {
   if (s.state === 'fail') return 'Fail';
   if (s.state === 'error') return 'Error';
