@@ -132,13 +132,9 @@ export async function dmCallSeq(steps: SeqStep[], device?: string): Promise<SeqR
 export async function traced<T>(what: string, device: string | undefined, call: () => Promise<T>, hints?: Hints): Promise<T> {
   const started = trace.enabled ? process.hrtime.bigint() : 0n;
   try {
-    const result = await call();
-    if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
-    return result;
+    return traceOk(what, device, started, await call());
   } catch (e) {
-    const err = fromNative(e, device, hints);
-    if (trace.enabled) trace('%s %s failed %sms: %s', what, device ?? '', elapsed(started), err.code);
-    throw err;
+    throw traceFailure(what, device, started, e, hints);
   }
 }
 
@@ -146,14 +142,21 @@ export async function traced<T>(what: string, device: string | undefined, call: 
 export function tracedSync<T>(what: string, device: string | undefined, call: () => T, hints?: Hints): T {
   const started = trace.enabled ? process.hrtime.bigint() : 0n;
   try {
-    const result = call();
-    if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
-    return result;
+    return traceOk(what, device, started, call());
   } catch (e) {
-    const err = fromNative(e, device, hints);
-    if (trace.enabled) trace('%s %s failed %sms: %s', what, device ?? '', elapsed(started), err.code);
-    throw err;
+    throw traceFailure(what, device, started, e, hints);
   }
+}
+
+function traceOk<T>(what: string, device: string | undefined, started: bigint, result: T): T {
+  if (trace.enabled) trace('%s %s ok %sms', what, device ?? '', elapsed(started));
+  return result;
+}
+
+function traceFailure(what: string, device: string | undefined, started: bigint, e: unknown, hints: Hints | undefined): DmError {
+  const err = fromNative(e, device, hints);
+  if (trace.enabled) trace('%s %s failed %sms: %s', what, device ?? '', elapsed(started), err.code);
+  return err;
 }
 
 /** Fields a native failure may carry beside its errno. */

@@ -67,8 +67,26 @@ const LOG = 'devices.log';
 const SLACK = 2;
 const MIN_COMPACT = 64;
 
-export class MetadataStore {
-  private readonly records = new Map<string, DeviceRecord>();
+/** The read side of a set's records: a map by id, whoever fills it (the log, or another layout's reader). */
+export class RecordMap {
+  protected readonly records = new Map<string, DeviceRecord>();
+
+  get(id: string): DeviceRecord | undefined {
+    return this.records.get(id);
+  }
+
+  /** Every record but the base device's. */
+  devices(): DeviceRecord[] {
+    return [...this.records.values()].filter((r) => r.id !== '');
+  }
+
+  /** Every record including the base device's. */
+  all(): DeviceRecord[] {
+    return [...this.records.values()];
+  }
+}
+
+export class MetadataStore extends RecordMap {
   private log: FileHandle | undefined;
   /** Lines in the log, and its length in bytes (where a failed append is cut back to). */
   private lines = 0;
@@ -76,7 +94,9 @@ export class MetadataStore {
   /** Appends and compactions, one at a time: a compaction replaces the file an append writes to. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly dir: string) {}
+  private constructor(readonly dir: string) {
+    super();
+  }
 
   /** Open (creating) the store and load every record. */
   static async open(dir: string): Promise<MetadataStore> {
@@ -201,20 +221,6 @@ export class MetadataStore {
     // The change is durable; a compaction that fails (no space, say) leaves
     // the longer log as valid as before, and the next change tries again.
     if (this.stale()) await this.compact().catch(() => undefined);
-  }
-
-  get(id: string): DeviceRecord | undefined {
-    return this.records.get(id);
-  }
-
-  /** Every record but the base device's. */
-  devices(): DeviceRecord[] {
-    return [...this.records.values()].filter((r) => r.id !== '');
-  }
-
-  /** Every record including the base device's. */
-  all(): DeviceRecord[] {
-    return [...this.records.values()];
   }
 
   put(record: DeviceRecord): Promise<void> {

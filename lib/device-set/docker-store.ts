@@ -29,7 +29,7 @@ import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
 import { filesystemUuid, type FsType } from '../filesystem';
 import * as loop from '../loop';
-import type { DeviceRecord, RecordStore, SetRecord, TransactionRecord } from '../metadata-store';
+import { RecordMap, type DeviceRecord, type RecordStore, type SetRecord, type TransactionRecord } from '../metadata-store';
 import { thinPool as poolGrammar } from '../targets/thin-pool';
 import { THIN_POOL_DEFAULTS, ThinPool } from '../pool/index';
 import * as sys from '../sys';
@@ -232,9 +232,7 @@ async function checkBase(
 }
 
 /** Docker's records behind the RecordStore interface a DeviceSet uses; every change is refused. */
-export class DockerStore implements RecordStore {
-  private readonly records: Map<string, DeviceRecord>;
-
+export class DockerStore extends RecordMap implements RecordStore {
   constructor(
     readonly root: string,
     records: DeviceRecord[],
@@ -242,23 +240,12 @@ export class DockerStore implements RecordStore {
     /** The device Docker's start-up rollback would have deleted (left out of the records). */
     readonly rolledBack: string | undefined,
   ) {
-    this.records = new Map(records.map((r) => [r.id, r]));
+    super();
+    for (const r of records) this.records.set(r.id, r);
   }
 
   get dir(): string {
     return join(this.root, 'metadata');
-  }
-
-  get(id: string): DeviceRecord | undefined {
-    return this.records.get(id);
-  }
-
-  devices(): DeviceRecord[] {
-    return [...this.records.values()].filter((r) => r.id !== '');
-  }
-
-  all(): DeviceRecord[] {
-    return [...this.records.values()];
   }
 
   readSet(): Promise<SetRecord | undefined> {

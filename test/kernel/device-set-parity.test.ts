@@ -7,7 +7,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, type DeviceSetOptions } from '../../lib/index';
-import { SCRATCH, sweep, thinDump } from './helpers';
+import { SCRATCH, sweep, sweepSets, thinDump } from './helpers';
 
 const run = async (cmd: string, args: string[]) =>
   (await promisify(execFile)(cmd, args, { env: { ...process.env, DM_DISABLE_UDEV: '1' } })).stdout.trim();
@@ -45,10 +45,7 @@ beforeAll(sweep);
 afterAll(async () => {
   for (const c of children) await kill(c);
   await run('umount', ['-l', `${SCRATCH}/small`]).catch(() => undefined);
-  for (const d of await dm.list())
-    if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
-  for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
-  await sweep();
+  await sweepSets();
 });
 
 describe('unmount when another mount namespace holds a copy of the mount (moby#34573)', () => {

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rm, stat, statfs, writeFile } from 'nod
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, loop, ThinPool, type DeviceSetOptions } from '../../lib/index';
-import { RUN, SCRATCH, sparseFile, sweep, thinCheck } from './helpers';
+import { RUN, SCRATCH, sparseFile, sweep, sweepSets, thinCheck } from './helpers';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -17,13 +17,7 @@ const fresh = (extra: Partial<DeviceSetOptions> = {}) =>
 const mnt = (tag: string) => `${SCRATCH}/m-${tag}`;
 
 beforeAll(sweep);
-afterAll(async () => {
-  // Sets made here are named after their root (not the test prefix): remove what is left.
-  for (const d of await dm.list())
-    if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
-  for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
-  await sweep();
-});
+afterAll(sweepSets);
 
 describe('the container-runtime flow', () => {
   it('base, image and container with a file at each layer, read back from each mount', async () => {

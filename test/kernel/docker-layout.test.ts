@@ -172,7 +172,7 @@ describe('a Docker store whose pool is down (Docker stopped)', () => {
     expect(await ds.get(CONTAINER)).toMatchObject({
       id: CONTAINER,
       parent: null,
-      deviceId: 3,
+      thinId: 3,
       size: SIZE,
       path: `/dev/mapper/${fx.prefix}-${CONTAINER}`,
       active: false,

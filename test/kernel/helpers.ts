@@ -46,6 +46,14 @@ export async function sweep(): Promise<void> {
   await rm(SCRATCH, { recursive: true, force: true });
 }
 
+/** Remove what device sets left (named after their root, `devmapper-…`, not the test prefix): devices first, then pools; then sweep(). */
+export async function sweepSets(): Promise<void> {
+  for (const d of await dm.list())
+    if (d.name.startsWith('devmapper-') && !d.name.endsWith('-pool')) await dm.remove(d.name).catch(() => undefined);
+  for (const d of await dm.list()) if (d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
+  await sweep();
+}
+
 export const sectors = (bytes: number) => bytes / 512;
 
 export async function readBlock(path: string, offset: number, length: number): Promise<Buffer> {
