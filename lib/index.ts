@@ -48,6 +48,8 @@ export { parseSize } from './size';
 export { humanSize } from './format';
 export type { ProgressHandler } from './progress';
 export { DeviceSet } from './device-set/index';
+export { Snapshotter } from './snapshotter/index';
+export type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotterOptions, SnapshotUsage } from './snapshotter/index';
 export type {
   DeviceSetOptions,
   CreateOptions as DeviceSetCreateOptions,

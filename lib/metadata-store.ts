@@ -37,8 +37,18 @@ export interface DeviceRecord {
   transactionId: number;
   /** Delete is pending (deferred deletion: the thin device was busy). */
   deleted?: boolean;
-  /** The base device only: false until its filesystem is made. */
+  /** The base device (and a snapshotter's snapshot without a parent): false until its filesystem is made. */
   initialized?: boolean;
+  /** A snapshotter's snapshot: what containerd's model keeps beside the device. */
+  snapshot?: {
+    kind: 'active' | 'view' | 'committed';
+    labels: Record<string, string>;
+    /** ISO times. */
+    created: string;
+    updated: string;
+    /** Committed snapshots: the mapped bytes at commit. */
+    usage?: number;
+  };
 }
 
 export interface SetRecord {
@@ -59,8 +69,8 @@ export interface TransactionRecord {
   deviceId: number;
 }
 
-/** One line of the log. */
-type Change = { put: DeviceRecord } | { delete: string };
+/** One line of the log: a record put, one deleted, or both in one line (a rename: old id deleted, new record put). */
+type Change = { put: DeviceRecord; delete?: string } | { delete: string };
 
 const LOG = 'devices.log';
 /** The log is compacted when it holds more lines than this many per live record (and at least MIN_COMPACT lines). */
@@ -153,8 +163,10 @@ export class MetadataStore extends RecordMap {
   }
 
   private apply(c: Change): void {
-    if ('put' in c && c.put && typeof c.put.id === 'string') this.records.set(c.put.id, c.put);
-    else if ('delete' in c && typeof c.delete === 'string') this.records.delete(c.delete);
+    if ('put' in c && c.put && typeof c.put.id === 'string') {
+      if (typeof c.delete === 'string') this.records.delete(c.delete);
+      this.records.set(c.put.id, c.put);
+    } else if ('delete' in c && typeof c.delete === 'string') this.records.delete(c.delete);
     else
       throw new DmError(`metadata file ${this.logPath} holds a line that is not a record change: ${JSON.stringify(c)}`, {
         code: 'ERR_DM_CORRUPT',
@@ -229,6 +241,11 @@ export class MetadataStore extends RecordMap {
 
   async delete(id: string): Promise<void> {
     if (this.records.has(id)) await this.append({ delete: id });
+  }
+
+  /** Record `id`'s replacement `record` under its own id, in one log line: a crash leaves the old or the new, never both. */
+  replace(id: string, record: DeviceRecord): Promise<void> {
+    return this.append({ put: record, delete: id });
   }
 
   /** Close the log (records stay readable in memory; changes are refused). */

@@ -97,7 +97,7 @@ export class DeviceSet {
         ds.mounts.set(id, { target, count: 1 });
       }
       await ds.devices.txns.recover({
-        deactivate: (key) => dm.remove(ds.devices.dmName(key)).then(() => undefined),
+        deactivate: (t) => dm.remove(ds.devices.dmName(t.id)).then(() => undefined),
         forget: (t, busy) => ds.devices.forgetRecord(t, busy),
       });
       await ds.devices.setUpBase();

@@ -137,10 +137,10 @@ export class PoolTransactions {
    * Bring an interrupted transaction to an end so pool and records agree:
    * undo a create, finish a delete. Either way the thin id goes (a delete of
    * a device still busy becomes a deferred deletion). `deactivate` removes
-   * the key's device; `forget` drops (or, busy, marks deleted) its record.
+   * the transaction's device; `forget` drops (or, busy, marks deleted) its record.
    */
   async recover(o: {
-    deactivate: (key: string) => Promise<void>;
+    deactivate: (t: TransactionRecord) => Promise<void>;
     forget: (t: TransactionRecord, busy: boolean) => Promise<void>;
   }): Promise<void> {
     const t = await this.log.readTransaction();
@@ -154,7 +154,7 @@ export class PoolTransactions {
       });
     }
     if (step === 'roll-back') {
-      await o.deactivate(t.id).catch(() => undefined);
+      await o.deactivate(t).catch(() => undefined);
       let busy = false;
       await this.pool.deleteThin(t.deviceId).catch((e: unknown) => {
         if (e instanceof DmError && e.code === 'EBUSY' && t.op === 'delete') busy = true;
