@@ -11,6 +11,9 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           pool: 'forks',
+          // A bound for a hang, not a speed check: on a busy machine the
+          // 3,000-file migration alone took over 5 s (vitest's default).
+          testTimeout: 60_000,
         },
       },
       {

@@ -134,6 +134,11 @@ export async function removeMountPoint(target: string): Promise<void> {
   });
 }
 
+/** Unmount `target` now (not lazily): for the library's own scratch mounts, which nothing else holds. */
+export async function unmountNow(target: string): Promise<void> {
+  await sys.umount(target);
+}
+
 /** Grow the filesystem on `device` to fill it; it is mounted at a scratch `mountDir` meanwhile (both tools grow online). */
 export async function growFilesystem(device: string, fs: FsType, mountDir: string): Promise<void> {
   await mountDevice(device, mountDir, fs);
@@ -141,7 +146,7 @@ export async function growFilesystem(device: string, fs: FsType, mountDir: strin
     if (fs === 'ext4') await run('resize2fs', [device]);
     else await run('xfs_growfs', [mountDir]);
   } finally {
-    await sys.umount(mountDir);
+    await unmountNow(mountDir);
   }
 }
 

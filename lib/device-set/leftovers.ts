@@ -10,9 +10,9 @@ import { humanSize } from '../format';
 import type { ThinPool } from '../pool/index';
 import { step, type ProgressHandler } from '../progress';
 
-/** Unmount growth scratch mounts under `root`/mnt and resume suspended devices named `<prefix>-*`. */
+/** Unmount the library's scratch mounts (`root`/mnt/.NAME: a growth, a format) and resume suspended devices named `<prefix>-*`. */
 export async function mendLeftovers(root: string, prefix: string): Promise<void> {
-  const scratch = join(root, 'mnt', '.grow-');
+  const scratch = join(root, 'mnt', '.');
   const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
   for (const m of mounts.filter((m) => m.startsWith(scratch))) await unmountLazily(m).catch(() => undefined);
   for (const d of await dm.list()) {

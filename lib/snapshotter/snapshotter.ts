@@ -6,11 +6,11 @@
 // set's log (metadata-store.ts) and every pool change is a transaction of
 // device-set/transactions.ts, so a process killed at any point leaves a
 // state the next open repairs.
-import { mkdir, type FileHandle } from 'node:fs/promises';
+import { mkdir, rmdir, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
-import { makeFilesystem, type FsType } from '../filesystem';
+import { makeFilesystem, mountDevice, unmountNow, type FsType } from '../filesystem';
 import { MetadataStore, type DeviceRecord, type SetRecord } from '../metadata-store';
 import { MAX_THIN_ID, type ThinPool } from '../pool/index';
 import { parseSize } from '../size';
@@ -123,7 +123,7 @@ export class Snapshotter {
     };
     if ((o.dataDevice === undefined) !== (o.metadataDevice === undefined))
       throw invalidArg('dataDevice', 'give both dataDevice and metadataDevice, or neither');
-    for (const d of ['devicemapper', 'metadata']) await mkdir(join(root, d), { recursive: true });
+    for (const d of ['devicemapper', 'metadata', 'mnt']) await mkdir(join(root, d), { recursive: true });
     const lock = await takeLock(root);
     let store: MetadataStore | undefined;
     let activated: ThinPool | undefined;
@@ -226,6 +226,11 @@ export class Snapshotter {
       if (child) throw precondition(`snapshot '${key}' has children (${child.id}): remove them first`, key);
       await this.drop(r);
     });
+  }
+
+  /** The raw records (thin ids, transactions, containerd's fields): for debugging and checks. */
+  records(): DeviceRecord[] {
+    return this.store.all().map((r) => ({ ...r }));
   }
 
   /** Snapshot `key`'s info. */
@@ -405,6 +410,16 @@ export class Snapshotter {
     const dev = await this.pool.activate(r.deviceId, { name, size: r.size });
     try {
       await makeFilesystem(dev.path, this.set.fs, this.o.mkfsArgs);
+      // An image's root holds nothing but the image: drop ext4's lost+found, as containerd does.
+      const scratch = join(this.o.root, 'mnt', `.format-${r.deviceId}`);
+      await mountDevice(dev.path, scratch, this.set.fs);
+      try {
+        await rmdir(join(scratch, 'lost+found')).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e;
+        });
+      } finally {
+        await unmountNow(scratch);
+      }
     } finally {
       if (r.snapshot.kind === 'view') await dm.remove(name, { retry: true }); // a view is activated read-only after
     }

@@ -1,50 +1,14 @@
 // Crash safety: SIGKILL a process at random points inside create, snapshot,
 // grow and remove sequences (and inside open's own recovery), many times;
 // every following open must find pool and records in agreement.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DeviceSet, dm } from '../../lib/index';
+import { oneLife, type Report } from './crash-life';
 import { SCRATCH, sweep, thinCheck } from './helpers';
 
 const KILLS = Number(process.env.DEVMAPPER_CRASH_KILLS ?? 200);
 const child = join(__dirname, 'crash-child.mjs');
-
-interface Report {
-  phase?: string;
-  op?: string;
-  pool?: number;
-  records?: number;
-  inPoolOnly?: number[];
-  inRecordsOnly?: number[];
-  dupes?: number[];
-}
-
-/** Run one child: wait for its report, let it work for `workMs` (or kill during open), SIGKILL it. */
-function oneLife(root: string, seed: number, killDuringOpen: boolean, workMs: number): Promise<{ report?: Report; inside: boolean }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, root, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let report: Report | undefined;
-    let last = '';
-    let stderr = '';
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const kill = (ms: number) => setTimeout(() => p.kill('SIGKILL'), ms);
-    createInterface({ input: p.stdout }).on('line', (line) => {
-      const m = JSON.parse(line) as Report;
-      if (m.phase === 'opening' && killDuringOpen) kill(workMs);
-      if (m.phase === 'ready') {
-        report = m;
-        if (!killDuringOpen) kill(workMs);
-      }
-      if (m.op) last = m.op;
-    });
-    p.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') return reject(new Error(`child exited ${code} before the kill: ${stderr}`));
-      resolve({ report, inside: last === 'begin' || (killDuringOpen && report === undefined) });
-    });
-  });
-}
 
 beforeAll(sweep);
 afterAll(async () => {
@@ -65,7 +29,7 @@ it(`pool and records agree after ${KILLS} SIGKILLs inside create/snapshot/remove
   for (let k = 0; k < KILLS; k++) {
     seed = (seed * 69069 + 1) >>> 0;
     const killDuringOpen = k % 10 === 9;
-    const life = await oneLife(root, seed, killDuringOpen, killDuringOpen ? seed % 400 : seed % 120);
+    const life = await oneLife(child, root, seed, killDuringOpen, killDuringOpen ? seed % 400 : seed % 120);
     if (life.inside) inside++;
     if (killDuringOpen && !life.report) duringOpen++;
     if (life.report) reports.push(life.report);

@@ -154,3 +154,24 @@ it('moves 3000 per-file records with only 256 file descriptors allowed', async (
   expect(out.trim()).toBe('3000');
   expect(await logLines(root)).toBe(3000);
 });
+
+it('replaces a record under a new id in one log line (a snapshot commit): a kill leaves the old or the new, never both', async () => {
+  const root = join(dir, 'replace');
+  const store = await MetadataStore.open(root);
+  await store.put(rec('active-key', 7));
+  const before = await logLines(root);
+  await store.replace('active-key', rec('committed-name', 7));
+  expect(await logLines(root)).toBe(before + 1);
+  expect(ids(store)).toEqual(['committed-name']);
+  await store.close();
+  expect(ids(await MetadataStore.open(root))).toEqual(['committed-name']);
+  // The same line cut short by a kill: the old record stands.
+  const torn = join(dir, 'replace-torn');
+  const s2 = await MetadataStore.open(torn);
+  await s2.put(rec('active-key', 8));
+  await s2.close();
+  await appendFile(join(torn, 'devices.log'), '{"put":{"id":"committed-name","deviceId":8,"si');
+  const s3 = await MetadataStore.open(torn);
+  expect(ids(s3)).toEqual(['active-key']);
+  await s3.close();
+});

@@ -145,7 +145,7 @@ describe('PoolTransactions', () => {
     f.setStored(open(5));
     const seen: string[] = [];
     await f.txns.recover({
-      deactivate: async (k) => void seen.push(`deactivate ${k}`),
+      deactivate: async (t) => void seen.push(`deactivate ${t.id}`),
       forget: async (t, busy) => void seen.push(`forget ${t.id} ${busy}`),
     });
     expect(seen).toEqual(['deactivate x', 'forget x false']);
