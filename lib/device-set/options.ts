@@ -10,7 +10,20 @@ import { resolve as resolvePath } from 'node:path';
 
 const GiB = 1024 ** 3;
 
-export interface DeviceSetOptions extends DirectLvmSetOptions {
+/** Which pool a set (or a snapshotter) uses, and how it is made: loop-backed by default. */
+export interface PoolChoice {
+  /** Loop-backed pool settings (Docker's dm.loopdatasize, dm.loopmetadatasize, dm.blocksize). */
+  dataSize?: number | string;
+  metadataSize?: number | string;
+  blockSize?: number | string;
+  /** Block devices for a pool it creates (dm.datadev / dm.metadatadev). */
+  dataDevice?: string;
+  metadataDevice?: string;
+  /** An existing pool to use (dm.thinpooldev). */
+  poolName?: string;
+}
+
+export interface DeviceSetOptions extends DirectLvmSetOptions, PoolChoice {
   /** Directory holding devicemapper/ (loop files), metadata/ and mnt/. */
   root: string;
   /**
@@ -33,15 +46,6 @@ export interface DeviceSetOptions extends DirectLvmSetOptions {
   mkfsArgs?: string[];
   /** Extra mount options for every mount, e.g. ['noatime']. */
   mountOptions?: string[];
-  /** Loop-backed pool settings (Docker's dm.loopdatasize, dm.loopmetadatasize, dm.blocksize). */
-  dataSize?: number | string;
-  metadataSize?: number | string;
-  blockSize?: number | string;
-  /** Block devices for a pool the set creates (dm.datadev / dm.metadatadev). */
-  dataDevice?: string;
-  metadataDevice?: string;
-  /** An existing pool to use (dm.thinpooldev). */
-  poolName?: string;
   /** Refuse to create devices when less than this percentage of data or metadata is free (default 10). */
   minFreeSpace?: number;
   /** Remove busy devices when they are released rather than failing (dm.use_deferred_removal). */

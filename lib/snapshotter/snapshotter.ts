@@ -16,7 +16,7 @@ import { MAX_THIN_ID, type ThinPool } from '../pool/index';
 import { parseSize } from '../size';
 import { checkBoolean, checkOptions, checkPath } from '../validate';
 import { mendLeftovers } from '../device-set/leftovers';
-import { checkStrings } from '../device-set/options';
+import { checkStrings, type PoolChoice } from '../device-set/options';
 import { openPool, takeLock } from '../device-set/setup';
 import { freeThinId, PoolTransactions } from '../device-set/transactions';
 import { snapshotFilter } from './filters';
@@ -25,7 +25,7 @@ import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotUsage 
 const GiB = 1024 ** 3;
 
 /** Options of Snapshotter.open: where, and the pool as a DeviceSet takes it. */
-export interface SnapshotterOptions {
+export interface SnapshotterOptions extends PoolChoice {
   /** Directory holding devicemapper/ (loop files), metadata/ and the lock. */
   root: string;
   /** Size of every snapshot's device (default 10G; containerd's base_image_size). */
@@ -38,15 +38,6 @@ export interface SnapshotterOptions {
   mountOptions?: string[];
   /** Discard a snapshot's blocks before deleting it (containerd's discard_blocks). */
   discard?: boolean;
-  /** Loop-backed pool sizes (default 100G / 2G sparse) and block size (64K). */
-  dataSize?: number | string;
-  metadataSize?: number | string;
-  blockSize?: number | string;
-  /** A pool on these block devices instead of loop files. */
-  dataDevice?: string;
-  metadataDevice?: string;
-  /** An existing pool to use. */
-  poolName?: string;
 }
 
 const OPTION_KEYS = [

@@ -3,43 +3,22 @@
 // pool's own list of thin ids, report, then prepare, commit, view and remove
 // at random until killed. Markers on stdout tell the parent whether a kill
 // landed inside an operation.
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { poolThinIds, report, say, seeded } from './crash-kit.mjs';
 
-const { Snapshotter } = createRequire(import.meta.url)('../../dist/index.js');
-const [root, seedText] = process.argv.slice(2);
-let seed = Number(seedText) >>> 0 || 1;
-const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+const { Snapshotter, dm } = createRequire(import.meta.url)('../../dist/index.js');
+const [root, seed] = process.argv.slice(2);
+const random = seeded(seed);
 const pick = (list) => list[Math.floor(random() * list.length)];
-const say = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-
-function thinIds(metadataDevice) {
-  return new Promise((resolve, reject) =>
-    execFile('thin_dump', ['--metadata-snap', metadataDevice], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      err ? reject(new Error(stderr || err.message)) : resolve([...stdout.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]))),
-    ),
-  );
-}
 
 say({ phase: 'opening' });
 const s = await Snapshotter.open({ root, baseSize: '32M' });
 // The pool's metadata device, as its table names it (MAJ:MIN of a loop device).
-const { dm } = createRequire(import.meta.url)('../../dist/index.js');
 const [meta] = (await dm.table(s.pool.name))[0].params.split(' ');
-const metaPath = /^7:\d+$/.test(meta) ? `/dev/loop${meta.split(':')[1]}` : meta;
-await s.pool.releaseMetadataSnap().catch(() => undefined); // one a killed sibling still held
-await s.pool.reserveMetadataSnap();
-let pool;
-try {
-  pool = await thinIds(metaPath);
-} finally {
-  await s.pool.releaseMetadataSnap();
-}
-const records = s.records().map((r) => r.deviceId);
-const inPoolOnly = pool.filter((id) => !records.includes(id));
-const inRecordsOnly = records.filter((id) => !pool.includes(id));
-const dupes = records.filter((id, i) => records.indexOf(id) !== i);
-say({ phase: 'ready', pool: pool.length, records: records.length, inPoolOnly, inRecordsOnly, dupes });
+report(
+  await poolThinIds(s.pool, /^7:\d+$/.test(meta) ? `/dev/loop${meta.split(':')[1]}` : meta),
+  s.records().map((r) => r.deviceId),
+);
 
 const infos = async (filter) => {
   const out = [];
