@@ -111,7 +111,7 @@ if (sanitize) {
   ];
   const named = (project, as) => vitest(project).map((a) => a.replace(`${project}.json`, `${as}.json`));
   runs.push({ project: 'unit-asan', status: run('env', [...sanitized, 'npx', ...named('unit', 'unit-asan')]) });
-  // Less the crash test, and the CLI test (a node start-up per command, about
+  // Less the crash tests, and the CLI test (a node start-up per command, about
   // 4 s each under ASan and emulation; the CLI calls the same library).
   kernelAsan = [
     'env',
@@ -122,6 +122,8 @@ if (sanitize) {
     ...named('kernel', 'kernel-asan'),
     '--exclude',
     'test/kernel/device-set-crash.test.ts',
+    '--exclude',
+    'test/kernel/snapshotter-crash.test.ts',
     '--exclude',
     'test/kernel/cli.test.ts',
   ];
