@@ -67,7 +67,7 @@ describe('suspend and resume', () => {
       // skipLockfs: the file system is not frozen, a buffered write returns.
       await dm.suspend(name, { skipLockfs: true, noFlush: true });
       expect((await dm.info(name)).suspended).toBe(true);
-      expect(await settledWithin(fh.write(Buffer.alloc(16, 2), 0, 16, 0), 1000)).toBe(true);
+      expect(await settledWithin(fh.write(Buffer.alloc(16, 2), 0, 16, 0), 30_000)).toBe(true); // returns, not held by the suspend
       await dm.resume(name);
       // Default: the file system is frozen, a write waits for the resume.
       await dm.suspend(name);
