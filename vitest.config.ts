@@ -31,8 +31,10 @@ export default defineConfig({
           include: ['test/kernel/**/*.test.ts'],
           pool: 'forks',
           poolOptions: { forks: { singleFork: true } },
-          testTimeout: 120_000,
-          hookTimeout: 120_000,
+          // Bounds for a hang: the sanitizer stage under emulation, on a
+          // machine with both CPUs busy, runs some tests for minutes.
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
         },
       },
     ],
