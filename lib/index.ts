@@ -42,7 +42,7 @@ export type {
 } from './pool/index';
 export { PoolWatcher } from './pool/index';
 export type { WatchedPool } from './pool/index';
-export type { Checked, DmName, ThinId } from './validate';
+export type { Checked, DmName, Sectors, ThinId } from './validate';
 export type { WatchOptions, AutoExtendOptions, Extension, PoolEvent, PoolWatcherEvents } from './pool/index';
 export { parseSize } from './size';
 export { humanSize } from './format';

@@ -20,6 +20,8 @@ export type Checked<T, Name extends string> = T & { readonly [brand]: Name };
 export type DmName = Checked<string, 'DmName'>;
 /** A thin device's id in its pool (0..2^24-1), checked (checkThinId). */
 export type ThinId = Checked<number, 'ThinId'>;
+/** A length in 512-byte sectors, checked: a whole, positive count made from bytes that were checked. */
+export type Sectors = Checked<number, 'Sectors'>;
 
 export function checkName(name: unknown, field = 'name'): DmName {
   if (typeof name !== 'string') throw invalidArg(field, `expected a string, got ${typeof name}`);

@@ -11,7 +11,7 @@ import { ensureBlockNode, mapperPath } from '../nodes';
 import { parseSize } from '../size';
 import { thinPool as poolGrammar, type ThinPoolParams } from '../targets/thin-pool';
 import { Undo } from '../undo';
-import { checkBoolean, checkName, checkOptions, checkPath, type DmName } from '../validate';
+import { checkBoolean, checkName, checkOptions, checkPath, type DmName, type Sectors } from '../validate';
 import { deviceSize, exists, fileSize, loopBackingOf, zeroHeader, defaultPoolName, type LoopBacking } from './backing';
 import {
   checkMetadataSize,
@@ -33,7 +33,7 @@ export interface PoolParts {
   path: string;
   params: ThinPoolParams;
   /** The pool's length in sectors. */
-  sectors: number;
+  sectors: Sectors;
   loopBacking: LoopBacking | undefined;
 }
 
@@ -162,5 +162,11 @@ export async function openParts(poolName: string): Promise<PoolParts> {
   const params = poolGrammar.parse(table[0]!.params);
   // Thin tables name the pool by its node: make sure it is there.
   await ensureBlockNode(mapperPath(name), await dm.info(name));
-  return { name, path: mapperPath(name), params, sectors: table[0]!.length, loopBacking: await loopBackingOf(params) };
+  return {
+    name,
+    path: mapperPath(name),
+    params,
+    sectors: table[0]!.length as Sectors /* the kernel's */,
+    loopBacking: await loopBackingOf(params),
+  };
 }

@@ -12,7 +12,7 @@ import { mapperPath, nodeDev, removeNode } from '../nodes';
 import { dmHolderMinors } from '../sysfs';
 import { thin as thinGrammar } from '../targets/thin';
 import * as msg from '../targets/thin-pool-messages';
-import type { DmName, ThinId } from '../validate';
+import type { DmName, Sectors, ThinId } from '../validate';
 import { devicesSeen, serialised, type SeenDevice } from './registry';
 import { toThinUsage, type ThinUsage } from './status';
 
@@ -41,7 +41,7 @@ export class PoolDevices {
   }
 
   /** The thin table of thin id `thinId` on this pool, `length` sectors long. */
-  thinTable(thinId: ThinId, length: number): dm.Target[] {
+  thinTable(thinId: ThinId, length: Sectors): dm.Target[] {
     return [{ start: 0, length, type: 'thin', params: thinGrammar.format({ poolDevice: this.path, thinId }) }];
   }
 

@@ -3,7 +3,7 @@
 import { invalidArg } from '../errors';
 import type { ProgressHandler } from '../progress';
 import { parseSize } from '../size';
-import { checkBoolean, checkName, checkUint, type DmName, type ThinId } from '../validate';
+import { checkBoolean, checkName, checkUint, type DmName, type Sectors, type ThinId } from '../validate';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -96,11 +96,11 @@ export interface ThinDeviceOptions extends ActivateOptions {
 }
 
 /** An activation's name, read-only flag and length in sectors, validated. */
-export function checkActivate(o: Partial<ActivateOptions>): { name: DmName; readOnly: boolean; length: number } {
+export function checkActivate(o: Partial<ActivateOptions>): { name: DmName; readOnly: boolean; length: Sectors } {
   const name = checkName(o.name, 'options.name');
   const size = parseSize(o.size, 'options.size');
   if (size === 0 || size % SECTOR !== 0) throw invalidArg('options.size', `${size} bytes: must be a positive multiple of 512`);
-  return { name, readOnly: checkBoolean(o.readOnly, 'options.readOnly') ?? false, length: size / SECTOR };
+  return { name, readOnly: checkBoolean(o.readOnly, 'options.readOnly') ?? false, length: (size / SECTOR) as Sectors };
 }
 
 export function checkBlockSize(value: unknown): number {
@@ -134,4 +134,4 @@ export function checkPoolTable(o: PoolTableOptions) {
 export const TABLE_KEYS = ['blockSize', 'lowWaterMark', 'errorIfNoSpace', 'blockZeroing'] as const;
 
 /** Whole blocks of `bytes`, in sectors: the pool's length. */
-export const poolSectors = (bytes: number, blockSectors: number) => Math.floor(bytes / SECTOR / blockSectors) * blockSectors;
+export const poolSectors = (bytes: number, blockSectors: number) => (Math.floor(bytes / SECTOR / blockSectors) * blockSectors) as Sectors;

@@ -16,7 +16,7 @@ import { parseSize } from '../size';
 import { thinPool as poolGrammar, type ThinPoolParams } from '../targets/thin-pool';
 import * as msg from '../targets/thin-pool-messages';
 import type { PoolMessage } from '../targets/thin-pool-messages';
-import { checkBoolean, checkName, checkOptions, checkUint, type DmName, type ThinId } from '../validate';
+import { checkBoolean, checkName, checkOptions, checkUint, type DmName, type Sectors, type ThinId } from '../validate';
 import { deviceSize, devicePath, growFile, hostFree, type LoopBacking } from './backing';
 import { directParts, loopBackedParts, openParts, type PoolParts } from './create';
 import { PoolDevices, type ThinDevice } from './devices';
@@ -53,7 +53,7 @@ export class ThinPool {
   /** The sparse files behind a loop-backed pool. */
   readonly loopBacking: LoopBacking | undefined;
   private params: ThinPoolParams;
-  private sectors: number;
+  private sectors: Sectors;
   private readonly devices: PoolDevices;
   private nextId = 0;
 
