@@ -5,6 +5,7 @@ import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { setUpDirectLvm, type DirectLvmOptions } from '../direct-lvm';
 import * as dm from '../dm';
 import { DmError } from '../errors';
@@ -44,22 +45,52 @@ export async function openPool(
   return { pool, owns: true, created: !live };
 }
 
-/** One process at a time: an exclusive flock on root/lock holding the owner's pid. */
+/**
+ * How long a lock whose recorded holder has died may stay held: a process
+ * killed between forking a tool (mkfs, resize2fs, thin_dump) and that tool's
+ * exec leaves the lock's open file in the fork until the exec closes it.
+ */
+const DEAD_HOLDER_WAIT_MS = 10_000;
+
+/**
+ * One process at a time: an exclusive flock on root/lock holding the owner's
+ * pid. A live holder is refused at once (ERR_DM_LOCKED); one that no longer
+ * exists is waited out, bounded (see DEAD_HOLDER_WAIT_MS).
+ */
 export async function takeLock(root: string): Promise<FileHandle> {
   const path = join(root, 'lock');
-  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  try {
-    await sys.lockExclusiveNow(fh.fd, path);
-  } catch (e) {
-    await fh.close();
-    const holder = (await readFile(path, 'utf8').catch(() => '')).trim() || 'unknown';
-    if ((e as DmError).errno === osConstants.errno.EWOULDBLOCK) {
-      throw new DmError(`the device set under ${root} is open in process ${holder}`, { code: 'ERR_DM_LOCKED', device: root, cause: e });
+  for (const end = Date.now() + DEAD_HOLDER_WAIT_MS; ;) {
+    const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    try {
+      await sys.lockExclusiveNow(fh.fd, path);
+    } catch (e) {
+      await fh.close();
+      if ((e as DmError).errno !== osConstants.errno.EWOULDBLOCK) throw e;
+      const holder = (await readFile(path, 'utf8').catch(() => '')).trim();
+      if (holder && !alive(Number(holder)) && Date.now() < end) {
+        await sleep(50);
+        continue;
+      }
+      throw new DmError(`the device set under ${root} is open in process ${holder || 'unknown'}`, {
+        code: 'ERR_DM_LOCKED',
+        device: root,
+        cause: e,
+      });
     }
-    throw e;
+    await fh.truncate(0);
+    await fh.write(`${process.pid}\n`, 0);
+    await fh.sync();
+    return fh;
   }
-  await fh.truncate(0);
-  await fh.write(`${process.pid}\n`, 0);
-  await fh.sync();
-  return fh;
+}
+
+/** Whether process `pid` exists (signal 0 delivers nothing; EPERM: it exists, not ours). */
+function alive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true; // not a pid we can check: assume a live holder
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
