@@ -16,6 +16,7 @@ import { mapperPath } from '../nodes';
 import type { ThinPool } from '../pool/index';
 import { step } from '../progress';
 import { parseSize } from '../size';
+import { SerialQueue } from '../serial';
 import { checkBoolean, checkOptions, checkPath, DM_NAME_MAX } from '../validate';
 import { checkDockerOptions, openDockerStore, readOnlyError, READ_WRITE, refuseDockerStore, type SetAccess } from './docker-store';
 import { checkFsOptions, checkStrings, parseOptions, type CreateOptions, type DeviceSetOptions, type Settings } from './options';
@@ -36,7 +37,7 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export class DeviceSet {
   /** Mounts made through this object: id → mount point and reference count. */
   private readonly mounts = new Map<string, { target: string; count: number }>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -126,9 +127,7 @@ export class DeviceSet {
   }
 
   private serial<T>(body: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(body, body);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(body);
   }
 
   private checkOpen(): void {

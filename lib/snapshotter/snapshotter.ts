@@ -14,6 +14,7 @@ import { makeFilesystem, mountDevice, unmountNow, type FsType } from '../filesys
 import { MetadataStore, type DeviceRecord, type SetRecord } from '../metadata-store';
 import { MAX_THIN_ID, type ThinPool } from '../pool/index';
 import { parseSize } from '../size';
+import { SerialQueue } from '../serial';
 import { checkBoolean, checkOptions, checkPath } from '../validate';
 import { mendLeftovers } from '../device-set/leftovers';
 import { checkStrings, type PoolChoice } from '../device-set/options';
@@ -79,7 +80,7 @@ const isSnap = (r: DeviceRecord | undefined): r is Snap => r?.snapshot !== undef
 
 /** containerd's snapshotter model (prepare, view, commit, mounts, usage, walk) on a thin pool. */
 export class Snapshotter {
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private closed = false;
   private readonly txns: PoolTransactions;
 
@@ -311,9 +312,7 @@ export class Snapshotter {
   // ---- private ------------------------------------------------------------
 
   private serial<T>(body: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(body, body);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(body);
   }
 
   private checkOpen(): void {
