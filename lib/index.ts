@@ -48,7 +48,8 @@ export { parseSize } from './size';
 export { humanSize } from './format';
 export type { ProgressHandler } from './progress';
 export { DeviceSet } from './device-set/index';
-export { Snapshotter } from './snapshotter/index';
+export { Snapshotter, serveSnapshotter } from './snapshotter/index';
+export type { ServeOptions, SnapshotterServer } from './snapshotter/index';
 export type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotterOptions, SnapshotUsage } from './snapshotter/index';
 export type {
   DeviceSetOptions,

@@ -10,10 +10,11 @@ import { addDmCommands } from './dm-commands';
 import { addLoopCommands } from './loop-commands';
 import { addPoolCommands } from './pool-commands';
 import { addSetCommands } from './set-commands';
+import { addSnapshotterCommands } from './snapshotter-commands';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('devmapper')
-    .description('Linux device-mapper, loop devices, thin pools and device sets, without dmsetup or losetup')
+    .description('Linux device-mapper, loop devices, thin pools, device sets and a containerd snapshotter, without dmsetup or losetup')
     .version(LIBRARY_VERSION, '-V, --lib-version', 'print the library version')
     .option('--json', 'print results as JSON (sizes in bytes)')
     .option('--debug', 'trace every ioctl to stderr, and print stacks on failure')
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   addLoopCommands(program, out);
   addPoolCommands(program, out);
   addSetCommands(program, out);
+  addSnapshotterCommands(program);
   program
     .command('repl')
     .description('a Node REPL with dm, loop, ThinPool, DeviceSet, targets and DmError in scope (top-level await works)')

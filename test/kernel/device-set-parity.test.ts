@@ -3,7 +3,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSet, dm, type DeviceSetOptions } from '../../lib/index';
@@ -21,7 +21,7 @@ const mnt = (tag: string) => `${SCRATCH}/pm-${tag}`;
 
 const children: ChildProcess[] = [];
 /** A process in a new mount namespace (as runc starts every container), holding a copy of every mount. */
-async function inNewNamespace(script: string, mountPoint: string, o: { fd?: number } = {}): Promise<ChildProcess> {
+async function inNewNamespace(script: string, mountPoint: string, o: { fd?: number; file?: string } = {}): Promise<ChildProcess> {
   const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: 'ignore' });
   children.push(child);
   // Wait for the event, not a time: the child's namespace exists and holds the copy.
@@ -29,7 +29,8 @@ async function inNewNamespace(script: string, mountPoint: string, o: { fd?: numb
     if (child.exitCode !== null) throw new Error(`unshare exited ${child.exitCode}`);
     const mine = await readFile('/proc/self/mountinfo', 'utf8');
     const theirs = await readFile(`/proc/${child.pid}/mountinfo`, 'utf8').catch(() => mine);
-    const fdOpen = o.fd === undefined || existsSync(`/proc/${child.pid}/fd/${o.fd}`);
+    // The fd must name the file: before the shell runs, fd `o.fd` of the forked process may be anything.
+    const fdOpen = o.fd === undefined || (await readlink(`/proc/${child.pid}/fd/${o.fd}`).catch(() => '')) === o.file;
     if (theirs !== mine && theirs.includes(` ${mountPoint} `) && fdOpen) return child;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -73,7 +74,7 @@ describe('unmount when another mount namespace holds a copy of the mount (moby#3
     await ds.create('held');
     await ds.mount('held', mnt('held'));
     await writeFile(`${mnt('held')}/f`, 'held');
-    const child = await inNewNamespace(`exec 3<${mnt('held')}/f; exec sleep 1000`, mnt('held'), { fd: 3 });
+    const child = await inNewNamespace(`exec 3<${mnt('held')}/f; exec sleep 1000`, mnt('held'), { fd: 3, file: `${mnt('held')}/f` });
     await expect(ds.unmount('held')).rejects.toMatchObject({ code: 'EBUSY', ioctl: 'DM_DEV_REMOVE' });
     // Record and kernel agree: still counted as mounted, the device still active.
     expect((await ds.get('held')).mountPoint).toBe(mnt('held'));
