@@ -37,6 +37,11 @@ export interface ContainerdOptions {
   env?: Record<string, string>;
   /** Bound for containerd to serve its API (default 120 s: a busy VM is slow to exec Go binaries). */
   readyTimeoutMs?: number;
+  /**
+   * Collect garbage only when asked (`ctr images rm --sync`), never on its own schedule: a snapshot
+   * the test holds without a reference (a committed one, say) then stays until the test lets go.
+   */
+  manualGc?: boolean;
 }
 
 export interface CtrOptions {
@@ -152,6 +157,16 @@ export function containerdConfig(o: ContainerdOptions, paths: { root: string; st
       `  pool_name = ${tomlString(o.devmapper.poolName)}`,
       `  root_path = ${tomlString(o.devmapper.rootPath)}`,
       `  base_image_size = ${tomlString(o.devmapper.baseImageSize ?? '64MB')}`,
+    );
+  }
+  if (o.manualGc) {
+    // No start-up collection, and no count of deletions or mutations that schedules one.
+    lines.push(
+      '',
+      '[plugins."io.containerd.gc.v1.scheduler"]',
+      '  deletion_threshold = 1000000000',
+      '  mutation_threshold = 1000000000',
+      '  startup_delay = "1000000s"',
     );
   }
   for (const [name, address] of Object.entries(o.proxySnapshotters ?? {})) {

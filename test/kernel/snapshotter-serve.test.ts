@@ -5,13 +5,13 @@
 // finish before the snapshotter closes.
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dm, loop, Snapshotter } from '../../lib/index';
+import { dm, Snapshotter } from '../../lib/index';
 import { call, listMessages, snapshotsClient, type WireInfo, type WireMount } from '../../lib/snapshotter/proto';
-import { RUN, SCRATCH, sparseFile, sweep, sweepSets } from './helpers';
-import { startProxy, stopProxy, type Proxy } from './proxy-kit';
+import { SCRATCH, sweep, sweepSets } from './helpers';
+import { holdablePool, startProxy, stopProxy, untilWaitingInKernel, type Proxy } from './proxy-kit';
 import { mountAll, unmountAll } from './snapshotter-helpers';
 
 const base = join(SCRATCH, 'serve');
@@ -47,18 +47,6 @@ async function inMount<T>(mounts: WireMount[], dir: string, fn: (d: string) => P
   } finally {
     await unmountAll(dir);
   }
-}
-
-/** Whether a thread of process `pid`, or of a child of it, is in uninterruptible sleep (state D). */
-async function waitingInKernel(pid: number): Promise<boolean> {
-  const state = async (stat: string) => (await readFile(stat, 'utf8').catch(() => '')).replace(/^.*\) /s, '').split(' ');
-  const pids = [pid];
-  for (const e of await readdir('/proc')) if (/^\d+$/.test(e) && (await state(`/proc/${e}/stat`))[1] === String(pid)) pids.push(Number(e));
-  for (const p of pids) {
-    for (const t of await readdir(`/proc/${p}/task`).catch(() => []))
-      if ((await state(`/proc/${p}/task/${t}/stat`))[0] === 'D') return true;
-  }
-  return false;
 }
 
 describe('devmapper snapshotter serve', () => {
@@ -121,15 +109,10 @@ describe('devmapper snapshotter serve', () => {
     client?.close();
     if (proxy) expect(await stopProxy(proxy)).toBe(0);
     // A pool whose data device the test can suspend: a Prepare then waits in its mkfs for the data I/O.
-    const dataLoop = await loop.attach(await sparseFile('serve-data', 1 << 30));
-    const metaLoop = await loop.attach(await sparseFile('serve-meta', 16 << 20));
-    const data = await dm.create(`${RUN}serve-data`, {
-      table: [{ start: 0, length: (1 << 30) / 512, type: 'linear', params: `${dataLoop.path} 0` }],
-    });
+    const pool = await holdablePool('serve');
+    const data = pool.data;
     const held = join(base, 'held');
-    const p = await startProxy(socket, ['--root', held, '--data-dev', data.path, '--metadata-dev', metaLoop.path, '--base-size', '64M'], {
-      debug: true,
-    });
+    const p = await startProxy(socket, ['--root', held, ...pool.flags, '--base-size', '64M']);
     proxy = p;
     const c = (client = snapshotsClient(socket));
     await dm.suspend(data.name);
@@ -138,10 +121,7 @@ describe('devmapper snapshotter serve', () => {
       const inFlight = call<{ mounts: WireMount[] }>(c, 'Prepare', { key: 'late' });
       // The call is in the plugin once the plugin (or its mkfs) waits in the kernel for the
       // suspended data device: the pool's commit flushes it, mkfs writes to it.
-      for (let i = 0; !(await waitingInKernel(p.child.pid!)); i++) {
-        if (i > 12_000) throw new Error(`the Prepare never reached the plugin:\n${p.output()}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilWaitingInKernel(p.child.pid!, p.output);
       p.child.kill('SIGTERM');
       // It cannot exit while the call waits for the suspended data device.
       const early = await Promise.race([p.exited, new Promise((r) => setTimeout(() => r('running'), 500))]);
@@ -157,7 +137,7 @@ describe('devmapper snapshotter serve', () => {
     expect(p.output()).toContain('devmapper snapshotter: stopped');
     await expect(stat(socket)).rejects.toMatchObject({ code: 'ENOENT' });
     // The lock is free, and the snapshot made in flight is there.
-    const again = await Snapshotter.open({ root: held, dataDevice: data.path, metadataDevice: metaLoop.path });
+    const again = await Snapshotter.open({ root: held, dataDevice: data.path, metadataDevice: pool.metadataPath });
     try {
       expect((await again.stat('late')).kind).toBe('active');
       await again.remove('late');
