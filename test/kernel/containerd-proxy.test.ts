@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { buildBusyboxImage, type BusyboxImage } from '../../scripts/oci-busybox.mjs';
 import { dm, Snapshotter } from '../../lib/index';
 import { call, listMessages, snapshotsClient, type WireInfo } from '../../lib/snapshotter/proto';
-import { Containerd } from './containerd-kit';
+import { Containerd } from '../../scripts/containerd-kit.mjs';
 import { RUN, SCRATCH, sweep, sweepSets } from './helpers';
 import { holdablePool, liveThinIds, startProxy, stopProxy, untilWaitingInKernel, type HoldablePool, type Proxy } from './proxy-kit';
 import { mountAll, unmountAll } from './snapshotter-helpers';

@@ -1,13 +1,13 @@
 // A real containerd (Debian's, 1.6) end to end: an image archive built offline from busybox-static
 // is imported and run with the native snapshotter, then with containerd's own devmapper snapshotter
-// on a loop-backed thin pool made with the library. Proves the kit (containerd-kit.ts) that the
+// on a loop-backed thin pool made with the library. Proves the kit (scripts/containerd-kit.mjs) that the
 // proxy snapshotter's end-to-end test and benchmark build on.
 import { mkdir } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { buildBusyboxImage, type BusyboxImage } from '../../scripts/oci-busybox.mjs';
 import { dm, ThinPool } from '../../lib/index';
-import { Containerd } from './containerd-kit';
+import { Containerd } from '../../scripts/containerd-kit.mjs';
 import { RUN, SCRATCH, sweep } from './helpers';
 
 const IMAGE = 'docker.io/library/devmapper-busybox:test';

@@ -2,67 +2,33 @@
 // state and socket under one directory), its log kept in a file for failures, `ctr` calls against
 // it, and a stop that leaves nothing behind (tasks, shims, mounts). Works in the project's VMs
 // (docs/vm.md) and on a host with device-mapper, as root.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as sys from '../../lib/sys';
-import { inTestVm } from './helpers';
-
-/** containerd's built-in devmapper snapshotter on an existing thin pool. */
-export interface DevmapperSnapshotterConfig {
-  /** The thin pool's device-mapper name; the snapshotter names its devices `<pool_name>-snap-N`. */
-  poolName: string;
-  /** Its metadata (a bolt database). */
-  rootPath: string;
-  /** Size of each snapshot device, as containerd parses it (default '64MB'). */
-  baseImageSize?: string;
+import { promisify } from 'node:util';
+// Plain mount(8)/umount(8): the kit is a script of its own (the benchmark uses it too), not a user of the library.
+const exec = promisify(execFile);
+const mount = (source, target, type, options) =>
+  exec('mount', ['-t', type, ...(options ? ['-o', options] : []), source, target]).then(() => undefined);
+const umount = (target, o = {}) => exec('umount', [...(o.detach ? ['-l'] : []), target]).then(() => undefined);
+/** True inside the project's test VMs (scripts/vm/run): UML's hostfs root, or the QEMU guest's marker. */
+async function inTestVm() {
+  const cmdline = await readFile('/proc/cmdline', 'utf8').catch(() => '');
+  return cmdline.includes('rootfstype=hostfs') || cmdline.includes('devmapper.run=');
 }
-
-export interface ContainerdOptions {
-  /** Directory for the config, root, state, socket and log (made if missing). */
-  dir: string;
-  /** The namespace every ctr call uses (default 'devmapper-test'). */
-  namespace?: string;
-  /** `[proxy_plugins.NAME] type = "snapshot"` for each name, at the given socket. */
-  proxySnapshotters?: Record<string, string>;
-  /** Configure the built-in devmapper snapshotter (otherwise it stays unconfigured and reports an error). */
-  devmapper?: DevmapperSnapshotterConfig;
-  /** Plugins to disable besides the defaults (DISABLED: CRI, opt, and the snapshotters that cannot work here). */
-  disabledPlugins?: string[];
-  /** containerd's log level (default 'info'; 'debug' logs each snapshotter call). */
-  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
-  /** More environment for containerd (and so its dmsetup, mkfs, shims). */
-  env?: Record<string, string>;
-  /** Bound for containerd to serve its API (default 120 s: a busy VM is slow to exec Go binaries). */
-  readyTimeoutMs?: number;
-  /**
-   * Collect garbage only when asked (`ctr images rm --sync`), never on its own schedule: a snapshot
-   * the test holds without a reference (a committed one, say) then stays until the test lets go.
-   */
-  manualGc?: boolean;
-}
-
-export interface CtrOptions {
-  /** Written to ctr's stdin (e.g. an image archive for `image import -`). */
-  input?: string | Buffer;
-  /** Bound for the ctr run, then SIGKILL (default 240 s). */
-  timeoutMs?: number;
-}
-
 /** A failed ctr call: its exit, stderr, and the tail of containerd's log (what the daemon saw). */
 export class CtrError extends Error {
-  constructor(
-    message: string,
-    readonly stdout: string,
-    readonly stderr: string,
-  ) {
+  stdout;
+  stderr;
+  constructor(message, stdout, stderr) {
     super(message);
+    this.stdout = stdout;
+    this.stderr = stderr;
     this.name = 'CtrError';
   }
 }
-
 /**
  * Plugins off by default: CRI (CNI networking, a pause image to pull), opt (it makes /opt/containerd
  * on the host's disk), and the snapshotters that only skip here (aufs runs modprobe to find out).
@@ -74,29 +40,19 @@ const DISABLED = [
   'io.containerd.snapshotter.v1.btrfs',
   'io.containerd.snapshotter.v1.zfs',
 ];
-
-/** One line of `ctr plugins ls`: TYPE ID PLATFORMS STATUS. */
-export interface PluginStatus {
-  type: string;
-  id: string;
-  status: string;
-}
-
-const tomlString = (s: string) => JSON.stringify(s); // JSON's escapes are TOML basic-string escapes
-
+const tomlString = (s) => JSON.stringify(s); // JSON's escapes are TOML basic-string escapes
 /** The mount at each mount point, from /proc/self/mountinfo (fields 5 and, after the ' - ' separator, the type). */
-async function mountTypes(): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
+async function mountTypes() {
+  const out = new Map();
   for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
     const [pre, post] = line.split(' - ');
     if (!pre || !post) continue;
-    out.set(pre.split(' ')[4]!, post.split(' ')[0]!); // later lines are mounted on top: last wins
+    out.set(pre.split(' ')[4], post.split(' ')[0]); // later lines are mounted on top: last wins
   }
   return out;
 }
-
 /** The type of the filesystem holding `path` (the longest mount point above it). */
-async function filesystemOf(path: string): Promise<string> {
+async function filesystemOf(path) {
   let best = '';
   let type = '';
   for (const [point, t] of await mountTypes()) {
@@ -105,39 +61,36 @@ async function filesystemOf(path: string): Promise<string> {
   }
   return type;
 }
-
 /**
  * cgroup2 on /sys/fs/cgroup, which runc needs to place a container. The VM mounts none; a host's
  * own hierarchy (v2, or v1's tmpfs) is left as it is. Left mounted after: it is the kernel's one
  * hierarchy, and unmounting fails while any cgroup exists.
  */
-export async function ensureCgroup2(): Promise<void> {
+export async function ensureCgroup2() {
   if ((await mountTypes()).has('/sys/fs/cgroup')) return;
-  await sys.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', 0, '');
+  await mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', '');
 }
-
 /**
  * containerd puts its shims' sockets under /run/containerd/s whatever its config says (runc's state
  * and ctr's FIFOs default there too). In the VM /run is the host's disk (hostfs, 9p): a tmpfs over it,
  * for the guest only, keeps that off the host. Counted, so nested users share it; removed by the last.
  */
 let runMounts = 0;
-async function holdRunTmpfs(): Promise<void> {
+async function holdRunTmpfs() {
   if (runMounts > 0) {
     runMounts++;
     return;
   }
   if (!(await inTestVm()) || (await filesystemOf('/run')) === 'tmpfs') return;
-  await sys.mount('tmpfs', '/run', 'tmpfs', 0, 'mode=755');
+  await mount('tmpfs', '/run', 'tmpfs', 'mode=755');
   runMounts = 1;
 }
-async function releaseRunTmpfs(): Promise<void> {
+async function releaseRunTmpfs() {
   if (runMounts === 0 || --runMounts > 0) return;
-  await sys.umount('/run').catch(() => sys.umount('/run', { detach: true }));
+  await umount('/run').catch(() => umount('/run', { detach: true }));
 }
-
 /** containerd's config (version 2) for `o`: everything under `dir`. */
-export function containerdConfig(o: ContainerdOptions, paths: { root: string; state: string; address: string }): string {
+export function containerdConfig(o, paths) {
   const lines = [
     'version = 2',
     `root = ${tomlString(paths.root)}`,
@@ -174,21 +127,19 @@ export function containerdConfig(o: ContainerdOptions, paths: { root: string; st
   }
   return `${lines.join('\n')}\n`;
 }
-
 /**
  * The environment for containerd and ctr: the caller's, less the sanitizer run's preloaded libasan
  * (scripts/test.mjs), which is there for the addon in node, not for Go programs and their runc.
  */
-function toolEnv(): NodeJS.ProcessEnv {
+function toolEnv() {
   const env = { ...process.env };
   for (const k of ['LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS']) delete env[k];
   // dmsetup, mkfs and runc are under sbin; the caller's PATH may lack it.
   env.PATH = `${env.PATH ?? '/usr/bin:/bin'}:/usr/local/sbin:/usr/sbin:/sbin`;
   return env;
 }
-
 /** Whether a unix socket at `path` accepts a connection (cheaper to poll than a ctr run). */
-function accepts(path: string): Promise<boolean> {
+function accepts(path) {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
@@ -198,10 +149,9 @@ function accepts(path: string): Promise<boolean> {
     s.once('error', () => resolve(false));
   });
 }
-
 /** Pids of processes whose argv holds `arg` (the shims name the daemon's socket with -address). */
-async function pidsWithArg(arg: string): Promise<number[]> {
-  const pids: number[] = [];
+async function pidsWithArg(arg) {
+  const pids = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
@@ -209,8 +159,7 @@ async function pidsWithArg(arg: string): Promise<number[]> {
   }
   return pids;
 }
-
-const alive = (pid: number) => {
+const alive = (pid) => {
   try {
     process.kill(pid, 0);
     return true;
@@ -218,21 +167,19 @@ const alive = (pid: number) => {
     return false;
   }
 };
-
 /** A containerd daemon of our own; see `Containerd.start`. */
 export class Containerd {
-  readonly address: string;
-  readonly configFile: string;
-  readonly logFile: string;
-  readonly namespace: string;
-  private exited: Promise<number | null>;
-  private done = false;
-
-  private constructor(
-    readonly dir: string,
-    namespace: string,
-    private readonly child: ChildProcess,
-  ) {
+  dir;
+  child;
+  address;
+  configFile;
+  logFile;
+  namespace;
+  exited;
+  done = false;
+  constructor(dir, namespace, child) {
+    this.dir = dir;
+    this.child = child;
     this.address = `${dir}/containerd.sock`;
     this.configFile = `${dir}/config.toml`;
     this.logFile = `${dir}/containerd.log`;
@@ -248,19 +195,18 @@ export class Containerd {
       });
     });
   }
-
   /**
    * Start containerd with a config of its own under `o.dir` and wait (bounded) until it serves its
    * API and the snapshotters asked for loaded; on failure it is stopped and the error carries its log.
    */
-  static async start(o: ContainerdOptions): Promise<Containerd> {
+  static async start(o) {
     await ensureCgroup2();
     await holdRunTmpfs();
     await mkdir(o.dir, { recursive: true });
     const paths = { root: `${o.dir}/root`, state: `${o.dir}/state`, address: `${o.dir}/containerd.sock` };
     await writeFile(`${o.dir}/config.toml`, containerdConfig(o, paths));
     const log = openSync(`${o.dir}/containerd.log`, 'a');
-    let child: ChildProcess;
+    let child;
     try {
       child = spawn('containerd', ['--config', `${o.dir}/config.toml`], {
         stdio: ['ignore', log, log],
@@ -286,13 +232,12 @@ export class Containerd {
       }
     } catch (e) {
       await d.stop().catch(() => undefined);
-      throw new Error(`containerd did not start: ${(e as Error).message}\n--- ${d.logFile} ---\n${await d.logText()}`, { cause: e });
+      throw new Error(`containerd did not start: ${e.message}\n--- ${d.logFile} ---\n${await d.logText()}`, { cause: e });
     }
     return d;
   }
-
   /** Poll (every 50 ms) until the socket accepts and `ctr version` answers; fail at once if containerd exits. */
-  private async waitReady(timeoutMs: number): Promise<void> {
+  async waitReady(timeoutMs) {
     const end = Date.now() + timeoutMs;
     for (;;) {
       if (this.done) throw new Error(`containerd exited (${await this.exited})`);
@@ -307,27 +252,25 @@ export class Containerd {
       await sleep(50);
     }
   }
-
   /** `ctr plugins ls`, parsed. */
-  async plugins(): Promise<PluginStatus[]> {
+  async plugins() {
     const lines = (await this.ctr(['plugins', 'ls'])).trim().split('\n').slice(1);
     return lines.map((l) => {
       const f = l.trim().split(/\s+/);
-      return { type: f[0]!, id: f[1]!, status: f[f.length - 1]! };
+      return { type: f[0], id: f[1], status: f[f.length - 1] };
     });
   }
-
   /**
    * `ctr --address SOCK --namespace NS ARGS...`: its stdout. Throws a CtrError on a non-zero exit
    * or after `timeoutMs`, with ctr's stderr and the tail of containerd's log.
    */
-  async ctr(args: string[], o: CtrOptions = {}): Promise<string> {
+  async ctr(args, o = {}) {
     const argv = ['--address', this.address, '--namespace', this.namespace, ...args];
     const child = spawn('ctr', argv, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
     child.stdin.on('error', () => undefined); // ctr may exit before reading all of it
     child.stdin.end(o.input);
     const timeoutMs = o.timeoutMs ?? 240_000;
@@ -336,7 +279,7 @@ export class Containerd {
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    const status = await new Promise<number | string>((resolve) => {
+    const status = await new Promise((resolve) => {
       child.once('error', (e) => resolve(e.message));
       child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
     }).finally(() => clearTimeout(timer));
@@ -348,19 +291,17 @@ export class Containerd {
       stderr,
     );
   }
-
   /** containerd's log; the last `lines` lines when given. */
-  async logText(lines?: number): Promise<string> {
-    const text = await readFile(this.logFile, 'utf8').catch((e: Error) => `(no log: ${e.message})`);
+  async logText(lines) {
+    const text = await readFile(this.logFile, 'utf8').catch((e) => `(no log: ${e.message})`);
     return lines === undefined ? text : text.trimEnd().split('\n').slice(-lines).join('\n');
   }
-
   /**
    * Stop it and what it started: tasks killed and containers removed (while it still serves), then
    * SIGTERM (SIGKILL after `termMs`), any shim of ours still alive killed (shims outlive containerd
    * by design), mounts left under `dir` unmounted, and the /run tmpfs released.
    */
-  async stop(termMs = 60_000): Promise<void> {
+  async stop(termMs = 60_000) {
     // Only while it serves: ctr would otherwise wait for the socket.
     if (!this.done && (await accepts(this.address))) await this.removeContainers().catch(() => undefined);
     if (!this.done) {
@@ -378,13 +319,12 @@ export class Containerd {
       await sleep(50);
     }
     const points = [...(await mountTypes()).keys()].filter((m) => m.startsWith(`${this.dir}/`));
-    for (const m of points.reverse()) await sys.umount(m).catch(() => sys.umount(m, { detach: true }));
+    for (const m of points.reverse()) await umount(m).catch(() => umount(m, { detach: true }));
     await releaseRunTmpfs();
   }
-
   /** Kill every task in our namespace and remove every container (with their snapshots). */
-  private async removeContainers(): Promise<void> {
-    const ids = (s: string) => s.split('\n').filter(Boolean);
+  async removeContainers() {
+    const ids = (s) => s.split('\n').filter(Boolean);
     for (const id of ids(await this.ctr(['tasks', 'ls', '-q']))) {
       await this.ctr(['tasks', 'kill', '--signal', 'SIGKILL', id]).catch(() => undefined);
       await this.ctr(['tasks', 'delete', '--force', id]).catch(() => undefined);
