@@ -22,6 +22,7 @@ const VERBS = [
   ['resume'],
   ['message'],
   ['wait'],
+  ['discard'],
   ['loop', 'attach'],
   ['loop', 'detach'],
   ['loop', 'ls'],
@@ -30,17 +31,21 @@ const VERBS = [
   ['pool', 'status'],
   ['pool', 'resize'],
   ['pool', 'destroy'],
+  ['pool', 'watch'],
   ['thin', 'create'],
   ['thin', 'snapshot'],
   ['thin', 'activate'],
   ['thin', 'deactivate'],
   ['thin', 'delete'],
+  ['thin', 'usage'],
   ['set', 'info'],
   ['set', 'create'],
   ['set', 'mount'],
   ['set', 'unmount'],
   ['set', 'rm'],
   ['set', 'ls'],
+  ['set', 'usage'],
+  ['snapshotter', 'serve'],
   ['repl'],
 ];
 
@@ -50,7 +55,7 @@ it('every verb has --help with an example', async () => {
     expect(r.code, VERBS[i]!.join(' ')).toBe(0);
     expect(r.stdout, VERBS[i]!.join(' ')).toMatch(/Examples?[^:]*:\n {2}devmapper /);
   });
-}, 60_000); // 31 processes: slow under the sanitizer run
+}, 60_000); // 36 processes: slow under the sanitizer run
 
 it('exits 2 on usage errors', async () => {
   expect((await cli(['bogus'])).code).toBe(2);

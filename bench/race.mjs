@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// The snapshotter race (npm run bench runs it after run.mjs): one containerd
+// (Debian's, with runc) in one VM with two snapshotters on pools of the same
+// size: its built-in `devmapper` (dmsetup for every step) and this package's,
+// through the proxy plugin (`devmapper snapshotter serve`). One gRPC client
+// talks to containerd's own snapshots service, so containerd's bookkeeping is
+// part of both. Prints per-cycle medians and the ratios.
+//
+//   RACE_N=20 (cycles a round)  RACE_ROUNDS=5  RACE_RUNS=20 (ctr run --rm each)
+//   RACE_IMPORTS=5 (image imports each)
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Containerd } from '../scripts/containerd-kit.mjs';
+import { hostDeviceMapper } from '../scripts/host-kernel.mjs';
+import { buildBusyboxImage } from '../scripts/oci-busybox.mjs';
+import { root, setUp } from '../scripts/setup.mjs';
+
+if (process.env.DEVMAPPER_IN_VM !== '1') setUp();
+const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
+if (host && !host.ok) {
+  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
+  const vm = process.argv.includes('--qemu') ? ['--qemu'] : [];
+  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
+    stdio: 'inherit',
+    cwd: root,
+  });
+  process.exit(r.status ?? 1);
+}
+
+const N = Number(process.env.RACE_N ?? 20);
+const ROUNDS = Number(process.env.RACE_ROUNDS ?? 5);
+const RUNS = Number(process.env.RACE_RUNS ?? 20);
+const IMPORTS = Number(process.env.RACE_IMPORTS ?? 5);
+const require = createRequire(import.meta.url);
+const { ThinPool, dm } = require(join(root, 'dist/index.js'));
+const grpc = require('@grpc/grpc-js');
+const { call, listMessages, snapshotsClient } = require(join(root, 'dist/snapshotter/proto.js'));
+
+const dir = '/tmp/devmapper-race';
+const IMAGE = 'docker.io/library/devmapper-busybox:race';
+const THEIRS = 'devmapper';
+const OURS = 'devmapper-node';
+const SIZE = '4G'; // each pool's data, sparse
+const META = '128M';
+
+const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const f = (x) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(x >= 100 ? 0 : x >= 10 ? 1 : 2)} ms`);
+
+/** `devmapper snapshotter serve`, resolved once it prints that it listens. */
+function startPlugin(socket, args) {
+  const child = spawn(process.execPath, [join(root, 'bin/devmapper.js'), 'snapshotter', 'serve', '--socket', socket, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('devmapper snapshotter: serving')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`the plugin exited (${code}): ${out}`)));
+  });
+}
+
+await rm(dir, { recursive: true, force: true });
+mkdirSync(dir, { recursive: true });
+const archive = join(dir, 'busybox.oci.tar');
+const image = await buildBusyboxImage(archive, { name: IMAGE });
+
+const theirPool = await ThinPool.createLoopBacked({ dir: join(dir, 'their-pool'), name: 'race-pool', dataSize: SIZE, metadataSize: META });
+const socket = join(dir, 'run', 'plugin.sock');
+const plugin = await startPlugin(socket, ['--root', join(dir, 'ours'), '--data-size', SIZE, '--metadata-size', META, '--base-size', '64M']);
+const ctr = await Containerd.start({
+  dir: join(dir, 'containerd'),
+  devmapper: { poolName: theirPool.name, rootPath: join(dir, 'their-root'), baseImageSize: '64MB' },
+  proxySnapshotters: { [OURS]: socket },
+});
+
+const results = {};
+try {
+  const both = (round) => (round % 2 === 0 ? [OURS, THEIRS] : [THEIRS, OURS]); // alternate who goes first
+
+  // Image import (unpack into the snapshotter), then gone again with a synchronous garbage collection.
+  const imports = { [OURS]: [], [THEIRS]: [] };
+  for (let r = 0; r < IMPORTS; r++) {
+    for (const sn of both(r)) {
+      const t0 = process.hrtime.bigint();
+      await ctr.ctr(['images', 'import', '--snapshotter', sn, archive]);
+      imports[sn].push(ms(t0));
+      await ctr.ctr(['images', 'rm', '--sync', IMAGE]);
+    }
+  }
+  results.import = imports;
+
+  // Both unpacked, for the cycles and the containers.
+  for (const sn of [OURS, THEIRS]) await ctr.ctr(['images', 'import', '--snapshotter', sn, archive]);
+
+  // The snapshot cycle through containerd's own snapshots service: Prepare (of the image's committed
+  // layer) + Mounts + Remove. A gc.root label keeps containerd's collector off a prepared snapshot
+  // mid-cycle; Remove takes it out of containerd's metadata, and the collector then removes it from
+  // the snapshotter in the background (timed separately: "drain").
+  const client = snapshotsClient(ctr.address);
+  const md = new grpc.Metadata();
+  md.set('containerd-namespace', ctr.namespace);
+  const cycles = { [OURS]: [], [THEIRS]: [] };
+  const drains = { [OURS]: [], [THEIRS]: [] };
+  const ownList = snapshotsClient(socket);
+  const leftOn = async (sn) =>
+    sn === OURS
+      ? (await listMessages(ownList)).flatMap((m) => m.info).filter((i) => i.name.includes('/race-')).length
+      : (await dm.list()).filter((d) => d.name.startsWith(`${theirPool.name}-snap-`)).length - baseline;
+  const baseline = (await dm.list()).filter((d) => d.name.startsWith(`${theirPool.name}-snap-`)).length;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const sn of both(r)) {
+      for (let i = 0; i < N; i++) {
+        const key = `race-${r}-${i}`;
+        const t0 = process.hrtime.bigint();
+        await call(client, 'Prepare', { snapshotter: sn, key, parent: image.diffId, labels: { 'containerd.io/gc.root': 'race' } }, md);
+        await call(client, 'Mounts', { snapshotter: sn, key }, md);
+        await call(client, 'Remove', { snapshotter: sn, key }, md);
+        cycles[sn].push(ms(t0));
+      }
+      // Until the collector has removed this round's snapshots from the snapshotter (bounded).
+      const t0 = process.hrtime.bigint();
+      while ((await leftOn(sn)) > 0) {
+        if (ms(t0) > 300_000) throw new Error(`${sn}: the collector left snapshots for 300 s`);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+      drains[sn].push(ms(t0));
+    }
+  }
+  client.close();
+  ownList.close();
+  results.cycle = cycles;
+  results.drain = drains;
+
+  // Containers: ctr run --rm, a start-up and a clean-up of a snapshot each.
+  const runs = { [OURS]: [], [THEIRS]: [] };
+  for (let r = 0; r < RUNS; r++) {
+    for (const sn of both(r)) {
+      const t0 = process.hrtime.bigint();
+      await ctr.ctr(['run', '--rm', '--snapshotter', sn, IMAGE, `race-${sn}-${r}`, 'true']);
+      runs[sn].push(ms(t0));
+    }
+  }
+  results.run = runs;
+} finally {
+  await ctr.stop().catch((e) => console.error(`containerd stop: ${e.message}`));
+  plugin.kill('SIGTERM');
+  await new Promise((res) => plugin.once('exit', res));
+  for (const d of await dm.list())
+    if (d.name.startsWith('race-pool') || d.name.startsWith('devmapper-')) await dm.remove(d.name).catch(() => undefined);
+  await theirPool.destroy().catch(() => undefined);
+}
+
+const versions = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0].trim();
+console.log(`\n## snapshotter race: containerd's devmapper against ${OURS} (this package, proxy plugin)\n`);
+console.log(`${versions('containerd', ['--version'])}; ${versions('runc', ['--version'])}; node ${process.version}`);
+console.log(
+  `pools: ${SIZE} data, ${META} metadata, 64K blocks, 64 MB snapshots, ext4; ${ROUNDS} rounds × ${N} cycles each, interleaved; medians\n`,
+);
+console.log(`| measure | containerd devmapper | ${OURS} | devmapper ÷ ours |`);
+console.log('|---|---|---|---|');
+const row = (label, key, target) => {
+  const theirs = median(results[key][THEIRS]);
+  const ours = median(results[key][OURS]);
+  console.log(`| ${label} | ${f(theirs)} | ${f(ours)} | ${(theirs / ours).toFixed(2)}${target ? ` (${target})` : ''} |`);
+  return theirs / ours;
+};
+const cycleRatio = row('snapshot cycle: Prepare + Mounts + Remove (gRPC to containerd)', 'cycle', 'target ≥ 5');
+row("drain: the collector's removal of a round's 20 snapshots", 'drain');
+row('image import (unpack one layer)', 'import');
+const runRatio = row('ctr run --rm … true', 'run', 'target ≥ 1');
+console.log(
+  `\ntargets: snapshot cycle ${cycleRatio >= 5 ? 'met' : 'NOT met'} (${cycleRatio.toFixed(2)}×); ctr run ${runRatio >= 1 ? 'met' : 'NOT met'} (${runRatio.toFixed(2)}×)`,
+);
