@@ -120,6 +120,9 @@ export function containerdConfig(o, paths) {
       '  deletion_threshold = 1000000000',
       '  mutation_threshold = 1000000000',
       '  startup_delay = "1000000s"',
+      // After a collection it asked for, the next comes (if anything was deleted) no sooner than
+      // its average time over this fraction: 0.0001 makes that minutes.
+      '  pause_threshold = 0.0001',
     );
   }
   for (const [name, address] of Object.entries(o.proxySnapshotters ?? {})) {

@@ -11,7 +11,7 @@ import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
 import { mountDevice, removeMountPoint, setXfsNospaceRetries, unmountLazily } from '../filesystem';
 import { humanSize } from '../format';
-import { MetadataStore, type DeviceRecord, type RecordStore, type SetRecord } from '../metadata-store';
+import { MetadataStore, saveSetIfMoved, type DeviceRecord, type RecordStore, type SetRecord } from '../metadata-store';
 import { mapperPath } from '../nodes';
 import type { ThinPool } from '../pool/index';
 import { step } from '../progress';
@@ -382,6 +382,7 @@ export class DeviceSet {
         if (this.ownsPool) await this.pool.destroy();
       });
     } finally {
+      await saveSetIfMoved(this.devices.store, this.devices.set);
       await this.devices.store.close();
       await this.lock.close();
     }

@@ -73,7 +73,7 @@ export class SetDevices {
       ...(status ? { status } : {}),
     });
     advance(thinId);
-    await this.store.writeSet(this.set);
+    // The next thin id to try is a hint (a used one is skipped): written at close, not per device.
     return rec!;
   }
 

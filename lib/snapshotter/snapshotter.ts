@@ -11,7 +11,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
 import { makeFilesystem, mountDevice, unmountNow, type FsType } from '../filesystem';
-import { MetadataStore, type DeviceRecord, type SetRecord } from '../metadata-store';
+import { MetadataStore, saveSetIfMoved, type DeviceRecord, type SetRecord } from '../metadata-store';
 import { MAX_THIN_ID, type ThinPool } from '../pool/index';
 import { parseSize } from '../size';
 import { SerialQueue } from '../serial';
@@ -305,6 +305,7 @@ export class Snapshotter {
     if (this.closed) return;
     this.closed = true;
     await this.serial(async () => undefined);
+    await saveSetIfMoved(this.store, this.set);
     await this.store.close();
     await this.lock.close();
   }
@@ -381,8 +382,7 @@ export class Snapshotter {
         },
       });
       const r = made!;
-      this.advance(r.deviceId);
-      await this.store.writeSet(this.set);
+      this.advance(r.deviceId); // a hint (a used id is skipped): written at close, not per snapshot
       try {
         if (r.initialized === false) await this.format(r);
         await this.activate(r);

@@ -42,21 +42,48 @@ it('writes, reads back and deletes records; drops temp files a kill left', async
   await store.writeTransaction({ openTransactionId: 3, op: 'create', id: 'z', deviceId: 4 });
   await store.close();
   await expect(store.put(rec('w', 5))).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
-  await writeFile(join(root, 'transaction.json.123456'), '{"half":'); // an interrupted atomic replace
-  expect(await logLines(root)).toBe(5);
+  await writeFile(join(root, 'transaction.json.123456'), '{"half":'); // an interrupted atomic replace of an earlier build
+  expect(await logLines(root)).toBe(6); // the transaction is a line of the log
 
   const again = await MetadataStore.open(root);
   expect(ids(again)).toEqual(['', 'x']);
   expect(again.get('x')).toEqual(rec('x', 2, { deleted: true }));
   expect(again.devices().map((r) => r.id)).toEqual(['x']);
   expect(await again.readTransaction()).toEqual({ openTransactionId: 3, op: 'create', id: 'z', deviceId: 4 });
-  expect((await readdir(root)).sort()).toEqual(['devices.log', 'transaction.json']);
+  expect((await readdir(root)).sort()).toEqual(['devices.log']);
   await again.delete('x');
   await again.clearTransaction();
+  await again.clearTransaction(); // none open: nothing to log
+  expect(await logLines(root)).toBe(8);
   await again.close();
   const third = await MetadataStore.open(root);
   expect(third.devices()).toEqual([]);
+  expect(await third.readTransaction()).toBeUndefined();
   await third.close();
+});
+
+it('takes over the transaction.json an earlier build left open, and keeps an open transaction through a compaction', async () => {
+  const root = join(dir, 'legacy-txn');
+  const store = await MetadataStore.open(root);
+  await store.put(rec('a', 1));
+  await store.close();
+  const t = { openTransactionId: 7, op: 'delete' as const, id: 'a', deviceId: 1 };
+  await writeFile(join(root, 'transaction.json'), JSON.stringify(t));
+  const again = await MetadataStore.open(root);
+  expect(await again.readTransaction()).toEqual(t);
+  expect((await readdir(root)).sort()).toEqual(['devices.log']);
+  // Enough changes for a compaction: the open transaction survives it.
+  for (let i = 0; i < 100; i++) await again.put(rec('b', 2, { size: i }));
+  expect(await logLines(root)).toBeLessThan(100);
+  await again.close();
+  const third = await MetadataStore.open(root);
+  expect(await third.readTransaction()).toEqual(t);
+  expect(third.get('b')?.size).toBe(99);
+  await third.clearTransaction();
+  await third.close();
+  const fourth = await MetadataStore.open(root);
+  expect(await fourth.readTransaction()).toBeUndefined();
+  await fourth.close();
 });
 
 it('drops a last line a kill cut short, and cuts it off the file', async () => {
