@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The snapshotter race (npm run bench runs it after run.mjs): one containerd
+// The snapshotter race (bench/run.mjs runs it last; alone: node bench/race.mjs): one containerd
 // (Debian's, with runc) in one VM with two snapshotters on pools of the same
 // size: its built-in `devmapper` (dmsetup for every step) and this package's,
 // through the proxy plugin (`devmapper snapshotter serve`). One gRPC client
@@ -29,6 +29,14 @@ if (host && !host.ok) {
     cwd: root,
   });
   process.exit(r.status ?? 1);
+}
+
+const missing = ['containerd', 'ctr', 'runc'].filter(
+  (t) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${t}`]).status !== 0,
+);
+if (missing.length) {
+  console.log(`\nsnapshotter race skipped: ${missing.join(', ')} not installed (Debian: apt-get install containerd runc)`);
+  process.exit(0);
 }
 
 const N = Number(process.env.RACE_N ?? 20);

@@ -274,3 +274,10 @@ console.log(
 console.log(
   `4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`,
 );
+
+// The snapshotter race (bench/race.mjs) on the same kernel, after the figures above.
+const race = spawnSync(process.execPath, [join(root, 'bench', 'race.mjs')], {
+  stdio: 'inherit',
+  env: { ...process.env, DEVMAPPER_IN_VM: process.env.DEVMAPPER_IN_VM ?? '' },
+});
+process.exitCode = race.status ?? 1;

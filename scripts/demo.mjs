@@ -3,7 +3,7 @@
 // and a container as copy-on-write snapshots with a file written at each
 // layer, then the pool report. Runs inside the UML VM when this host has no
 // device-mapper (scripts/vm/run), directly otherwise.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -75,4 +75,50 @@ try {
   if (pool) await pool.destroy();
   await rm(dir, { recursive: true, force: true });
 }
-console.log('\ndemo complete: pool destroyed, files removed');
+
+// containerd through the proxy plugin, when containerd and runc are installed.
+const missing = ['containerd', 'ctr', 'runc'].filter(
+  (t) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${t}`]).status !== 0,
+);
+if (missing.length) step(`containerd skipped: ${missing.join(', ')} not installed (Debian: apt-get install containerd runc)`);
+else await containerdStep();
+console.log('\ndemo complete: pools destroyed, files removed');
+
+async function containerdStep() {
+  const { Snapshotter } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
+  const { Containerd } = await import('./containerd-kit.mjs');
+  const { buildBusyboxImage } = await import('./oci-busybox.mjs');
+  const work = await mkdtemp(join(tmpdir(), 'devmapper-demo-ctr-'));
+  const socket = join(work, 'snapshotter.sock');
+  const snRoot = join(work, 'snapshotter');
+  const ctrDemo = (c, args) => c.ctr(args).then((out) => process.stdout.write(out.replace(/^(?=.)/gm, '  ')));
+  step(`containerd with this package's snapshotter: devmapper snapshotter serve --socket ${socket}`);
+  const serve = ['snapshotter', 'serve', '--socket', socket, '--root', snRoot, '--data-size', '2G', '--metadata-size', '64M'];
+  const plugin = spawn(process.execPath, [join(root, 'bin/devmapper.js'), ...serve, '--base-size', '64M'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let c;
+  try {
+    await new Promise((resolve, reject) => {
+      plugin.stdout.on('data', (d) => (String(d).includes('serving') ? resolve(process.stdout.write(`  ${d}`)) : undefined));
+      plugin.once('exit', (code) => reject(new Error(`the plugin exited (${code})`)));
+    });
+    c = await Containerd.start({ dir: join(work, 'containerd'), proxySnapshotters: { 'devmapper-node': socket } });
+    const image = await buildBusyboxImage(join(work, 'busybox.oci.tar'), { name: 'docker.io/library/devmapper-demo:latest' });
+    console.log('$ ctr images import --snapshotter devmapper-node busybox.oci.tar');
+    await ctrDemo(c, ['images', 'import', '--snapshotter', 'devmapper-node', join(work, 'busybox.oci.tar')]);
+    console.log('$ ctr run --rm --snapshotter devmapper-node … sh -c "cat /etc/image-release; df -h /"');
+    await ctrDemo(c, ['run', '--rm', '--snapshotter', 'devmapper-node', image.name, 'demo', 'sh', '-c', 'cat /etc/image-release; df -h /']);
+    console.log('$ ctr snapshots --snapshotter devmapper-node usage -b');
+    await ctrDemo(c, ['snapshots', '--snapshotter', 'devmapper-node', 'usage', '-b']);
+    await c.ctr(['images', 'rm', '--sync', image.name]); // and containerd's collector removes the snapshots
+  } finally {
+    await c?.stop();
+    plugin.kill('SIGTERM');
+    await new Promise((resolve) => (plugin.exitCode === null ? plugin.once('exit', resolve) : resolve()));
+    const s = await Snapshotter.open({ root: snRoot });
+    await s.pool.destroy();
+    await s.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
