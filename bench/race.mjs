@@ -8,32 +8,19 @@
 //
 //   RACE_N=20 (cycles a round)  RACE_ROUNDS=5  RACE_RUNS=20 (ctr run --rm each)
 //   RACE_IMPORTS=5 (image imports each)
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Containerd } from '../scripts/containerd-kit.mjs';
-import { hostDeviceMapper } from '../scripts/host-kernel.mjs';
+import { Containerd, missingContainerdTools } from '../scripts/containerd-kit.mjs';
 import { buildBusyboxImage } from '../scripts/oci-busybox.mjs';
-import { root, setUp } from '../scripts/setup.mjs';
+import { hereOrInVm, root } from '../scripts/setup.mjs';
 
-if (process.env.DEVMAPPER_IN_VM !== '1') setUp();
-const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
-if (host && !host.ok) {
-  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
-  const vm = process.argv.includes('--qemu') ? ['--qemu'] : [];
-  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
-    stdio: 'inherit',
-    cwd: root,
-  });
-  process.exit(r.status ?? 1);
-}
+hereOrInVm(fileURLToPath(import.meta.url));
 
-const missing = ['containerd', 'ctr', 'runc'].filter(
-  (t) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${t}`]).status !== 0,
-);
+const missing = missingContainerdTools();
 if (missing.length) {
   console.log(`\nsnapshotter race skipped: ${missing.join(', ')} not installed (Debian: apt-get install containerd runc)`);
   process.exit(0);

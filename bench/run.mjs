@@ -15,20 +15,9 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hostDeviceMapper } from '../scripts/host-kernel.mjs';
-import { root, setUp } from '../scripts/setup.mjs';
+import { hereOrInVm, root } from '../scripts/setup.mjs';
 
-if (process.env.DEVMAPPER_IN_VM !== '1') setUp();
-const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
-if (host && !host.ok) {
-  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
-  const vm = process.argv.includes('--qemu') ? ['--qemu'] : [];
-  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
-    stdio: 'inherit',
-    cwd: root,
-  });
-  process.exit(r.status ?? 1);
-}
+hereOrInVm(fileURLToPath(import.meta.url));
 
 const N = Number(process.env.BENCH_N ?? 1000);
 const CLI_N = Number(process.env.BENCH_CLI_N ?? 50);

@@ -100,3 +100,5 @@ export declare class Containerd {
   /** Kill every task in our namespace and remove every container (with their snapshots). */
   private removeContainers;
 }
+/** Which of containerd, ctr and runc this machine lacks (Debian: apt-get install containerd runc). */
+export function missingContainerdTools(): string[];

@@ -2,7 +2,7 @@
 // state and socket under one directory), its log kept in a file for failures, `ctr` calls against
 // it, and a stop that leaves nothing behind (tasks, shims, mounts). Works in the project's VMs
 // (docs/vm.md) and on a host with device-mapper, as root.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -334,4 +334,9 @@ export class Containerd {
     }
     for (const id of ids(await this.ctr(['containers', 'ls', '-q']))) await this.ctr(['containers', 'delete', id]).catch(() => undefined);
   }
+}
+
+/** Which of containerd, ctr and runc this machine lacks (Debian: apt-get install containerd runc). */
+export function missingContainerdTools() {
+  return ['containerd', 'ctr', 'runc'].filter((t) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${t}`]).status !== 0);
 }

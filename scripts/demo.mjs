@@ -3,26 +3,17 @@
 // and a container as copy-on-write snapshots with a file written at each
 // layer, then the pool report. Runs inside the UML VM when this host has no
 // device-mapper (scripts/vm/run), directly otherwise.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hostDeviceMapper } from './host-kernel.mjs';
-import { root, setUp } from './setup.mjs';
+import { Containerd, missingContainerdTools } from './containerd-kit.mjs';
+import { hereOrInVm, root } from './setup.mjs';
 
-if (process.env.DEVMAPPER_IN_VM !== '1') setUp(); // packages, node_modules, build
-const host = process.env.DEVMAPPER_IN_VM === '1' ? undefined : hostDeviceMapper();
-if (host && !host.ok) {
-  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
-  const r = spawnSync(join(root, 'scripts/vm/run'), ['env', 'DEVMAPPER_IN_VM=1', process.execPath, fileURLToPath(import.meta.url)], {
-    stdio: 'inherit',
-    cwd: root,
-  });
-  process.exit(r.status ?? 1);
-}
+hereOrInVm(fileURLToPath(import.meta.url));
 
 const { ThinPool, dm } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
 const { native } = createRequire(import.meta.url)(join(root, 'dist/binding.js'));
@@ -77,16 +68,13 @@ try {
 }
 
 // containerd through the proxy plugin, when containerd and runc are installed.
-const missing = ['containerd', 'ctr', 'runc'].filter(
-  (t) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${t}`]).status !== 0,
-);
+const missing = missingContainerdTools();
 if (missing.length) step(`containerd skipped: ${missing.join(', ')} not installed (Debian: apt-get install containerd runc)`);
 else await containerdStep();
 console.log('\ndemo complete: pools destroyed, files removed');
 
 async function containerdStep() {
   const { Snapshotter } = createRequire(import.meta.url)(join(root, 'dist/index.js'));
-  const { Containerd } = await import('./containerd-kit.mjs');
   const { buildBusyboxImage } = await import('./oci-busybox.mjs');
   const work = await mkdtemp(join(tmpdir(), 'devmapper-demo-ctr-'));
   const socket = join(work, 'snapshotter.sock');

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostDeviceMapper } from './host-kernel.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -45,4 +46,24 @@ export function setUp() {
       throw new Error('npm ci and npm install failed');
   }
   if (sh('npm', ['run', '--silent', 'build']) !== 0) throw new Error('the build failed');
+}
+
+/**
+ * The start of npm run demo and npm run bench: set up (unless already inside
+ * the VM), then, when this host's kernel has no device-mapper, run `script`
+ * again inside the UML VM (`--qemu` in argv: QEMU) and exit with its status.
+ * Returns when `script` is to run here.
+ */
+export function hereOrInVm(script) {
+  if (process.env.DEVMAPPER_IN_VM === '1') return;
+  setUp();
+  const host = hostDeviceMapper();
+  if (host.ok) return;
+  console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);
+  const vm = process.argv.includes('--qemu') ? ['--qemu'] : [];
+  const r = spawnSync(join(root, 'scripts/vm/run'), [...vm, 'env', 'DEVMAPPER_IN_VM=1', process.execPath, script], {
+    stdio: 'inherit',
+    cwd: root,
+  });
+  process.exit(r.status ?? 1);
 }
