@@ -24,14 +24,25 @@ const children: ChildProcess[] = [];
 async function inNewNamespace(script: string, mountPoint: string, o: { fd?: number; file?: string } = {}): Promise<ChildProcess> {
   const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: 'ignore' });
   children.push(child);
+  // The fd must be the file itself (same device and inode): before the shell runs, fd `o.fd` of the
+  // forked process may be anything. (Compared by identity: its path as /proc shows it across mount
+  // namespaces is not the same on every kernel.)
+  const want = o.file === undefined ? undefined : await stat(o.file);
+  const end = Date.now() + 120_000;
   // Wait for the event, not a time: the child's namespace exists and holds the copy.
   for (;;) {
     if (child.exitCode !== null) throw new Error(`unshare exited ${child.exitCode}`);
     const mine = await readFile('/proc/self/mountinfo', 'utf8');
     const theirs = await readFile(`/proc/${child.pid}/mountinfo`, 'utf8').catch(() => mine);
-    // The fd must name the file: before the shell runs, fd `o.fd` of the forked process may be anything.
-    const fdOpen = o.fd === undefined || (await readlink(`/proc/${child.pid}/fd/${o.fd}`).catch(() => '')) === o.file;
+    const held = o.fd === undefined ? undefined : await stat(`/proc/${child.pid}/fd/${o.fd}`).catch(() => undefined);
+    const fdOpen = o.fd === undefined || (held !== undefined && want !== undefined && held.dev === want.dev && held.ino === want.ino);
     if (theirs !== mine && theirs.includes(` ${mountPoint} `) && fdOpen) return child;
+    if (Date.now() > end) {
+      const link = o.fd === undefined ? '' : await readlink(`/proc/${child.pid}/fd/${o.fd}`).catch((e: Error) => e.message);
+      throw new Error(
+        `the child's namespace never held ${mountPoint}${o.fd === undefined ? '' : ` with fd ${o.fd} on ${o.file} (it is: ${link})`}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
 }
