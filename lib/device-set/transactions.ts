@@ -45,9 +45,13 @@ export class PoolTransactions {
     private readonly log: TransactionLog,
   ) {}
 
-  /** The pool's transaction id, from `status` when the caller has just read it; a failed pool is refused. */
+  /**
+   * The pool's transaction id, from `status` when the caller has just read it;
+   * a failed pool is refused. Read without a metadata commit: every message
+   * (set_transaction_id among them) commits already.
+   */
   async current(status?: PoolStatus): Promise<number> {
-    const s = status ?? (await this.pool.status());
+    const s = status ?? (await this.pool.status({ noFlush: true }));
     if (s.mode === 'fail')
       throw new DmError(`pool '${this.pool.name}' has failed; run thin_check on its metadata`, { code: 'EIO', device: this.pool.name });
     return s.transactionId;

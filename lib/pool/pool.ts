@@ -123,9 +123,13 @@ export class ThinPool {
     return `ThinPool '${this.name}' ${inspect(o, { ...options, depth: 2 })}`;
   }
 
-  /** The pool's status, parsed. */
-  async status(): Promise<PoolStatus> {
-    const [line] = await dm.status(this.name);
+  /**
+   * The pool's status, parsed. The kernel commits the pool's metadata before
+   * it reports, unless `noFlush` (the transaction id and mode are current
+   * either way: each message commits).
+   */
+  async status(options?: { noFlush?: boolean }): Promise<PoolStatus> {
+    const [line] = await dm.status(this.name, options?.noFlush ? { noFlush: true } : undefined);
     if (!line || line.type !== 'thin-pool')
       throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
     return toPoolStatus(line.params, this.params.lowWaterMark);

@@ -346,6 +346,15 @@ export class Snapshotter {
     await this.pool.activate(r.deviceId, { name, size: r.size, readOnly: r.snapshot.kind === 'view' });
   }
 
+  /** A new snapshot's device: no look first (one trip fewer), unless a device of its name is there (a kill's leftover). */
+  private async activateNew(r: Snap): Promise<void> {
+    const name = this.dmName(r.deviceId);
+    await this.pool.activate(r.deviceId, { name, size: r.size, readOnly: r.snapshot.kind === 'view' }).catch(async (e: unknown) => {
+      if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
+      await this.activate(r);
+    });
+  }
+
   private async make(kind: SnapshotKind, key: string, parent: string | undefined, options: SnapshotOptions | undefined): Promise<Mount[]> {
     this.checkOpen();
     checkKey(key);
@@ -384,8 +393,10 @@ export class Snapshotter {
       const r = made!;
       this.advance(r.deviceId); // a hint (a used id is skipped): written at close, not per snapshot
       try {
-        if (r.initialized === false) await this.format(r);
-        await this.activate(r);
+        if (r.initialized === false) {
+          await this.format(r);
+          await this.activate(r);
+        } else await this.activateNew(r);
       } catch (e) {
         await this.drop(r).catch(() => undefined);
         throw e;
