@@ -338,7 +338,8 @@ export class ThinPool {
   /**
    * Remove the pool device (and the thin devices active on it); a loop-backed
    * pool's loop devices are detached and its files kept, so createLoopBacked()
-   * on the same dir reopens it. Fails with EBUSY, changing nothing, while a
+   * on the same dir reopens it. Loop devices the library did not attach (no
+   * autoclear: losetup's, say) stay attached. Fails with EBUSY, changing nothing, while a
    * thin device is open.
    */
   async destroy(): Promise<void> {
@@ -356,12 +357,15 @@ export class ThinPool {
       const loops = [this.params.dataDevice, this.params.metadataDevice];
       await dm.remove(this.name, { retry: true });
       if (this.loopBacking) {
-        // Autoclear detaches our own loops; detach ones a foreign tool attached without it.
+        // Our loops are attached with autoclear, which detaches them once the pool lets go, but on
+        // the kernel's workqueue: detach them now, so none is seen after destroy returns. A loop
+        // without autoclear is someone else's (losetup's, say): never detached here.
         for (const l of loops) {
           const path = await devicePath(l);
           const info = await loop.info(path).catch(() => undefined);
-          if (info && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile))
-            await loop.detach(path);
+          const ours =
+            info?.autoclear && (info.backingFile === this.loopBacking.dataFile || info.backingFile === this.loopBacking.metadataFile);
+          if (ours) await loop.detach(path).catch(() => undefined); // gone by itself meanwhile
         }
       }
     });

@@ -151,6 +151,27 @@ describe('direct pool on block devices', () => {
     await loop.detach(meta.path);
     await thinCheck(`${SCRATCH}/direct-meta`);
   });
+
+  it('destroy of a pool on loop devices someone else attached (losetup) leaves them attached, also when opened by name', async () => {
+    const dataFile = await sparseFile('user-data', 128 * MiB);
+    const metaFile = await sparseFile('user-meta', 8 * MiB);
+    const data = (await run('losetup', ['--find', '--show', dataFile])).stdout.trim();
+    const meta = (await run('losetup', ['--find', '--show', metaFile])).stdout.trim();
+    try {
+      const name = `${RUN}user-loops-pool`;
+      await ThinPool.create({ name, dataDevice: data, metadataDevice: meta, zeroMetadata: true });
+      const opened = await ThinPool.open(name); // what `devmapper pool destroy NAME` does
+      expect(opened.loopBacking).toBeDefined(); // it sees the loop files...
+      await opened.destroy();
+      await expect(dm.info(name)).rejects.toMatchObject({ code: 'ENXIO' });
+      // ...but the loops are the user's: still attached to their files.
+      expect((await loop.info(data)).backingFile).toBe(dataFile);
+      expect((await loop.info(meta)).backingFile).toBe(metaFile);
+    } finally {
+      await loop.detach(data).catch(() => undefined);
+      await loop.detach(meta).catch(() => undefined);
+    }
+  });
 });
 
 describe('thin devices and snapshots', () => {
