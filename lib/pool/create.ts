@@ -24,6 +24,7 @@ import {
   type DirectOptions,
   type LoopBackedOptions,
   type ResizeOptions,
+  defaultLowWaterMark,
 } from './limits';
 
 /** What a ThinPool is made of. */
@@ -114,7 +115,7 @@ export async function loopBackedParts(options: LoopBackedOptions): Promise<{ par
       metadataDevice: metaLoop.path,
       dataDevice: dataLoop.path,
       dataBlockSectors: table.blockSectors,
-      lowWaterMark: table.lowWaterMark,
+      lowWaterMark: table.lowWaterMark ?? defaultLowWaterMark(sectors / table.blockSectors),
       features: table.features,
     };
     const dev = await dm.create(name, { table: [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }] });
@@ -142,7 +143,7 @@ export async function directParts(options: DirectOptions): Promise<PoolParts> {
     metadataDevice,
     dataDevice,
     dataBlockSectors: table.blockSectors,
-    lowWaterMark: table.lowWaterMark,
+    lowWaterMark: table.lowWaterMark ?? defaultLowWaterMark(sectors / table.blockSectors),
     features: table.features,
   };
   const dev = await dm.create(name, { table: [{ start: 0, length: sectors, type: 'thin-pool', params: poolGrammar.format(params) }] });

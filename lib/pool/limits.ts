@@ -122,9 +122,20 @@ export function checkThinId(id: unknown, field = 'thinId'): ThinId {
   return checkUint(id, field, { max: MAX_THIN_ID }) as ThinId;
 }
 
+/**
+ * The low water mark a pool of `dataBlocks` gets when none is given: Docker's
+ * 32768 blocks (2 GiB at 64K), but no more than a tenth of the pool, so a
+ * small pool does not start below its own mark (a 128 MiB pool of 2048
+ * blocks gets 204).
+ */
+export function defaultLowWaterMark(dataBlocks: number): number {
+  return Math.min(THIN_POOL_DEFAULTS.lowWaterMark, Math.max(1, Math.floor(dataBlocks / 10)));
+}
+
+/** The pool table's options, checked; `lowWaterMark` undefined: defaultLowWaterMark of the data size, once known. */
 export function checkPoolTable(o: PoolTableOptions) {
   const blockBytes = checkBlockSize(o.blockSize);
-  const lowWaterMark = o.lowWaterMark === undefined ? THIN_POOL_DEFAULTS.lowWaterMark : checkUint(o.lowWaterMark, 'lowWaterMark');
+  const lowWaterMark = o.lowWaterMark === undefined ? undefined : checkUint(o.lowWaterMark, 'lowWaterMark');
   const features: string[] = [];
   if (!checkBoolean(o.blockZeroing, 'blockZeroing')) features.push('skip_block_zeroing');
   if (checkBoolean(o.errorIfNoSpace, 'errorIfNoSpace')) features.push('error_if_no_space');

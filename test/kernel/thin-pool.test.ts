@@ -34,7 +34,7 @@ describe('loop-backed pool', () => {
   it('creates sparse files, loop devices and the pool table with Docker defaults', async () => {
     const pool = await loopPool('basic');
     expect(pool.blockSize).toBe(64 * 1024);
-    expect(pool.lowWaterMark).toBe(32768);
+    expect(pool.lowWaterMark).toBe(409); // a tenth of its 4096 blocks: Docker's 32768 would exceed the pool
     expect(pool.features).toEqual(['skip_block_zeroing']);
     const files = pool.loopBacking!;
     expect((await stat(files.dataFile)).size).toBe(256 * MiB);
@@ -50,8 +50,9 @@ describe('loop-backed pool', () => {
       errorIfNoSpace: false,
     });
     expect(s.totalMetadataBlocks).toBe((16 * MiB) / 4096);
+    expect(s.alerts).toEqual([]); // not below its own low water mark from the start
     const [t] = await dm.table(pool.name);
-    expect(t!.params.trimEnd()).toMatch(/^7:\d+ 7:\d+ 128 32768 1 skip_block_zeroing$/);
+    expect(t!.params.trimEnd()).toMatch(/^7:\d+ 7:\d+ 128 409 1 skip_block_zeroing$/);
     await pool.destroy();
   });
 
