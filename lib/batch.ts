@@ -78,7 +78,10 @@ export async function runBatch(steps: Step[], device: string): Promise<DmIoctlRe
 
 // The kernel answers EBUSY for a name or uuid already taken.
 const createHints = (name: string): Hints => ({ EBUSY: `a device named '${name}' (or with that uuid) already exists` });
-export const LOAD_HINTS: Hints = { EINVAL: "the kernel rejected the table (dmesg has the target's reason)" };
+export const LOAD_HINTS: Hints = {
+  EINVAL: "the kernel rejected the table (dmesg has the target's reason)",
+  ENODEV: 'a device the table names does not exist or is not a block device (check its paths and MAJ:MIN numbers)',
+};
 export const RESUME_HINTS: Hints = { EINVAL: 'the device has no table to resume (load one first)' };
 
 const removeQuietly = (name: string) => calls.one('DM_DEV_REMOVE', { name }, name).catch(() => undefined);

@@ -48,7 +48,13 @@ export class DmError extends Error {
   }
 }
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name] as const));
+/** Aliases that share a number with the name Linux's headers define (EAGAIN, EOPNOTSUPP); os.constants lists the alias later, so it would win. */
+const ALIASES = new Set(['EWOULDBLOCK', 'ENOTSUP']);
+const errnoNames = new Map<number, string>(
+  Object.entries(constants.errno)
+    .filter(([name]) => !ALIASES.has(name))
+    .map(([name, n]) => [n, name] as const),
+);
 
 /** 'EBUSY' for 16, or 'E<n>' for an errno this platform has no name for. */
 export function errnoName(errno: number): string {
@@ -106,6 +112,24 @@ function defaultAdvice(code: string, e: NativeFailure, device: string | undefine
       return 'it already exists';
     case 'ENOTTY':
       return 'this kernel does not know the request';
+    case 'ENODEV':
+      return e.op.startsWith('DM_')
+        ? 'a device it names does not exist or is not a block device (check the paths and MAJ:MIN numbers)'
+        : 'no such device, or not the kind of device expected';
+    case 'ENOENT':
+      return 'no such file or device node';
+    case 'EINVAL':
+      return 'the kernel rejected an argument (dmesg may say which)';
+    case 'ENOSPC':
+      return 'no space left (a full pool, filesystem or metadata device)';
+    case 'ENOMEM':
+      return 'the kernel could not allocate memory for the request';
+    case 'EROFS':
+      return 'the device or filesystem is read-only';
+    case 'EIO':
+      return "I/O error on the device (dmesg has the kernel's report)";
+    case 'EAGAIN':
+      return 'the device is changing state; try again';
     default:
       return '';
   }

@@ -38,6 +38,10 @@ describe('devmapper CLI', () => {
     expect((await json<{ suspended: boolean }>('info', name)).suspended).toBe(true);
     expect(await cli('resume', name)).toMatchObject({ code: 0 });
     expect((await cli('message', name, '0', '@stats_create', '-', '/1')).stdout.trim()).toMatch(/^\d+$/);
+    const bad = await cli('create', `${RUN}bad`, '--table', '0 2048 linear /dev/nosuch 0');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/ENODEV — a device the table names does not exist or is not a block device/);
+    await expect(dm.info(`${RUN}bad`)).rejects.toMatchObject({ code: 'ENXIO' }); // undone
     const busy = await cli('remove', 'no-such-device-here');
     expect(busy.code).toBe(1);
     expect(busy.stderr).toContain("no such device-mapper device 'no-such-device-here'");

@@ -45,6 +45,24 @@ async function pluginList(): Promise<WireInfo[]> {
   }
 }
 
+/**
+ * Until containerd reaches the restarted plugin again: its gRPC connection
+ * backs off while the plugin is down (1 s, then 1.6× a try), and calls fail at
+ * once until a reconnect succeeds. The event is a call through it that works.
+ */
+async function untilReconnected(c: Containerd, bound = 180_000): Promise<void> {
+  const end = Date.now() + bound;
+  for (;;) {
+    const err = await c.ctr(['snapshots', '--snapshotter', SN, 'ls']).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    if (!err) return;
+    if (!/connection error|Unavailable|transport/i.test(err.message) || Date.now() > end) throw err;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** containerd keys backend snapshots `<namespace>/<n>/<key>`; this finds the one for `key`. */
 const backendOf = (infos: WireInfo[], key: string) => infos.find((i) => i.name.endsWith(`/${key}`));
 
@@ -190,6 +208,7 @@ describe('containerd with the proxy snapshotter', () => {
       if (!resumed) await dm.resume(pool.data.name);
     }
     proxy = await startProxy(socket, serveFlags());
+    await untilReconnected(c);
     expect(await c.ctr(['images', 'import', '--snapshotter', SN, archive2])).toContain(`unpacking ${IMAGE2} (${image2.manifest})...done`);
     expect(await c.ctr(['run', '--rm', '--snapshotter', SN, IMAGE2, `${RUN}two`, 'cat', '/etc/image-release'])).toBe(`${RELEASE2}\n`);
     expect(backendOf(await pluginList(), image2.diffId)?.kind).toBe('COMMITTED');

@@ -7,6 +7,11 @@ const failure = (errno: number, op = 'DM_DEV_REMOVE', syscall = 'ioctl', detail?
   Object.assign(new Error('native'), { errno, op, syscall, detail });
 
 describe('DmError mapping', () => {
+  it('names errnos by the names Linux defines, not their aliases (a retry on EAGAIN must see EAGAIN)', () => {
+    expect(errnoName(E.EAGAIN)).toBe('EAGAIN');
+    expect(errnoName(E.EOPNOTSUPP)).toBe('EOPNOTSUPP');
+  });
+
   it('names errnos', () => {
     expect(errnoName(E.EBUSY)).toBe('EBUSY');
     expect(errnoName(E.ENXIO)).toBe('ENXIO');
@@ -28,6 +33,28 @@ describe('DmError mapping', () => {
 
   it('names the missing device on ENXIO', () => {
     expect(fromNative(failure(E.ENXIO, 'DM_DEV_STATUS'), 'ghost').message).toContain("no such device-mapper device 'ghost'");
+  });
+
+  it('says something about every errno a device-mapper or loop call commonly meets', () => {
+    for (const name of [
+      'EPERM',
+      'EACCES',
+      'ENXIO',
+      'EBUSY',
+      'EEXIST',
+      'ENOTTY',
+      'ENODEV',
+      'ENOENT',
+      'EINVAL',
+      'ENOSPC',
+      'ENOMEM',
+      'EROFS',
+      'EIO',
+      'EAGAIN',
+    ])
+      for (const op of ['DM_TABLE_LOAD', 'LOOP_CONFIGURE'])
+        expect(fromNative(failure(E[name as keyof typeof E], op), 'x').message, `${name} ${op}`).toMatch(new RegExp(`${name} — \\S`));
+    expect(fromNative(failure(E.ENODEV, 'DM_TABLE_LOAD'), 'bad').message).toContain('does not exist or is not a block device');
   });
 
   it('lets a call site give its own advice', () => {
