@@ -32,7 +32,7 @@ export const THIN_POOL_DEFAULTS = {
 export interface PoolTableOptions {
   /** Data block size: 64K..1G, a multiple of 64K (default 64K). */
   blockSize?: number | string;
-  /** Free data blocks below which the kernel raises an event (default 32768). */
+  /** Free data blocks below which the kernel raises an event (default 32768, at most a tenth of the pool's blocks). */
   lowWaterMark?: number;
   /** Fail writes at once when the pool is full instead of queueing them for 60 s (default false). */
   errorIfNoSpace?: boolean;
