@@ -15,7 +15,7 @@ import { addSnapshotterCommands } from './snapshotter-commands';
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('devmapper')
     .description('Linux device-mapper, loop devices, thin pools, device sets and a containerd snapshotter, without dmsetup or losetup')
-    .version(LIBRARY_VERSION, '-V, --lib-version', 'print the library version')
+    .version(LIBRARY_VERSION, '-V, --version', 'print the library version')
     .option('--json', 'print results as JSON (sizes in bytes)')
     .option('--debug', 'trace every ioctl to stderr, and print stacks on failure')
     .showHelpAfterError()

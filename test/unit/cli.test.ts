@@ -1,6 +1,7 @@
 // The CLI without a kernel: help on every verb with an example, usage errors
 // exit 2, failures exit 1 with the DmError message and no stack.
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 
@@ -56,6 +57,11 @@ it('every verb has --help with an example', async () => {
     expect(r.stdout, VERBS[i]!.join(' ')).toMatch(/Examples?[^:]*:\n {2}devmapper /);
   });
 }, 60_000); // 36 processes: slow under the sanitizer run
+
+it('prints the version with --version and -V, exit 0', async () => {
+  const { version } = JSON.parse(await readFile(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) expect(await cli([flag])).toMatchObject({ code: 0, stdout: `${version}\n` });
+});
 
 it('exits 2 on usage errors', async () => {
   expect((await cli(['bogus'])).code).toBe(2);
