@@ -3,7 +3,7 @@
 // (in the VM when this host has no device-mapper).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -51,12 +51,27 @@ it('packs the prebuild, compiled JS, types, CLI and README, and no tests or Type
       'dist/cli/main.js',
       'bin/devmapper.js',
       'README.md',
+      'LICENSE',
       'package.json',
+      'proto/containerd/services/snapshots/v1/snapshots.proto', // the proxy plugin loads it at run time
+      'proto/containerd/types/mount.proto',
     ]),
   );
   expect(files.filter((f) => f.startsWith('test/') || f.startsWith('lib/') || f.startsWith('scripts/') || f.endsWith('.test.ts'))).toEqual(
     [],
   );
+});
+
+it('ships source maps that resolve: each map carries its sources (lib/ is not shipped)', async () => {
+  const maps = files.filter((f) => f.endsWith('.js.map'));
+  expect(maps.length).toBeGreaterThan(10);
+  for (const m of maps) {
+    const map = JSON.parse(await readFile(join(app, 'node_modules', 'devmapper', m), 'utf8')) as {
+      sources: string[];
+      sourcesContent?: string[];
+    };
+    expect(map.sourcesContent?.length, m).toBe(map.sources.length);
+  }
 });
 
 it('installs without a compiler, loads the prebuild, and reaches the kernel via require, import and the CLI', async () => {
