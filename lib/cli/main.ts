@@ -22,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .addHelpText(
       'after',
-      '\nExamples:\n  devmapper ls\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper set info --root /var/lib/rt/dm\n  devmapper repl',
+      '\nExamples:\n  devmapper ls\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper set init --root /var/lib/rt/dm\n  devmapper repl',
     )
     .hook('preAction', () => {
       if (program.opts().debug) enableTrace();

@@ -1,8 +1,12 @@
 // Device sets: Docker's graph-driver operations from the shell. Each call
 // opens the set, acts, and closes it with { keep: true } so mounts and the
-// pool stay for the next call.
-import type { Command } from 'commander';
-import { DeviceSet, type DeviceSetInfo } from '../device-set/index';
+// pool stay for the next call. Only `set init` and `set create` make a set
+// that is not there; the other verbs say it is missing.
+import { Option, type Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DeviceSet, type DeviceSetInfo, type DeviceSetOptions } from '../device-set/index';
+import { DmError } from '../errors';
 import { humanSize } from '../format';
 import { columns, emit, keyValues, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';
@@ -11,13 +15,20 @@ interface SetOptions {
   root: string;
 }
 
-async function withSet<T>(o: SetOptions, body: (ds: DeviceSet) => Promise<T>): Promise<T> {
+/** The set under `o.root` opened (made, when `make`), `body` run, the set closed with its mounts and pool kept (unless `keep` is false). */
+async function withSet<T>(
+  o: SetOptions,
+  body: (ds: DeviceSet) => Promise<T>,
+  { make = false, keep = true, options = {} }: { make?: boolean; keep?: boolean; options?: Partial<DeviceSetOptions> } = {},
+): Promise<T> {
+  if (!make && !existsSync(join(resolve(o.root), 'metadata', 'deviceset.json')))
+    throw new DmError(`no device set under ${o.root}: devmapper set init --root ${o.root} makes one`, { code: 'ENOENT', device: o.root });
   const onProgress = terminalProgress();
-  const ds = await DeviceSet.open({ root: o.root, ...(onProgress ? { onProgress } : {}) });
+  const ds = await DeviceSet.open({ ...options, root: o.root, ...(onProgress ? { onProgress } : {}) });
   try {
     return await body(ds);
   } finally {
-    await ds.close({ keep: true });
+    await ds.close({ keep });
   }
 }
 
@@ -51,8 +62,32 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
   const s = program.command('set').description("device sets: Docker's devicemapper graph driver");
   const root = (c: Command) => c.requiredOption('--root <dir>', "the set's directory (devicemapper/, metadata/, mnt/)");
 
+  root(s.command('init'))
+    .description('make the set: a loop-backed pool under ROOT/devicemapper and the base device with its filesystem')
+    .option('--data-size <size>', 'sparse data file size (default 100G)')
+    .option('--metadata-size <size>', 'sparse metadata file size (default 2G)')
+    .option('--base-size <size>', 'base device size (default 10G)')
+    .addOption(new Option('--fs <type>', 'base filesystem (default ext4)').choices(['ext4', 'xfs']))
+    .addHelpText('after', '\nExample:\n  devmapper set init --root /var/lib/rt/dm --data-size 20G --base-size 5G')
+    .action(async (o: SetOptions & { dataSize?: string; metadataSize?: string; baseSize?: string; fs?: 'ext4' | 'xfs' }) => {
+      const options: Partial<DeviceSetOptions> = {};
+      if (o.dataSize) options.dataSize = o.dataSize;
+      if (o.metadataSize) options.metadataSize = o.metadataSize;
+      if (o.baseSize) options.baseSize = o.baseSize;
+      if (o.fs) options.fs = o.fs;
+      const info = await withSet(o, (ds) => ds.info(), { make: true, options });
+      emit(out(), info, () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
+    });
+
+  root(s.command('close'))
+    .description('tear the set down: unmount its mounts, deactivate its devices, take its pool down (files and records kept)')
+    .addHelpText('after', '\nExample:\n  devmapper set close --root /var/lib/rt/dm')
+    .action(async (o: SetOptions) => {
+      await withSet(o, async () => undefined, { keep: false });
+    });
+
   root(s.command('info'))
-    .description('the docker info storage fields (creates the set on first use)')
+    .description('the docker info storage fields of an existing set')
     .addHelpText('after', '\nExample:\n  devmapper set info --root /var/lib/myruntime/devicemapper --json')
     .action(async (o: SetOptions) => {
       const info = await withSet(o, (ds) => ds.info());
@@ -60,12 +95,18 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
     });
 
   root(s.command('create <id>'))
-    .description('create device ID as a snapshot of --parent (default: the base device)')
+    .description('create device ID as a snapshot of --parent (default: the base device); makes the set first if there is none')
     .option('--parent <id>', 'device to snapshot')
     .option('--size <size>', 'larger than the parent: grow the device and its filesystem')
     .addHelpText('after', '\nExample:\n  devmapper set create container1 --parent image1 --root /var/lib/rt/dm')
     .action(async (id: string, o: SetOptions & { parent?: string; size?: string }) => {
-      const d = await withSet(o, (ds) => ds.create(id, { ...(o.parent ? { parent: o.parent } : {}), ...(o.size ? { size: o.size } : {}) }));
+      const d = await withSet(
+        o,
+        (ds) => ds.create(id, { ...(o.parent ? { parent: o.parent } : {}), ...(o.size ? { size: o.size } : {}) }),
+        {
+          make: true,
+        },
+      );
       emit(out(), d, () => id);
     });
 

@@ -1,5 +1,6 @@
 // The devmapper command against the real kernel, as a person would run it.
 import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,15 +133,19 @@ describe('devmapper CLI', () => {
     expect(await cli('pool', 'destroy', pool)).toMatchObject({ code: 0 });
   });
 
-  it('set info (docker info block), create, mount, write, unmount, ls, rm across separate calls', async () => {
+  it('set init (docker info block), info, create, mount, write, unmount, ls, rm, close across separate calls', async () => {
     const root = `${SCRATCH}/cli-set`;
-    const info = await cli('set', 'info', '--root', root);
+    const missing = await cli('set', 'info', '--root', root);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`no device set under ${root}: devmapper set init --root ${root} makes one`);
+    expect(existsSync(root)).toBe(false); // info made nothing
+    const info = await cli('set', 'init', '--root', root);
     expect(info.code, info.stderr).toBe(0);
     expect(info.stdout).toMatch(
       /^Storage Driver: devicemapper\n Pool Name: devmapper-\d+:\d+-\d+-pool\n Pool Blocksize: 65.54 kB\n Base Device Size: 10.74 GB\n Backing Filesystem: ext4\n Data file: \/dev\/loop\d+/,
     );
     expect(info.stdout).toMatch(/Data Space Total: 107.4 GB[\s\S]*Metadata Space Total: 2.147 GB[\s\S]*Deferred Deleted Device Count: 0/);
-    const j = await json<{ dataSpaceTotal: number; baseDeviceSize: number }>('set', 'info', '--root', root);
+    const j = await json<{ dataSpaceTotal: number; baseDeviceSize: number; poolName: string }>('set', 'info', '--root', root);
     expect(j).toMatchObject({ dataSpaceTotal: 100 * 2 ** 30, baseDeviceSize: 10 * 2 ** 30 });
     expect(await cli('set', 'create', 'img', '--root', root)).toMatchObject({ code: 0 });
     expect(await cli('set', 'create', 'ctr', '--parent', 'img', '--root', root)).toMatchObject({ code: 0 });
@@ -162,6 +167,11 @@ describe('devmapper CLI', () => {
     expect((await cli('set', 'ls', '--root', root)).stdout).toMatch(
       /^ID\s+PARENT\s+THIN-ID\s+SIZE\s+MOUNTED\nimg\s+\(base\)\s+\d+\s+10.74 GB\s*$/,
     );
+    // close: the pool and its devices go; the records stay, and the next call brings the set back.
+    const poolName = j.poolName;
+    expect(await cli('set', 'close', '--root', root)).toMatchObject({ code: 0 });
+    expect((await dm.list()).map((d) => d.name).filter((n) => n.startsWith(poolName.replace(/-pool$/, '')))).toEqual([]);
+    expect((await json<Array<{ id: string }>>('set', 'ls', '--root', root)).map((d) => d.id)).toEqual(['img']);
   });
 
   it('repl: the library in scope, top-level await, pools printed for people', async () => {
@@ -196,12 +206,12 @@ describe('devmapper CLI', () => {
   it('shows progress of long steps on a terminal, and nothing when piped', async () => {
     // script(1) gives the command a pseudo-terminal.
     const tty = await new Promise<string>((resolve) =>
-      execFile('script', ['-qec', `${process.execPath} ${bin} set info --root ${SCRATCH}/progress-tty`, '/dev/null'], (_e, stdout) =>
+      execFile('script', ['-qec', `${process.execPath} ${bin} set init --root ${SCRATCH}/progress-tty`, '/dev/null'], (_e, stdout) =>
         resolve(stdout),
       ),
     );
     expect(tty).toMatch(/✓ making ext4 on the 10.74 GB base device \([\d.]+s\)/);
-    const piped = await cli('set', 'info', '--root', `${SCRATCH}/progress-pipe`);
+    const piped = await cli('set', 'init', '--root', `${SCRATCH}/progress-pipe`);
     expect(piped.code).toBe(0);
     expect(piped.stdout + piped.stderr).not.toContain('making ext4');
   });

@@ -39,6 +39,8 @@ const VERBS = [
   ['thin', 'deactivate'],
   ['thin', 'delete'],
   ['thin', 'usage'],
+  ['set', 'init'],
+  ['set', 'close'],
   ['set', 'info'],
   ['set', 'create'],
   ['set', 'mount'],
@@ -56,7 +58,7 @@ it('every verb has --help with an example', async () => {
     expect(r.code, VERBS[i]!.join(' ')).toBe(0);
     expect(r.stdout, VERBS[i]!.join(' ')).toMatch(/Examples?[^:]*:\n {2}devmapper /);
   });
-}, 60_000); // 36 processes: slow under the sanitizer run
+}, 60_000); // 38 processes: slow under the sanitizer run
 
 it('prints the version with --version and -V, exit 0', async () => {
   const { version } = JSON.parse(await readFile(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
