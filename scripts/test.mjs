@@ -7,7 +7,7 @@
 //   npm test -- FILTER   passes FILTER (e.g. a test file) to vitest
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { hostDeviceMapper } from './host-kernel.mjs';
 import { root, setUp } from './setup.mjs';
 
@@ -170,6 +170,7 @@ if (useVm && kernelAsan) {
 let passed = 0;
 let failed = 0;
 let skipped = 0;
+const failures = [];
 for (const r of runs) {
   const file = join(results, `${r.project}.json`);
   if (!existsSync(file)) {
@@ -178,6 +179,13 @@ for (const r of runs) {
     continue;
   }
   const j = JSON.parse(readFileSync(file, 'utf8'));
+  // Name what failed in the closing lines too: CI may keep only the tail of the log.
+  for (const suite of j.testResults) {
+    const where = relative(root, suite.name);
+    for (const t of suite.assertionResults.filter((a) => a.status === 'failed')) failures.push(`${r.project}: ${where} > ${t.fullName}`);
+    if (suite.status === 'failed' && !suite.assertionResults.some((a) => a.status === 'failed'))
+      failures.push(`${r.project}: ${where} (${(suite.message || 'failed outside its tests').split('\n')[0]})`);
+  }
   passed += j.numPassedTests;
   failed += j.numFailedTests;
   skipped += j.numPendingTests + j.numTodoTests;
@@ -190,6 +198,7 @@ if (lint !== 0) {
   console.error('npm test: npm run lint failed (npm run format fixes the layout; eslint findings need a hand)');
   failed++;
 }
+if (failures.length) console.log(`\nfailed:\n${failures.map((f) => `  ${f}`).join('\n')}`);
 console.log(`\nkernel tests ran on ${useVm ? 'the UML VM (scripts/vm/run)' : "this host's kernel"}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);
