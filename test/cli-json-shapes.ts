@@ -37,7 +37,8 @@ export function shapeProblems(value: unknown, shape: Shape, at = '$'): string[] 
     if (!Array.isArray(value)) return [`${at}: expected a list, got ${JSON.stringify(value)}`];
     return value.flatMap((v, i) => shapeProblems(v, shape[0]!, `${at}[${i}]`));
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [`${at}: expected an object, got ${JSON.stringify(value)}`];
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return [`${at}: expected an object, got ${JSON.stringify(value)}`];
   const v = value as Record<string, unknown>;
   return [
     ...Object.keys(shape)

@@ -253,9 +253,16 @@ export function toInt(text: string, field: string): number {
 async function tableFrom(lines: string | undefined, file: string | undefined) {
   if (lines !== undefined && file !== undefined) throw invalidArg('--table', `give the table once: --table or ${file}, not both`);
   if (lines !== undefined) return parseTableText(lines);
-  const path = file === '-' ? '/dev/stdin' : file!;
-  const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    throw invalidArg(file === '-' ? 'stdin' : file!, `cannot read the table: ${e.code ?? e.message}`);
+  const from = file === '-' ? 'stdin' : file!;
+  const text = await (file === '-' ? readStdin() : readFile(from, 'utf8')).catch((e: NodeJS.ErrnoException) => {
+    throw invalidArg(from, `cannot read the table: ${e.code ?? e.message}`);
   });
-  return parseTableText(text, { file: file === '-' ? 'stdin' : file! });
+  return parseTableText(text, { file: from });
+}
+
+/** All of stdin (a pipe, a file or a socket: opening /dev/stdin fails on a socket). */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -37,7 +37,10 @@ export function addLoopCommands(program: Command, out: () => OutputOptions): voi
   const l = program
     .command('loop')
     .description('loop devices, like losetup (whose -f, --show, -d, -a spellings work too)')
-    .addHelpText('after', '\nExamples:\n  devmapper loop attach disk.img --read-only\n  devmapper loop -f --show disk.img\n  devmapper loop -d /dev/loop3');
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper loop attach disk.img --read-only\n  devmapper loop -f --show disk.img\n  devmapper loop -d /dev/loop3',
+    );
 
   const attach = withJson(l.command('attach [file]'))
     .description('attach FILE to the first free loop device and print its path; with -f and no FILE, print the first free device')

@@ -187,7 +187,7 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       const dev = await (
         await ThinPool.open(pool)
       ).activate(toInt(id, 'id'), { name: o.name, size: o.size, readOnly: o.readOnly ?? false });
-      emit(out(), { ...infoJson(dev), thinId: dev.thinId }, () => dev.path);
+      emit(out(), infoJson(dev), () => dev.path);
     });
   withJson(t.command('deactivate <name>'))
     .description('remove the mapping of a thin device (its data stays in the pool)')
