@@ -30,7 +30,7 @@ function cliInput(input: string, ...args: string[]): Promise<{ code: number; std
 }
 const SHAPES = documentedShapes();
 /** `devmapper VERB ARGS --json`, checked against the verb's shape in docs/cli-json.md (`as`: another verb's shape). */
-async function shaped<T = any>(verb: string, args: string[] = [], as = verb): Promise<T> {
+async function shaped<T = Record<string, unknown>>(verb: string, args: string[] = [], as = verb): Promise<T> {
   const r = await cli(...verb.split(' '), ...args, '--json');
   expect(r.code, `${verb} ${args.join(' ')}: ${r.stderr}`).toBe(0);
   const value = JSON.parse(r.stdout) as T;
