@@ -6,7 +6,7 @@ import { humanSize } from '../format';
 import { ThinPool, type PoolStatus } from '../pool/index';
 import { toInt } from './dm-commands';
 import { infoJson, poolStatusJson } from './json';
-import { emit, keyValues, withJson, type OutputOptions } from './output';
+import { alias, emit, keyValues, withJson, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';
 
 /** The pool block of `devmapper pool status`, also the demo's report. */
@@ -177,11 +177,12 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       const n = await (await ThinPool.open(pool)).createSnapshot(id === '-' ? undefined : toInt(id, 'id'), toInt(origin, 'origin'));
       emit(out(), { thinId: n }, () => String(n));
     });
-  withJson(t.command('activate <pool> <id>'))
+  const activate = withJson(t.command('activate <pool> <id>'))
     .description('map thin device ID as /dev/mapper/NAME')
     .requiredOption('--name <name>', 'device name')
     .requiredOption('--size <size>', 'device size, e.g. 10G')
-    .option('--read-only', 'read-only')
+    .option('-r, --read-only', 'read-only');
+  alias(activate, '--readonly', '--read-only', 'dmsetup')
     .addHelpText('after', '\nExample:\n  devmapper thin activate docker-8:1-1234-pool 7 --name base --size 10G')
     .action(async (pool: string, id: string, o: { name: string; size: string; readOnly?: boolean }) => {
       const dev = await (

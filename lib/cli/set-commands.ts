@@ -113,7 +113,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
 
   root(s.command('mount <id> <path>'))
     .description('mount device ID at PATH (made if missing)')
-    .option('--read-only', 'mount read-only')
+    .option('-r, --read-only', 'mount read-only')
     .option('-o, --options <list>', 'mount options, comma-separated')
     .addHelpText('after', '\nExample:\n  devmapper set mount container1 /run/ctr/1/rootfs --root /var/lib/rt/dm')
     .action(async (id: string, path: string, o: SetOptions & { readOnly?: boolean; options?: string }) => {

@@ -128,6 +128,11 @@ it("maps losetup's and dmsetup's option spellings onto the verbs' own (checked b
   const unreadable = await cli(['reload', 'x', '/nonexistent.table', '--readonly']);
   expect(unreadable).toMatchObject({ code: 2, stderr: expect.stringContaining('/nonexistent.table: cannot read the table: ENOENT') });
   expect((await cli(['create', 'x', '-r', '-u', 'LVM-1', '--table', 'nonsense'])).code).toBe(2);
+  expect(await cli(['create', 'x', '/nonexistent.table', '-r'])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining('/nonexistent.table: cannot read'),
+  });
+  expect((await cli(['thin', 'activate', 'p', '1', '--name', 'x', '--size', 'lots', '--readonly'])).code).toBe(1); // no such pool: the alias parses
   expect((await cli(['deps', 'x', '-o', 'bogus'])).code).toBe(2);
 });
 
