@@ -217,6 +217,27 @@ export async function rename(name: string, newName: string): Promise<void> {
   await renameNode(mapperPath(name), mapperPath(newName), r.dev);
 }
 
+/** A /dev/mapper node as dm.mknodes left it. */
+export interface MapperNode {
+  name: string;
+  path: string;
+  major: number;
+  minor: number;
+}
+
+/**
+ * Make the /dev/mapper node of device `name` (or of every device) right, as
+ * `dmsetup mknodes` does: a missing node is made, one of another device
+ * replaced; without a name, and without udev, nodes of devices that are gone
+ * are removed too.
+ */
+export async function mknodes(name?: string): Promise<MapperNode[]> {
+  const devices = name === undefined ? await list() : [await info(checkName(name))];
+  const nodes = devices.map((d) => ({ name: d.name, path: mapperPath(d.name), major: d.major, minor: d.minor }));
+  for (const n of nodes) await ensureBlockNode(n.path, n);
+  return nodes;
+}
+
 /** Give a device that has none a uuid (the kernel refuses to change an existing one). */
 export async function setUuid(name: string, uuid: string): Promise<void> {
   checkName(name);

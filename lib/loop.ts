@@ -308,6 +308,15 @@ function loopDevice(n: number, dev: DevNumber, held: { close(): Promise<void> } 
   };
 }
 
+/** The first free loop device (LOOP_CTL_GET_FREE, which adds one if none is free), as `losetup -f` prints it. */
+export async function findFree(): Promise<{ path: string; number: number; major: number; minor: number }> {
+  const control = await loopControl();
+  const n = await traced('LOOP_CTL_GET_FREE', LOOP_CONTROL, () => native.loopIoctl(control, 'LOOP_CTL_GET_FREE'));
+  await ensureLoopNode(n);
+  const dev = (await sysfsDev(`loop${n}`)) ?? { major: 7, minor: n };
+  return { path: loopPath(n), number: n, major: dev.major, minor: dev.minor };
+}
+
 /** Detach the backing file. A device still in use detaches when its last user closes it. */
 export async function detach(ref: LoopRef): Promise<void> {
   const n = loopNumber(ref);

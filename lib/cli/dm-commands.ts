@@ -4,40 +4,42 @@ import * as dm from '../dm';
 import { invalidArg } from '../errors';
 import { LIBRARY_VERSION } from '../version';
 import { grammars } from '../targets/index';
-import { columns, emit, keyValues, type OutputOptions } from './output';
+import { blockName, sysfsText } from '../sysfs';
+import { readFile } from 'node:fs/promises';
+import { Option } from 'commander';
+import { depsJson, infoJson, listJson, statusJson, tableJson, versionJson } from './json';
+import { alias, columns, emit, keyValues, withJson, type OutputOptions } from './output';
 import { formatTableText, parseTableText } from './table-line';
 import { terminalProgress } from './progress-line';
 import { step } from '../progress';
 import { parseSize } from '../size';
 
 export function addDmCommands(program: Command, out: () => OutputOptions): void {
-  program
-    .command('version')
+  withJson(program.command('version'))
     .description('library, kernel driver and target versions')
     .addHelpText('after', '\nExample:\n  devmapper version --json')
     .action(async () => {
       const [driver, targets] = await Promise.all([dm.version(), dm.targets()]);
-      const value = { library: LIBRARY_VERSION, driver, targets };
+      const value = versionJson(LIBRARY_VERSION, driver, targets);
       emit(out(), value, () =>
         [
           `Library version: ${value.library}`,
-          `Driver version:  ${driver.major}.${driver.minor}.${driver.patch}`,
+          `Driver version:  ${value.driver}`,
           'Targets:',
           columns(
             ['NAME', 'VERSION'],
-            targets.map((t) => [t.name, t.version.join('.')]),
+            value.targets.map((t) => [t.name, t.version]),
           ),
         ].join('\n'),
       );
     });
 
-  program
-    .command('ls')
+  withJson(program.command('ls'))
     .description('list device-mapper devices')
     .addHelpText('after', '\nExample:\n  devmapper ls --json')
     .action(async () => {
       const list = await dm.list();
-      emit(out(), list, () =>
+      emit(out(), listJson(list), () =>
         list.length === 0
           ? 'No devices found'
           : columns(
@@ -47,13 +49,12 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       );
     });
 
-  program
-    .command('info <name>')
+  withJson(program.command('info <name>'))
     .description('state of one device')
     .addHelpText('after', '\nExample:\n  devmapper info docker-8:1-1234-pool')
     .action(async (name: string) => {
       const i = await dm.info(name);
-      emit(out(), i, () =>
+      emit(out(), infoJson(i), () =>
         keyValues([
           ['Name', i.name],
           ['State', i.suspended ? 'SUSPENDED' : 'ACTIVE'],
@@ -69,18 +70,16 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       );
     });
 
-  program
-    .command('table <name>')
+  withJson(program.command('table <name>'))
     .description('the loaded table, one target per line')
     .option('--inactive', 'the inactive (loaded, not resumed) table')
     .addHelpText('after', '\nExample:\n  devmapper table mydev --inactive')
     .action(async (name: string, o: { inactive?: boolean }) => {
       const t = await dm.table(name, { inactive: o.inactive ?? false });
-      emit(out(), t, () => formatTableText(t));
+      emit(out(), tableJson(t), () => formatTableText(t));
     });
 
-  program
-    .command('status <name>')
+  withJson(program.command('status <name>'))
     .description("each target's status, parsed where the target type is known")
     .option('--raw', "print the kernel's status lines as they are")
     .addHelpText('after', '\nExample:\n  devmapper status docker-8:1-1234-pool')
@@ -88,7 +87,7 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       const lines = await dm.status(name);
       const parsed = lines.map((t) => ({ ...t, parsed: grammars[t.type]?.parseStatus(t.params) }));
       if (o.raw && !out().json) return console.log(formatTableText(lines));
-      emit(out(), parsed, () =>
+      emit(out(), statusJson(parsed), () =>
         parsed
           .map((t) => {
             const head = `${t.start} ${t.length} ${t.type}`;
@@ -99,24 +98,78 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       );
     });
 
-  program
-    .command('create <name>')
-    .description('create a device; with --table also load and resume it')
+  const create = withJson(program.command('create <name> [file]'))
+    .description('create a device; with a table (--table or a table FILE) also load and resume it')
     .option('--table <lines>', 'table lines "<start> <length> <type> <params>", separated by newlines or ";"')
-    .option('--uuid <uuid>', 'device uuid')
-    .option('--read-only', 'load the table read-only')
-    .addHelpText('after', '\nExample:\n  devmapper create zeros --table "0 2048 zero"')
-    .action(async (name: string, o: { table?: string; uuid?: string; readOnly?: boolean }) => {
+    .option('-u, --uuid <uuid>', 'device uuid')
+    .option('-r, --read-only', 'load the table read-only');
+  alias(create, '--readonly', '--read-only', 'dmsetup')
+    .addHelpText('after', '\nExamples:\n  devmapper create zeros --table "0 2048 zero"\n  devmapper create mydev mydev.table --readonly')
+    .action(async (name: string, file: string | undefined, o: { table?: string; uuid?: string; readOnly?: boolean }) => {
+      const table = file === undefined && o.table === undefined ? undefined : await tableFrom(o.table, file);
       const info = await dm.create(name, {
-        ...(o.table !== undefined ? { table: parseTableText(o.table) } : {}),
+        ...(table !== undefined ? { table } : {}),
         ...(o.uuid !== undefined ? { uuid: o.uuid } : {}),
         readOnly: o.readOnly ?? false,
       });
-      emit(out(), info, () => info.path);
+      emit(out(), infoJson(info), () => info.path);
+    });
+
+  const reload = program
+    .command('reload <name> [file]')
+    .description('load a table into the inactive slot (resume makes it live), from --table, a table FILE, or stdin')
+    .option('--table <lines>', 'table lines "<start> <length> <type> <params>", separated by newlines or ";"')
+    .option('-r, --read-only', 'load the table read-only');
+  alias(reload, '--readonly', '--read-only', 'dmsetup')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  devmapper reload mydev --table "0 4096 zero" && devmapper resume mydev\n  devmapper table olddev | devmapper reload mydev',
+    )
+    .action(async (name: string, file: string | undefined, o: { table?: string; readOnly?: boolean }) => {
+      await dm.load(name, await tableFrom(o.table, file ?? '-'), { readOnly: o.readOnly ?? false });
     });
 
   program
-    .command('remove <name>')
+    .command('rename <name> <new>')
+    .description('rename a device (its /dev/mapper node with it); with --setuuid, NEW is the uuid to give a device that has none')
+    .option('--setuuid', 'set the uuid instead of the name (the kernel sets it only once)')
+    .addHelpText('after', '\nExamples:\n  devmapper rename mydev newname\n  devmapper rename mydev --setuuid LVM-1234')
+    .action(async (name: string, next: string, o: { setuuid?: boolean }) => {
+      await (o.setuuid ? dm.setUuid(name, next) : dm.rename(name, next));
+    });
+
+  withJson(program.command('deps <name>'))
+    .description("the devices a device's live table uses, as major:minor (or names with -o devname)")
+    .addOption(
+      new Option('-o, --options <how>', 'devno: (major, minor); devname: device-mapper name, else kernel name; blkdevname: kernel name')
+        .choices(['devno', 'devname', 'blkdevname'])
+        .default('devno'),
+    )
+    .addHelpText('after', '\nExamples:\n  devmapper deps mydev\n  devmapper deps docker-8:1-1234-pool -o devname --json')
+    .action(async (name: string, o: { options: 'devno' | 'devname' | 'blkdevname' }) => {
+      const deps = depsJson(
+        await Promise.all(
+          (await dm.deps(name)).map(async (d) => {
+            const blockDevice = await blockName(d);
+            const dmName = blockDevice === undefined ? undefined : await sysfsText(blockDevice, 'dm/name');
+            return { ...d, blockDevice, name: dmName ?? blockDevice };
+          }),
+        ),
+      );
+      const show = (d: (typeof deps)[number]) =>
+        o.options === 'devno' ? `${d.major}, ${d.minor}` : ((o.options === 'devname' ? d.name : d.blockDevice) ?? `${d.major}:${d.minor}`);
+      emit(out(), deps, () => `${deps.length} dependencies\t: ${deps.map((d) => `(${show(d)})`).join(' ')}`);
+    });
+
+  withJson(program.command('mknodes [name]'))
+    .description('make the /dev/mapper node of NAME (or of every device) right; without NAME and udev, drop nodes of devices that are gone')
+    .addHelpText('after', '\nExamples:\n  devmapper mknodes\n  devmapper mknodes mydev')
+    .action(async (name?: string) => {
+      const nodes = await dm.mknodes(name);
+      emit(out(), nodes, () => '');
+    });
+
+  withJson(program.command('remove <name>'))
     .description('remove a device')
     .option('--deferred', 'if it is open, remove it on last close')
     .option('--retry', 'retry while it is busy (about 5 s)')
@@ -139,11 +192,10 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
         emit(out(), { deferred: true, removed: true }, () => '');
         return;
       }
-      emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
+      emit(out(), { deferred: r.deferred, removed: !r.deferred }, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
     });
 
-  program
-    .command('discard <name>')
+  withJson(program.command('discard <name>'))
     .description('discard a byte range of a device (BLKDISCARD): a thin device gives its blocks back to the pool')
     .option('--offset <size>', 'start of the range (default 0; a multiple of 512)')
     .option('--length <size>', 'bytes to discard (default: to the end)')
@@ -174,8 +226,7 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       await dm.resume(name);
     });
 
-  program
-    .command('message <name> <sector> <text...>')
+  withJson(program.command('message <name> <sector> <text...>'))
     .description("send a message to the target at sector; prints the target's reply")
     .addHelpText('after', '\nExample:\n  devmapper message docker-8:1-1234-pool 0 create_thin 7')
     .action(async (name: string, sector: string, text: string[]) => {
@@ -183,8 +234,7 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       emit(out(), { reply }, () => reply);
     });
 
-  program
-    .command('wait <name> [event]')
+  withJson(program.command('wait <name> [event]'))
     .description('wait until the event number differs from EVENT (default: the current one); prints the new one')
     .addHelpText('after', '\nExample:\n  devmapper wait docker-8:1-1234-pool')
     .action(async (name: string, event?: string) => {
@@ -197,4 +247,22 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
 export function toInt(text: string, field: string): number {
   if (!/^\d+$/.test(text)) throw invalidArg(field, `'${text}' is not a whole number`);
   return Number(text);
+}
+
+/** A table from --table, or from FILE ("-": stdin) as dmsetup reads one. */
+async function tableFrom(lines: string | undefined, file: string | undefined) {
+  if (lines !== undefined && file !== undefined) throw invalidArg('--table', `give the table once: --table or ${file}, not both`);
+  if (lines !== undefined) return parseTableText(lines);
+  const from = file === '-' ? 'stdin' : file!;
+  const text = await (file === '-' ? readStdin() : readFile(from, 'utf8')).catch((e: NodeJS.ErrnoException) => {
+    throw invalidArg(from, `cannot read the table: ${e.code ?? e.message}`);
+  });
+  return parseTableText(text, { file: from });
+}
+
+/** All of stdin (a pipe, a file or a socket: opening /dev/stdin fails on a socket). */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -7,7 +7,7 @@ import { DmError } from '../errors';
 import * as lib from '../index';
 import { LIBRARY_VERSION } from '../version';
 import { addDmCommands } from './dm-commands';
-import { addLoopCommands } from './loop-commands';
+import { addLoopCommands, losetupSpelling } from './loop-commands';
 import { addPoolCommands } from './pool-commands';
 import { addSetCommands } from './set-commands';
 import { addSnapshotterCommands } from './snapshotter-commands';
@@ -24,8 +24,9 @@ export async function main(argv: string[]): Promise<number> {
       'after',
       '\nExamples:\n  devmapper ls\n  devmapper pool create --dir /var/lib/pool --data-size 100G\n  devmapper set init --root /var/lib/rt/dm\n  devmapper repl',
     )
-    .hook('preAction', () => {
+    .hook('preAction', (_program, action) => {
       if (program.opts().debug) enableTrace();
+      if (action.opts().json === true) program.setOptionValue('json', true); // a verb's own --json
     });
   const out = () => ({ json: program.opts().json === true });
   addDmCommands(program, out);
@@ -56,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
 
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(losetupSpelling(argv), { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {

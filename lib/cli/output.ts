@@ -1,5 +1,7 @@
 // How the CLI prints: JSON (stable keys, sizes in bytes) under --json,
 // aligned columns and docker-style sizes otherwise.
+import { Option, type Command } from 'commander';
+
 export interface OutputOptions {
   json?: boolean;
 }
@@ -25,4 +27,22 @@ export function keyValues(pairs: Array<[string, string | number | boolean | unde
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}: ${String(v)}`)
     .join('\n');
+}
+
+/** `--json` on a verb, so its --help lists it (main.ts carries it to the program's option). */
+export function withJson(cmd: Command): Command {
+  return cmd.option('--json', 'print JSON: every key always present, sizes in bytes (shapes: docs/cli-json.md)');
+}
+
+/**
+ * Another tool's spelling of one of `cmd`'s options (losetup's --sizelimit
+ * for --size-limit): it sets the same value, and --help names what it stands for.
+ */
+export function alias(cmd: Command, flags: string, of: string, tool: string): Command {
+  const o = new Option(flags, `${tool}'s spelling of ${of}`);
+  const target = cmd.options.find((x) => x.long === of);
+  if (!target) throw new Error(`alias ${flags}: ${cmd.name()} has no ${of}`);
+  cmd.addOption(o);
+  cmd.on(`option:${o.name()}`, (value: unknown) => cmd.setOptionValueWithSource(target.attributeName(), value, 'cli'));
+  return cmd;
 }

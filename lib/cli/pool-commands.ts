@@ -5,7 +5,8 @@ import * as dm from '../dm';
 import { humanSize } from '../format';
 import { ThinPool, type PoolStatus } from '../pool/index';
 import { toInt } from './dm-commands';
-import { emit, keyValues, type OutputOptions } from './output';
+import { infoJson, poolStatusJson } from './json';
+import { alias, emit, keyValues, withJson, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';
 
 /** The pool block of `devmapper pool status`, also the demo's report. */
@@ -32,7 +33,7 @@ export function poolReport(pool: ThinPool, s: PoolStatus, usage: Awaited<ReturnT
 export function addPoolCommands(program: Command, out: () => OutputOptions): void {
   const p = program.command('pool').description('thin pools');
 
-  p.command('create')
+  withJson(p.command('create'))
     .description('create a loop-backed pool (--dir) or one on block devices (--data-dev, --metadata-dev, --name)')
     .option('--dir <dir>', 'directory for the sparse data and metadata files')
     .option('--name <name>', 'pool name (loop-backed default: devmapper-MAJ:MIN-INO-pool)')
@@ -76,22 +77,29 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
               });
         emit(
           out(),
-          { name: pool.name, path: pool.path, blockSize: pool.blockSize, dataSize: pool.dataSize, loopBacking: pool.loopBacking ?? null },
+          {
+            name: pool.name,
+            path: pool.path,
+            blockSize: pool.blockSize,
+            dataSize: pool.dataSize,
+            dataFile: pool.loopBacking?.dataFile ?? null,
+            metadataFile: pool.loopBacking?.metadataFile ?? null,
+          },
           () => pool.name,
         );
       },
     );
 
-  p.command('status <name>')
+  withJson(p.command('status <name>'))
     .description('status and space of a pool')
     .addHelpText('after', '\nExample:\n  devmapper pool status docker-8:1-1234-pool --json')
     .action(async (name: string) => {
       const pool = await ThinPool.open(name);
       const [s, usage] = await Promise.all([pool.status(), pool.usage()]);
-      emit(out(), { name, blockSize: pool.blockSize, ...s, usage }, () => poolReport(pool, s, usage));
+      emit(out(), poolStatusJson(pool, s, usage), () => poolReport(pool, s, usage));
     });
 
-  p.command('watch <name>')
+  withJson(p.command('watch <name>'))
     .description("print the pool's events as they happen (until ^C); optionally grow a loop-backed pool before it fills")
     .option('--auto-extend <threshold:percent>', 'grow by PERCENT when THRESHOLD percent of the space is used, e.g. 80:20')
     .option('--max <size>', 'never grow the data file beyond this size')
@@ -127,7 +135,7 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
       if (failure) throw failure;
     });
 
-  p.command('resize <name>')
+  withJson(p.command('resize <name>'))
     .description('grow a pool: loop-backed with the new sizes, direct to its grown devices')
     .option('--data-size <size>', 'new data size (loop-backed)')
     .option('--metadata-size <size>', 'new metadata size (loop-backed)')
@@ -155,41 +163,42 @@ export function addPoolCommands(program: Command, out: () => OutputOptions): voi
     });
 
   const t = program.command('thin').description('thin devices in a pool');
-  t.command('create <pool> [id]')
+  withJson(t.command('create <pool> [id]'))
     .description('create a thin device (the next free id when none is given); prints the id')
     .addHelpText('after', '\nExample:\n  devmapper thin create docker-8:1-1234-pool 7')
     .action(async (pool: string, id?: string) => {
       const n = await (await ThinPool.open(pool)).createThin(id === undefined ? undefined : toInt(id, 'id'));
       emit(out(), { thinId: n }, () => String(n));
     });
-  t.command('snapshot <pool> <id> <origin>')
+  withJson(t.command('snapshot <pool> <id> <origin>'))
     .description('snapshot thin device ORIGIN as ID ("-" for the next free id); prints the id')
     .addHelpText('after', '\nExample:\n  devmapper thin snapshot docker-8:1-1234-pool 8 7')
     .action(async (pool: string, id: string, origin: string) => {
       const n = await (await ThinPool.open(pool)).createSnapshot(id === '-' ? undefined : toInt(id, 'id'), toInt(origin, 'origin'));
       emit(out(), { thinId: n }, () => String(n));
     });
-  t.command('activate <pool> <id>')
+  const activate = withJson(t.command('activate <pool> <id>'))
     .description('map thin device ID as /dev/mapper/NAME')
     .requiredOption('--name <name>', 'device name')
     .requiredOption('--size <size>', 'device size, e.g. 10G')
-    .option('--read-only', 'read-only')
+    .option('-r, --read-only', 'read-only');
+  alias(activate, '--readonly', '--read-only', 'dmsetup')
     .addHelpText('after', '\nExample:\n  devmapper thin activate docker-8:1-1234-pool 7 --name base --size 10G')
     .action(async (pool: string, id: string, o: { name: string; size: string; readOnly?: boolean }) => {
       const dev = await (
         await ThinPool.open(pool)
       ).activate(toInt(id, 'id'), { name: o.name, size: o.size, readOnly: o.readOnly ?? false });
-      emit(out(), dev, () => dev.path);
+      emit(out(), infoJson(dev), () => dev.path);
     });
-  t.command('deactivate <name>')
+  withJson(t.command('deactivate <name>'))
     .description('remove the mapping of a thin device (its data stays in the pool)')
     .option('--deferred', 'if it is open, remove it on last close')
     .addHelpText('after', '\nExample:\n  devmapper thin deactivate base --deferred')
     .action(async (name: string, o: { deferred?: boolean }) => {
       const r = await dm.remove(name, { deferred: o.deferred ?? false });
-      emit(out(), r, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
+      emit(out(), { deferred: r.deferred, removed: !r.deferred }, () => (r.deferred ? `${name}: removal deferred until last close` : ''));
     });
-  t.command('usage <pool> <id>')
+  withJson(t.command('usage <pool> <id>'))
     .description("mapped sectors of thin device ID (its device's status, or a short read-only activation)")
     .addHelpText('after', '\nExample:\n  devmapper thin usage docker-8:1-1234-pool 7 --json')
     .action(async (pool: string, id: string) => {

@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { DeviceSet, type DeviceSetInfo, type DeviceSetOptions } from '../device-set/index';
 import { DmError } from '../errors';
 import { humanSize } from '../format';
-import { columns, emit, keyValues, type OutputOptions } from './output';
+import { setDeviceJson, setInfoJson } from './json';
+import { columns, emit, keyValues, withJson, type OutputOptions } from './output';
 import { terminalProgress } from './progress-line';
 
 interface SetOptions {
@@ -62,7 +63,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
   const s = program.command('set').description("device sets: Docker's devicemapper graph driver");
   const root = (c: Command) => c.requiredOption('--root <dir>', "the set's directory (devicemapper/, metadata/, mnt/)");
 
-  root(s.command('init'))
+  withJson(root(s.command('init')))
     .description('make the set: a loop-backed pool under ROOT/devicemapper and the base device with its filesystem')
     .option('--data-size <size>', 'sparse data file size (default 100G)')
     .option('--metadata-size <size>', 'sparse metadata file size (default 2G)')
@@ -76,7 +77,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       if (o.baseSize) options.baseSize = o.baseSize;
       if (o.fs) options.fs = o.fs;
       const info = await withSet(o, (ds) => ds.info(), { make: true, options });
-      emit(out(), info, () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
+      emit(out(), setInfoJson(info), () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
     });
 
   root(s.command('close'))
@@ -86,15 +87,15 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       await withSet(o, async () => undefined, { keep: false });
     });
 
-  root(s.command('info'))
+  withJson(root(s.command('info')))
     .description('the docker info storage fields of an existing set')
     .addHelpText('after', '\nExample:\n  devmapper set info --root /var/lib/myruntime/devicemapper --json')
     .action(async (o: SetOptions) => {
       const info = await withSet(o, (ds) => ds.info());
-      emit(out(), info, () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
+      emit(out(), setInfoJson(info), () => `Storage Driver: devicemapper\n${dockerInfo(info)}`);
     });
 
-  root(s.command('create <id>'))
+  withJson(root(s.command('create <id>')))
     .description('create device ID as a snapshot of --parent (default: the base device); makes the set first if there is none')
     .option('--parent <id>', 'device to snapshot')
     .option('--size <size>', 'larger than the parent: grow the device and its filesystem')
@@ -107,12 +108,12 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
           make: true,
         },
       );
-      emit(out(), d, () => id);
+      emit(out(), setDeviceJson(d), () => id);
     });
 
   root(s.command('mount <id> <path>'))
     .description('mount device ID at PATH (made if missing)')
-    .option('--read-only', 'mount read-only')
+    .option('-r, --read-only', 'mount read-only')
     .option('-o, --options <list>', 'mount options, comma-separated')
     .addHelpText('after', '\nExample:\n  devmapper set mount container1 /run/ctr/1/rootfs --root /var/lib/rt/dm')
     .action(async (id: string, path: string, o: SetOptions & { readOnly?: boolean; options?: string }) => {
@@ -133,7 +134,7 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       await withSet(o, (ds) => ds.remove(id));
     });
 
-  root(s.command('usage <id>'))
+  withJson(root(s.command('usage <id>')))
     .description('bytes the pool has mapped for device ID (from the thin status)')
     .addHelpText('after', '\nExample:\n  devmapper set usage container1 --root /var/lib/rt/dm --json')
     .action(async (id: string, o: SetOptions) => {
@@ -149,12 +150,12 @@ export function addSetCommands(program: Command, out: () => OutputOptions): void
       );
     });
 
-  root(s.command('ls'))
+  withJson(root(s.command('ls')))
     .description('list the devices of a set')
     .addHelpText('after', '\nExample:\n  devmapper set ls --root /var/lib/rt/dm --json')
     .action(async (o: SetOptions) => {
       const devices = await withSet(o, async (ds) => Promise.all(ds.list().map((id) => ds.get(id))));
-      emit(out(), devices, () =>
+      emit(out(), devices.map(setDeviceJson), () =>
         columns(
           ['ID', 'PARENT', 'THIN-ID', 'SIZE', 'MOUNTED'],
           devices.map((d) => [d.id, d.parent || '(base)', d.thinId, humanSize(d.size), d.mountPoint ?? '']),

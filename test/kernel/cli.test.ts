@@ -1,10 +1,11 @@
 // The devmapper command against the real kernel, as a person would run it.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync, lstatSync } from 'node:fs';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dm } from '../../lib/index';
+import { documentedShapes, shapeProblems } from '../cli-json-shapes';
 import { gone, RUN, SCRATCH, sparseFile, sweep } from './helpers';
 
 const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
@@ -18,6 +19,24 @@ async function json<T = unknown>(...args: string[]): Promise<T> {
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as T;
 }
+/** The CLI with `input` on its stdin. */
+function cliInput(input: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [bin, ...args], (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+    );
+    child.stdin!.end(input);
+  });
+}
+const SHAPES = documentedShapes();
+/** `devmapper VERB ARGS --json`, checked against the verb's shape in docs/cli-json.md (`as`: another verb's shape). */
+async function shaped<T = Record<string, unknown>>(verb: string, args: string[] = [], as = verb): Promise<T> {
+  const r = await cli(...verb.split(' '), ...args, '--json');
+  expect(r.code, `${verb} ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  const value = JSON.parse(r.stdout) as T;
+  expect(shapeProblems(value, SHAPES.get(as)!), `${verb} ${args.join(' ')}`).toEqual([]);
+  return value;
+}
 
 beforeAll(sweep);
 afterAll(async () => {
@@ -27,8 +46,8 @@ afterAll(async () => {
 
 describe('devmapper CLI', () => {
   it('version, create, ls, info, table, status, message, suspend, resume, remove', async () => {
-    const v = await json<{ driver: { major: number }; targets: Array<{ name: string }> }>('version');
-    expect(v.driver.major).toBe(4);
+    const v = await shaped<{ driver: string; targets: Array<{ name: string }> }>('version');
+    expect(v.driver).toMatch(/^4\.\d+\.\d+$/);
     expect(v.targets.map((t) => t.name)).toContain('thin-pool');
     const name = `${RUN}cli`;
     expect((await cli('create', name, '--table', '0 1024 zero; 1024 1024 error')).stdout.trim()).toBe(`/dev/mapper/${name}`);
@@ -55,6 +74,122 @@ describe('devmapper CLI', () => {
     await expect(dm.info(forced)).rejects.toMatchObject({ code: 'ENXIO' });
   });
 
+  it('losetup spellings, reload, rename, deps, mknodes, and the --json shapes on devices of different kinds', async () => {
+    const fileA = await sparseFile('cli-json-a', 8 << 20);
+    const fileB = await sparseFile('cli-json-b', 4 << 20);
+    // Loop devices: losetup's -f --show with an offset, size limit and sector size; a read-only one; -f alone.
+    const a = (await cli('loop', '-f', '--show', '-o', '1M', '--sizelimit', '4M', '--sector-size', '4096', fileA)).stdout.trim();
+    expect(a).toMatch(/^\/dev\/loop\d+$/);
+    const b = await shaped<{ path: string; directIo: boolean }>('loop attach', [fileB, '-r']);
+    expect(typeof b.directIo).toBe('boolean');
+    expect((await shaped<{ directIo: null }>('loop attach', ['-f'])).directIo).toBeNull();
+    const [infoA, infoB, loops] = await Promise.all([
+      shaped('loop info', [a]),
+      shaped('loop info', [b.path]),
+      shaped<Array<{ path: string }>>('loop ls'),
+    ]);
+    expect(infoA).toMatchObject({
+      backingFile: fileA,
+      offset: 1 << 20,
+      sizeLimit: 4 << 20,
+      blockSize: 4096,
+      size: 4 << 20,
+      readOnly: false,
+    });
+    expect(infoB).toMatchObject({ backingFile: fileB, offset: 0, sizeLimit: 0, blockSize: 512, size: 4 << 20, readOnly: true });
+    expect(loops.map((l) => l.path)).toEqual(expect.arrayContaining([a, b.path]));
+
+    // A linear device with a uuid, a striped one on it, one without table or uuid.
+    const [lin, str, bare] = [`${RUN}json-lin`, `${RUN}json-str`, `${RUN}json-bare`];
+    const linInfo = await shaped<{ major: number; minor: number }>('create', [lin, '-u', `${RUN}uuid`, '--table', `0 8192 linear ${a} 0`]);
+    expect(linInfo).toMatchObject({ uuid: `${RUN}uuid`, activeTable: true, targetCount: 1 });
+    expect(await shaped('create', [bare])).toMatchObject({ uuid: null, activeTable: false, targetCount: 0 });
+    expect(await cli('create', str, '--table', `0 8192 striped 1 128 /dev/mapper/${lin} 0`)).toMatchObject({ code: 0 });
+
+    // reload: from a table file (with a comment), and from stdin; the table waits in the inactive slot until resume.
+    const tableFile = `${SCRATCH}/zero.table`;
+    await writeFile(tableFile, '# dmsetup table files may have comments\n0 2048 zero\n');
+    expect(await cli('reload', bare, tableFile)).toMatchObject({ code: 0 });
+    expect(await cliInput(`0 8192 striped 1 256 /dev/mapper/${lin} 0\n`, 'reload', str)).toMatchObject({ code: 0 });
+    const [bareLive, bareInactive, bareInfo, strInactive] = await Promise.all([
+      shaped('table', [bare]),
+      shaped('table', [bare, '--inactive']),
+      shaped('info', [bare]),
+      shaped('table', [str, '--inactive']),
+    ]);
+    expect(bareLive).toEqual([]);
+    expect(bareInactive).toEqual([{ start: 0, length: 2048, type: 'zero', params: '' }]);
+    expect(bareInfo).toMatchObject({ activeTable: false, inactiveTable: true, uuid: null });
+    expect(strInactive).toEqual([{ start: 0, length: 8192, type: 'striped', params: `1 256 ${linInfo.major}:${linInfo.minor} 0` }]);
+    expect((await cli('table', str)).stdout).toContain('striped 1 128');
+    expect((await Promise.all([cli('resume', bare), cli('resume', str)])).map((r) => r.code)).toEqual([0, 0]);
+    expect((await cli('table', str)).stdout).toContain('striped 1 256');
+
+    // rename, and --setuuid on a device that has none.
+    const str2 = `${RUN}json-str2`;
+    expect(await cli('rename', str, str2)).toMatchObject({ code: 0 });
+    expect([existsSync(`/dev/mapper/${str}`), existsSync(`/dev/mapper/${str2}`)]).toEqual([false, true]);
+    expect(await cli('rename', bare, '--setuuid', `${RUN}uuid-bare`)).toMatchObject({ code: 0 });
+    expect((await cli('rename', lin, '--setuuid', `${RUN}uuid-again`)).stderr).toContain('already has a uuid');
+
+    // The read verbs on each kind: linear active and suspended, striped (no grammar: parsed null), zero.
+    expect(await cli('suspend', lin)).toMatchObject({ code: 0 });
+    const [infos, tables, statuses, deps, listed] = await Promise.all([
+      Promise.all([lin, str2, bare].map((n) => shaped('info', [n]))),
+      Promise.all([lin, str2, bare].map((n) => shaped('table', [n]))),
+      Promise.all([lin, str2, bare].map((n) => shaped<Array<{ type: string; parsed: unknown }>>('status', [n]))),
+      Promise.all([lin, str2, bare].map((n) => shaped('deps', [n]))),
+      shaped<Array<{ name: string; uuid: string | null }>>('ls'),
+    ]);
+    expect(infos.map((i) => [i.suspended, i.uuid])).toEqual([
+      [true, `${RUN}uuid`],
+      [false, null],
+      [false, `${RUN}uuid-bare`],
+    ]);
+    expect(tables.map((t) => t.length)).toEqual([1, 1, 1]);
+    expect(statuses.map((st) => [st[0]!.type, st[0]!.parsed])).toEqual([
+      ['linear', {}],
+      ['striped', null],
+      ['zero', {}],
+    ]);
+    const loopName = a.slice('/dev/'.length);
+    expect(deps).toEqual([
+      [{ major: 7, minor: Number(loopName.slice(4)), blockDevice: loopName, name: loopName }],
+      [{ major: linInfo.major, minor: linInfo.minor, blockDevice: `dm-${linInfo.minor}`, name: lin }],
+      [],
+    ]);
+    expect(
+      listed
+        .filter((d) => d.name.startsWith(`${RUN}json`))
+        .map((d) => d.uuid)
+        .sort(),
+    ).toEqual([`${RUN}uuid`, `${RUN}uuid-bare`, null].sort());
+    expect(await cli('resume', lin)).toMatchObject({ code: 0 });
+    expect((await cli('deps', str2)).stdout).toBe(`1 dependencies\t: (${linInfo.major}, ${linInfo.minor})\n`);
+    expect((await cli('deps', str2, '-o', 'devname')).stdout).toBe(`1 dependencies\t: (${lin})\n`);
+    expect((await cli('deps', lin, '-o', 'blkdevname')).stdout).toBe(`1 dependencies\t: (${loopName})\n`);
+
+    // mknodes: a lost node comes back, one device or all.
+    await unlink(`/dev/mapper/${str2}`);
+    const one = await shaped<Array<{ name: string; path: string }>>('mknodes', [str2]);
+    expect(one.map((n) => n.path)).toEqual([`/dev/mapper/${str2}`]);
+    expect(lstatSync(`/dev/mapper/${str2}`).isBlockDevice()).toBe(true);
+    await unlink(`/dev/mapper/${lin}`);
+    const all = await shaped<Array<{ name: string }>>('mknodes');
+    expect(all.map((n) => n.name)).toEqual(expect.arrayContaining([lin, str2, bare]));
+    expect(lstatSync(`/dev/mapper/${lin}`).isBlockDevice()).toBe(true);
+
+    const removed = await Promise.all([str2, bare].map((n) => shaped('remove', [n])));
+    expect(removed).toEqual([
+      { deferred: false, removed: true },
+      { deferred: false, removed: true },
+    ]);
+    expect(await shaped('remove', [lin])).toEqual({ deferred: false, removed: true });
+    // losetup's -d takes several devices.
+    expect(await cli('loop', '-d', a, b.path)).toMatchObject({ code: 0 });
+    expect((await cli('loop', 'info', a)).stderr).toContain('is not attached');
+  });
+
   it('loop attach, ls, info, detach', async () => {
     const file = await sparseFile('cli-loop', 8 << 20);
     const dev = (await cli('loop', 'attach', file, '--offset', '1M')).stdout.trim();
@@ -66,22 +201,73 @@ describe('devmapper CLI', () => {
 
   it('pool create, thin create/snapshot/activate/deactivate/delete, pool status/resize/destroy', async () => {
     const dir = `${SCRATCH}/cli-pool`;
-    const pool = (
-      await cli('pool', 'create', '--dir', dir, '--name', `${RUN}clipool`, '--data-size', '256M', '--metadata-size', '8M')
-    ).stdout.trim();
+    const created = await shaped<{ name: string; dataFile: string | null }>('pool create', [
+      '--dir',
+      dir,
+      '--name',
+      `${RUN}clipool`,
+      '--data-size',
+      '256M',
+      '--metadata-size',
+      '8M',
+    ]);
+    const pool = created.name;
     expect(pool).toBe(`${RUN}clipool`);
+    expect(created.dataFile).toBe(`${dir}/data`);
+    // A pool on block devices (linear devices on loop devices here, which it does not see through): the same keys, no files.
+    const loops = await Promise.all(
+      [['cli-direct-data', 64 << 20] as const, ['cli-direct-meta', 4 << 20] as const].map(async ([f, size]) =>
+        (await cli('loop', '-f', '--show', await sparseFile(f, size))).stdout.trim(),
+      ),
+    );
+    const [dataDev, metaDev] = await Promise.all(
+      ['data', 'meta'].map(
+        async (what, i) =>
+          (
+            await dm.create(`${RUN}clidirect-${what}`, {
+              table: [{ start: 0, length: (i === 0 ? 64 << 20 : 4 << 20) / 512, type: 'linear', params: `${loops[i]} 0` }],
+            })
+          ).path,
+      ),
+    );
+    const direct = await shaped<{ name: string; dataFile: string | null }>('pool create', [
+      '--name',
+      `${RUN}clidirect`,
+      '--data-dev',
+      dataDev!,
+      '--metadata-dev',
+      metaDev!,
+    ]);
+    expect(direct.dataFile).toBeNull();
+    const [loopStatus, directStatus, poolDeps] = await Promise.all([
+      shaped('pool status', [pool]),
+      shaped('pool status', [direct.name]),
+      shaped<Array<{ name: string }>>('deps', [direct.name]),
+    ]);
+    expect(loopStatus).toMatchObject({ dataFile: `${dir}/data`, usage: { data: { hostFree: expect.any(Number) } } });
+    expect(directStatus).toMatchObject({ dataFile: null, metadataFile: null, usage: { data: { hostFree: null, total: 64 << 20 } } });
+    expect(poolDeps.map((d) => `/dev/mapper/${d.name}`).sort()).toEqual([dataDev, metaDev].sort());
+    expect(await cli('pool', 'destroy', direct.name)).toMatchObject({ code: 0 });
+    for (const d of [dataDev!, metaDev!]) await dm.remove(d.slice('/dev/mapper/'.length));
+    expect(await cli('loop', '-d', ...loops)).toMatchObject({ code: 0 });
     expect((await cli('thin', 'create', pool)).stdout.trim()).toBe('0');
     expect((await cli('thin', 'snapshot', pool, '5', '0')).stdout.trim()).toBe('5');
     expect((await cli('thin', 'activate', pool, '5', '--name', `${RUN}clithin`, '--size', '64M')).stdout.trim()).toBe(
       `/dev/mapper/${RUN}clithin`,
     );
+    const [poolLines, thinLines] = await Promise.all([
+      shaped<Array<{ type: string; parsed: object | null }>>('status', [pool]),
+      shaped<Array<{ type: string; parsed: object | null }>>('status', [`${RUN}clithin`]),
+    ]);
+    expect(poolLines[0]).toMatchObject({ type: 'thin-pool', parsed: { mode: 'rw' } });
+    expect(thinLines[0]).toMatchObject({ type: 'thin', parsed: { mappedSectors: 0 } });
     const status = await cli('status', pool);
     expect(status.stdout).toMatch(/thin-pool\n[\s\S]*mode: rw/);
     expect((await cli('status', pool, '--raw')).stdout).toMatch(/thin-pool 0 \d+\/\d+ 0\/4096 - rw/);
     const human = await cli('pool', 'status', pool);
     expect(human.stdout).toMatch(/Pool Blocksize: 65.54 kB[\s\S]*Data Space Total: 268.4 MB/);
     expect(await json('discard', `${RUN}clithin`, '--offset', '1M', '--length', '4M')).toEqual({ offset: 1 << 20, length: 4 << 20 });
-    expect(await json('thin', 'usage', pool, '5')).toMatchObject({
+    expect(await shaped('thin usage', [pool, '5'])).toMatchObject({
       thinId: 5,
       source: 'active',
       mappedSectors: 0,
@@ -89,6 +275,7 @@ describe('devmapper CLI', () => {
     });
     expect(await cli('thin', 'deactivate', `${RUN}clithin`)).toMatchObject({ code: 0 });
     expect((await cli('thin', 'usage', pool, '5')).stdout.trim()).toBe('0 sectors mapped (0 bytes), highest -');
+    expect(await shaped('thin usage', [pool, '5'])).toMatchObject({ source: 'activation', highestMappedSector: null });
     expect(await cli('thin', 'delete', pool, '5')).toMatchObject({ code: 0 });
     expect((await cli('pool', 'resize', pool, '--data-size', '512M')).stdout).toContain('data 536.9 MB');
     expect((await json<{ totalDataBlocks: number }>('pool', 'status', pool)).totalDataBlocks).toBe(8192);
@@ -145,7 +332,7 @@ describe('devmapper CLI', () => {
       /^Storage Driver: devicemapper\n Pool Name: devmapper-\d+:\d+-\d+-pool\n Pool Blocksize: 65.54 kB\n Base Device Size: 10.74 GB\n Backing Filesystem: ext4\n Data file: \/dev\/loop\d+/,
     );
     expect(info.stdout).toMatch(/Data Space Total: 107.4 GB[\s\S]*Metadata Space Total: 2.147 GB[\s\S]*Deferred Deleted Device Count: 0/);
-    const j = await json<{ dataSpaceTotal: number; baseDeviceSize: number; poolName: string }>('set', 'info', '--root', root);
+    const j = await shaped<{ dataSpaceTotal: number; baseDeviceSize: number; poolName: string }>('set info', ['--root', root]);
     expect(j).toMatchObject({ dataSpaceTotal: 100 * 2 ** 30, baseDeviceSize: 10 * 2 ** 30 });
     expect(await cli('set', 'create', 'img', '--root', root)).toMatchObject({ code: 0 });
     expect(await cli('set', 'create', 'ctr', '--parent', 'img', '--root', root)).toMatchObject({ code: 0 });
@@ -153,10 +340,10 @@ describe('devmapper CLI', () => {
     expect(await cli('set', 'mount', 'ctr', mnt, '--root', root)).toMatchObject({ code: 0 });
     await writeFile(`${mnt}/hello`, 'from the cli'); // mounted between calls
     expect(await readFile(`${mnt}/hello`, 'utf8')).toBe('from the cli');
-    const ls = await json<Array<{ id: string; mountPoint?: string }>>('set', 'ls', '--root', root);
-    expect(ls.find((d) => d.id === 'ctr')?.mountPoint).toBe(mnt);
+    const ls = await shaped<Array<{ id: string; mountPoint: string | null }>>('set ls', ['--root', root]);
+    expect(Object.fromEntries(ls.map((d) => [d.id, d.mountPoint]))).toEqual({ img: null, ctr: mnt });
     expect((await cli('set', 'rm', 'ctr', '--root', root)).code).toBe(1); // still mounted
-    expect(await json('set', 'usage', 'ctr', '--root', root)).toMatchObject({
+    expect(await shaped('set usage', ['ctr', '--root', root])).toMatchObject({
       id: 'ctr',
       size: 10 * 2 ** 30,
       mappedBytes: expect.any(Number),

@@ -4,6 +4,8 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { losetupSpelling } from '../../lib/cli/loop-commands';
+import { documentedShapes } from '../cli-json-shapes';
 
 const bin = join(__dirname, '..', '..', 'bin', 'devmapper.js');
 const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
@@ -24,6 +26,10 @@ const VERBS = [
   ['message'],
   ['wait'],
   ['discard'],
+  ['reload'],
+  ['rename'],
+  ['deps'],
+  ['mknodes'],
   ['loop', 'attach'],
   ['loop', 'detach'],
   ['loop', 'ls'],
@@ -52,13 +58,83 @@ const VERBS = [
   ['repl'],
 ];
 
-it('every verb has --help with an example', async () => {
+// Verbs whose --json output is documented under another verb's shape, or as lines.
+const SHAPE_OF: Record<string, string | null> = {
+  'thin snapshot': 'thin create',
+  'set init': 'set info',
+  'set create': 'set ls', // one entry of it
+  'pool watch': null, // one object per event line
+};
+const READ_VERBS = [
+  'version',
+  'ls',
+  'info',
+  'table',
+  'status',
+  'deps',
+  'loop ls',
+  'loop info',
+  'pool status',
+  'thin usage',
+  'set info',
+  'set ls',
+  'set usage',
+];
+
+it('every verb has --help with an example; every read verb lists --json, and every --json has a documented shape', async () => {
   const results = await Promise.all(VERBS.map((v) => cli([...v, '--help'])));
+  const shapes = documentedShapes();
+  const withJson: string[] = [];
   results.forEach((r, i) => {
-    expect(r.code, VERBS[i]!.join(' ')).toBe(0);
-    expect(r.stdout, VERBS[i]!.join(' ')).toMatch(/Examples?[^:]*:\n {2}devmapper /);
+    const verb = VERBS[i]!.join(' ');
+    expect(r.code, verb).toBe(0);
+    expect(r.stdout, verb).toMatch(/Examples?[^:]*:\n {2}devmapper /);
+    if (/^ {2}--json /m.test(r.stdout)) withJson.push(verb);
   });
-}, 60_000); // 38 processes: slow under the sanitizer run
+  for (const verb of READ_VERBS) expect(withJson, verb).toContain(verb);
+  for (const verb of withJson) {
+    const documented = verb in SHAPE_OF ? SHAPE_OF[verb] : verb;
+    if (documented !== null) expect(shapes.has(documented!), `docs/cli-json.md: ${verb}`).toBe(true);
+  }
+  expect(withJson.length).toBeGreaterThan(READ_VERBS.length);
+}, 60_000); // 42 processes: slow under the sanitizer run
+
+it("takes losetup's command line: loop -f [--show] FILE attaches, -d detaches, -a lists", () => {
+  expect(losetupSpelling(['loop', '-f', '--show', 'disk.img'])).toEqual(['loop', 'attach', '-f', '--show', 'disk.img']);
+  expect(losetupSpelling(['--json', 'loop', '-fP', 'disk.img'])).toEqual(['--json', 'loop', 'attach', '-fP', 'disk.img']);
+  expect(losetupSpelling(['loop', '-f'])).toEqual(['loop', 'attach', '-f']);
+  expect(losetupSpelling(['loop', '-d', '/dev/loop3', '/dev/loop4'])).toEqual(['loop', 'detach', '/dev/loop3', '/dev/loop4']);
+  expect(losetupSpelling(['loop', '--detach', '3'])).toEqual(['loop', 'detach', '3']);
+  expect(losetupSpelling(['loop', '-a', '--json'])).toEqual(['loop', 'ls', '--json']);
+  // The verbs themselves, and other commands, pass as they are.
+  for (const argv of [['loop', 'attach', '-f', 'x'], ['loop', 'detach', '-d'], ['loop'], ['loop', '--help'], ['remove', 'x', '-f'], ['ls']])
+    expect(losetupSpelling(argv)).toEqual(argv);
+});
+
+it("maps losetup's and dmsetup's option spellings onto the verbs' own (checked before any ioctl)", async () => {
+  // --sizelimit and --sector-size reach --size-limit and --block-size: their values are checked as those.
+  const limit = await cli(['loop', '-f', '--show', '--sizelimit', '12 parsecs', '/nonexistent']);
+  expect(limit).toMatchObject({ code: 2 });
+  expect(limit.stderr).toContain('--size-limit');
+  const sector = await cli(['loop', 'attach', '-b', '3000', '/nonexistent']);
+  expect(sector).toMatchObject({ code: 2 });
+  expect(sector.stderr).toContain('3000 is not 512, 1024, 2048 or 4096');
+  expect((await cli(['loop', 'attach', '--sector-size', '3000', '/nonexistent'])).stderr).toContain('3000 is not 512');
+  expect(await cli(['loop', 'attach'])).toMatchObject({ code: 2, stderr: expect.stringContaining('-f alone') });
+  expect((await cli(['loop', '-d'])).code).toBe(2); // no device
+  // reload: the table once, from --table or a file.
+  const twice = await cli(['reload', 'x', 'x.table', '--table', '0 8 zero']);
+  expect(twice).toMatchObject({ code: 2, stderr: expect.stringContaining('give the table once') });
+  const unreadable = await cli(['reload', 'x', '/nonexistent.table', '--readonly']);
+  expect(unreadable).toMatchObject({ code: 2, stderr: expect.stringContaining('/nonexistent.table: cannot read the table: ENOENT') });
+  expect((await cli(['create', 'x', '-r', '-u', 'LVM-1', '--table', 'nonsense'])).code).toBe(2);
+  expect(await cli(['create', 'x', '/nonexistent.table', '-r'])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining('/nonexistent.table: cannot read'),
+  });
+  expect((await cli(['thin', 'activate', 'p', '1', '--name', 'x', '--size', 'lots', '--readonly'])).code).toBe(1); // no such pool: the alias parses
+  expect((await cli(['deps', 'x', '-o', 'bogus'])).code).toBe(2);
+});
 
 it('prints the version with --version and -V, exit 0', async () => {
   const { version } = JSON.parse(await readFile(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
