@@ -39,6 +39,16 @@ let files: string[] = [];
 const nodes = new Map<number, string>(); // major -> a directory holding that `node`, for PATH
 let armNode: string;
 
+/** qemu-aarch64 from this machine's PATH (the children's PATH has no compiler, nor qemu). */
+function qemuAarch64(): string {
+  const qemu = (process.env.PATH ?? '')
+    .split(':')
+    .map((d) => join(d, 'qemu-aarch64-static'))
+    .find((f) => existsSync(f));
+  if (!qemu) throw new Error('no qemu-aarch64-static on PATH (Debian: qemu-user-static)');
+  return qemu;
+}
+
 /** This host kernel's loop devices, when it has them and we may use them. */
 function loopHere(): boolean {
   return existsSync('/dev/loop-control') && process.getuid?.() === 0;
@@ -162,7 +172,130 @@ it('each prebuild is for its machine and needs no glibc newer than 2.28 (nor a l
   }
 });
 
+/** A copy of the installed project: what a source build writes into build/ would shadow the prebuilds for the other tests. */
+async function copyOfApp(name: string): Promise<string> {
+  const dir = join(work, name);
+  await cp(app, dir, { recursive: true, verbatimSymlinks: true });
+  return dir;
+}
+const rebuild = (cwd: string, env: NodeJS.ProcessEnv) =>
+  exec(process.execPath, [npmCli, 'rebuild', '--foreground-scripts', 'devmapper'], { cwd, env }).then(
+    () => ({ ok: true, out: '' }),
+    (e: { stdout: string; stderr: string }) => ({ ok: false, out: `${e.stdout}\n${e.stderr}` }),
+  );
+
 describe.concurrent('loads with no compiler', () => {
+  // vitest runs 5 at once: the longest first.
+  it('musl (LIBC=musl) with a compiler: npm rebuild builds the addon from source and it loads', async () => {
+    const musl = await copyOfApp('app-musl-cc');
+    // This machine's PATH: g++, make, python3.
+    const built = await rebuild(musl, { ...process.env, LIBC: 'musl', JOBS: 'max' }); // JOBS: node-gyp's make -j<CPUs>
+    expect(built).toEqual({ ok: true, out: '' });
+    const { stdout: loaded } = await exec(
+      'node',
+      [
+        '-e',
+        "const { dm } = require('devmapper'); console.log(typeof dm.version, require('node-gyp-build').path('node_modules/devmapper'))",
+      ],
+      { cwd: musl, env: { ...process.env, LIBC: 'musl', PATH: bin } },
+    );
+    expect(loaded.trim()).toMatch(/^function \S+\/node_modules\/devmapper\/build\/Release\/devmapper\.node$/);
+  }, 240_000);
+
+  it(`arm64 glibc, Node ${ARM64_NODE} under qemu-aarch64: the install step finds the prebuild, require, import, devmapper loop ls --json`, async () => {
+    const pkg = join(app, 'node_modules', 'devmapper');
+    // qemu from this machine's PATH; the child's PATH has no compiler.
+    const qemu = (process.env.PATH ?? '')
+      .split(':')
+      .map((d) => join(d, 'qemu-aarch64-static'))
+      .find((f) => existsSync(f));
+    expect(qemu, 'qemu-aarch64-static (Debian: qemu-user-static)').toBeDefined();
+    const arm = (args: string[], cwd = app) =>
+      exec(qemu!, ['-L', AARCH64_SYSROOT, armNode, ...args], { cwd, env: { ...process.env, PATH: bin } });
+    // A device for loop ls to find (losetup: this machine's own tools), when this kernel has loop devices.
+    let attached: string | undefined;
+    if (loopHere()) {
+      const file = join(work, 'backing-arm64');
+      await writeFile(file, Buffer.alloc(1 << 20));
+      attached = (await exec('losetup', ['--find', '--show', file])).stdout.trim();
+    }
+    try {
+      const [install, loaded, ls] = await Promise.all([
+        arm([join(pkg, 'bin', 'install.js')], pkg), // exits 0 only when a prebuild loads, or a build (there is no compiler) succeeds
+        // import, then require in the same process (one emulated Node start less): the addon each reaches, and the path it came from.
+        arm([
+          '--input-type=module',
+          '-e',
+          "import { dm } from 'devmapper'; import { createRequire } from 'node:module'; const require = createRequire(process.cwd() + '/'); " +
+            "console.log(process.arch, typeof dm.version, require('devmapper').dm === dm, require('node-gyp-build').path('node_modules/devmapper'))",
+        ]),
+        arm([join(pkg, 'bin', 'devmapper.js'), 'loop', 'ls', '--json']),
+      ]);
+      expect(install.stderr).toBe('');
+      expect(existsSync(join(pkg, 'build'))).toBe(false);
+      expect(loaded.stdout.trim()).toMatch(/^arm64 function true \S+\/prebuilds\/linux-arm64\/devmapper\.glibc\.node$/);
+      const devices = JSON.parse(ls.stdout) as Array<{ path: string; backingFile: string }>;
+      expect(Array.isArray(devices)).toBe(true);
+      if (attached) expect(devices).toContainEqual(expect.objectContaining({ path: attached, backingFile: join(work, 'backing-arm64') }));
+    } finally {
+      if (attached) await exec('losetup', ['-d', attached]);
+    }
+  }, 120_000);
+
+  it('reaches the kernel from the installed package on every Node major (in the VM when this host has no device-mapper)', async () => {
+    const pkg = join(app, 'node_modules', 'devmapper');
+    expect(existsSync(join(pkg, 'build'))).toBe(false); // nothing was compiled
+    const script = join(work, 'probe.sh');
+    await writeFile(
+      script,
+      [
+        `cd ${app}`,
+        ...X64_NODES.map(
+          (v) =>
+            `PATH=${nodes.get(v)}:$PATH node -e "require('devmapper').dm.version().then((v) => console.log('require', process.version, JSON.stringify(v)))"`,
+        ),
+        `node --input-type=module -e "import { dm } from 'devmapper'; console.log('import', JSON.stringify(await dm.version()))"`,
+        `./node_modules/.bin/devmapper --json version | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log('cli', JSON.stringify(JSON.parse(s).driver)))"`,
+      ].join('\n'),
+    );
+    // The route npm test chose (scripts/test.mjs), else: the VM when this kernel has no device-mapper.
+    const route = process.env.DEVMAPPER_TEST_VM;
+    const inVm = route === '1' || (route !== '0' && !hostDeviceMapper().ok);
+    const { stdout } = inVm ? await exec(join(root, 'scripts', 'vm', 'run'), ['sh', script]) : await exec('sh', [script]);
+    const version = '\\{"major":4,"minor":\\d+,"patch":\\d+\\}';
+    for (const v of X64_NODES) expect(stdout).toMatch(new RegExp(`require v${v}\\.\\S+ ${version}`));
+    for (const how of ['import', 'cli']) expect(stdout).toMatch(new RegExp(`${how} ${version}`));
+  }, 180_000);
+
+  it('musl (LIBC=musl) with no compiler: the install step ends with one line, require throws ERR_DM_NO_BINARY, the CLI prints it', async () => {
+    const musl = await copyOfApp('app-musl-nocc');
+    const pkg = join(musl, 'node_modules', 'devmapper');
+    const env = { ...process.env, LIBC: 'musl', PATH: bin };
+
+    // The install step (npm install runs the same script): no prebuild matches, nothing to build with.
+    const failed = await rebuild(musl, env);
+    expect(failed.ok).toBe(false);
+    const line =
+      /devmapper: no prebuilt addon loads on linux-x64 \(musl\) \(the package has: linux-arm64 glibc, linux-x64 glibc\) and there is nothing to build one with \(no python3, make, g\+\+\): install python3, make and g\+\+ .*apk add/;
+    expect(failed.out).toMatch(line);
+    expect(failed.out).not.toMatch(/gyp ERR!/); // no build was tried
+    expect(existsSync(join(pkg, 'build'))).toBe(false);
+
+    const probe = `try { require('devmapper'); console.log('loaded') } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`;
+    const { stdout } = await exec('node', ['-e', probe], { cwd: musl, env });
+    const err = JSON.parse(stdout) as { name: string; code: string; message: string };
+    expect(err.name).toBe('DmError');
+    expect(err.code).toBe('ERR_DM_NO_BINARY');
+    expect(err.message).toMatch(/linux-x64 \(musl\).*prebuilds are linux-arm64 glibc, linux-x64 glibc.*apk add/);
+
+    const cli = await exec(join(musl, 'node_modules', '.bin', 'devmapper'), ['--help'], { cwd: musl, env }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toBe(`devmapper: ${err.message}\n`); // one line, no stack
+  }, 120_000);
+
   it.each(X64_NODES)(
     'x64 glibc, Node %i: require (loop attach and detach on this kernel), import, devmapper --help',
     async (major) => {
@@ -200,113 +333,43 @@ describe.concurrent('loads with no compiler', () => {
     120_000,
   );
 
-  it(`arm64 glibc, Node ${ARM64_NODE} under qemu-aarch64: the install step finds the prebuild, require, import, devmapper loop ls --json`, async () => {
+  it('the glibc-floor shims (native/glibc_floor.cc) make mknod and fstat right on both prebuilds', async (ctx) => {
+    // mknod of a block device needs CAP_MKNOD; the check opens loop0.
+    if (process.getuid?.() !== 0 || !existsSync('/dev/loop0')) return ctx.skip();
+    // mknod: the node and errno; fstat: OpenLoopNode tells a loop node (the ioctl then runs) from another device.
+    const probe = `
+      const n = require(process.argv[1]);
+      const fs = require('fs');
+      const p = process.argv[2];
+      n.mknodSync(p, n.sysConstants.S_IFBLK | 0o600, 7, 1);
+      const st = fs.statSync(p);
+      let again; try { n.mknodSync(p, n.sysConstants.S_IFBLK | 0o600, 7, 1); } catch (e) { again = e.errno; }
+      fs.rmSync(p);
+      n.mknod(p, n.sysConstants.S_IFBLK | 0o600, 7, 0)
+        .then(async () => {
+          const loop = await n.loopPathIoctl(p, 0, 'LOOP_SET_CAPACITY').then(() => 'ok', (e) => e.detail ?? e.syscall + ' ' + e.errno);
+          const other = await n.loopPathIoctl('/dev/null', 0, 'LOOP_SET_CAPACITY').catch((e) => e.detail);
+          console.log(JSON.stringify({ blk: st.isBlockDevice(), rdev: [st.rdev >> 8, st.rdev & 0xff, fs.statSync(p).rdev & 0xff], again, loop, other }));
+          fs.rmSync(p);
+        });`;
     const pkg = join(app, 'node_modules', 'devmapper');
-    // qemu from this machine's PATH; the child's PATH has no compiler.
-    const qemu = (process.env.PATH ?? '')
-      .split(':')
-      .map((d) => join(d, 'qemu-aarch64-static'))
-      .find((f) => existsSync(f));
-    expect(qemu, 'qemu-aarch64-static (Debian: qemu-user-static)').toBeDefined();
-    const arm = (args: string[], cwd = app) =>
-      exec(qemu!, ['-L', AARCH64_SYSROOT, armNode, ...args], { cwd, env: { ...process.env, PATH: bin } });
-    // A device for loop ls to find (losetup: this machine's own tools), when this kernel has loop devices.
-    let attached: string | undefined;
-    if (loopHere()) {
-      const file = join(work, 'backing-arm64');
-      await writeFile(file, Buffer.alloc(1 << 20));
-      attached = (await exec('losetup', ['--find', '--show', file])).stdout.trim();
-    }
-    try {
-      const [install, req, imp, ls] = await Promise.all([
-        arm([join(pkg, 'bin', 'install.js')], pkg), // exits 0 only when a prebuild loads, or a build (there is no compiler) succeeds
-        arm(['-e', "require('devmapper'); console.log(process.arch, require('node-gyp-build').path('node_modules/devmapper'))"]),
-        arm(['--input-type=module', '-e', "import { dm } from 'devmapper'; console.log(process.arch, typeof dm.version)"]),
-        arm([join(pkg, 'bin', 'devmapper.js'), 'loop', 'ls', '--json']),
-      ]);
-      expect(install.stderr).toBe('');
-      expect(existsSync(join(pkg, 'build'))).toBe(false);
-      expect(req.stdout.trim()).toMatch(/^arm64 \S+\/prebuilds\/linux-arm64\/devmapper\.glibc\.node$/);
-      expect(imp.stdout.trim()).toBe('arm64 function');
-      const devices = JSON.parse(ls.stdout) as Array<{ path: string; backingFile: string }>;
-      expect(Array.isArray(devices)).toBe(true);
-      if (attached) expect(devices).toContainEqual(expect.objectContaining({ path: attached, backingFile: join(work, 'backing-arm64') }));
-    } finally {
-      if (attached) await exec('losetup', ['-d', attached]);
+    const [x64, arm64] = await Promise.all([
+      exec(process.execPath, ['-e', probe, join(pkg, 'prebuilds/linux-x64/devmapper.glibc.node'), join(work, 'node-x64')]),
+      exec(qemuAarch64(), [
+        '-L',
+        AARCH64_SYSROOT,
+        armNode,
+        '-e',
+        probe,
+        join(pkg, 'prebuilds/linux-arm64/devmapper.glibc.node'),
+        join(work, 'node-arm64'),
+      ]),
+    ]);
+    for (const r of [x64, arm64]) {
+      const got = JSON.parse(r.stdout) as { loop: string };
+      // The node passed the fstat check, so LOOP_SET_CAPACITY ran: ok when loop0 is attached, else ENXIO (6).
+      expect(['ok', 'ioctl 6']).toContain(got.loop);
+      expect(got).toEqual({ blk: true, rdev: [7, 1, 0], again: 17, loop: got.loop, other: 'not a loop device node' });
     }
   }, 120_000);
-
-  it('musl (LIBC=musl): no compiler, one line and ERR_DM_NO_BINARY; with one, the source build loads', async () => {
-    // A copy of the installed project: the source build writes build/, which would shadow the prebuilds for the other tests.
-    const musl = join(work, 'app-musl');
-    await cp(app, musl, { recursive: true, verbatimSymlinks: true });
-    const pkg = join(musl, 'node_modules', 'devmapper');
-    const env = { ...process.env, LIBC: 'musl', PATH: bin };
-    const rebuild = (e: NodeJS.ProcessEnv) =>
-      exec(process.execPath, [npmCli, 'rebuild', '--foreground-scripts', 'devmapper'], { cwd: musl, env: e }).then(
-        () => ({ ok: true, out: '' }),
-        (e: { stdout: string; stderr: string }) => ({ ok: false, out: `${e.stdout}\n${e.stderr}` }),
-      );
-
-    // The install step (npm install runs the same script): no prebuild matches, nothing to build with.
-    const failed = await rebuild(env);
-    expect(failed.ok).toBe(false);
-    const line =
-      /devmapper: no prebuilt addon loads on linux-x64 \(musl\) \(the package has: linux-arm64 glibc, linux-x64 glibc\) and there is nothing to build one with \(no python3, make, g\+\+\): install python3, make and g\+\+ .*apk add/;
-    expect(failed.out).toMatch(line);
-    expect(failed.out).not.toMatch(/gyp ERR!/); // no build was tried
-    expect(existsSync(join(pkg, 'build'))).toBe(false);
-
-    const probe = `try { require('devmapper'); console.log('loaded') } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`;
-    const { stdout } = await exec('node', ['-e', probe], { cwd: musl, env });
-    const err = JSON.parse(stdout) as { name: string; code: string; message: string };
-    expect(err.name).toBe('DmError');
-    expect(err.code).toBe('ERR_DM_NO_BINARY');
-    expect(err.message).toMatch(/linux-x64 \(musl\).*prebuilds are linux-arm64 glibc, linux-x64 glibc.*apk add/);
-
-    const cli = await exec(join(musl, 'node_modules', '.bin', 'devmapper'), ['--help'], { cwd: musl, env }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
-    expect(cli.code).toBe(1);
-    expect(cli.stderr).toBe(`devmapper: ${err.message}\n`); // one line, no stack
-
-    // With a compiler (this machine's PATH): npm rebuild builds from source and the build loads.
-    const built = await rebuild({ ...process.env, LIBC: 'musl' });
-    expect(built).toEqual({ ok: true, out: '' });
-    const { stdout: loaded } = await exec(
-      'node',
-      [
-        '-e',
-        "const { dm } = require('devmapper'); console.log(typeof dm.version, require('node-gyp-build').path('node_modules/devmapper'))",
-      ],
-      { cwd: musl, env },
-    );
-    expect(loaded.trim()).toMatch(/^function \S+\/node_modules\/devmapper\/build\/Release\/devmapper\.node$/);
-  }, 240_000);
 });
-
-it('reaches the kernel from the installed package on every Node major (in the VM when this host has no device-mapper)', async () => {
-  const pkg = join(app, 'node_modules', 'devmapper');
-  expect(existsSync(join(pkg, 'build'))).toBe(false); // nothing was compiled
-  const script = join(work, 'probe.sh');
-  await writeFile(
-    script,
-    [
-      `cd ${app}`,
-      ...X64_NODES.map(
-        (v) =>
-          `PATH=${nodes.get(v)}:$PATH node -e "require('devmapper').dm.version().then((v) => console.log('require', process.version, JSON.stringify(v)))"`,
-      ),
-      `node --input-type=module -e "import { dm } from 'devmapper'; console.log('import', JSON.stringify(await dm.version()))"`,
-      `./node_modules/.bin/devmapper --json version | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log('cli', JSON.stringify(JSON.parse(s).driver)))"`,
-    ].join('\n'),
-  );
-  // The route npm test chose (scripts/test.mjs), else: the VM when this kernel has no device-mapper.
-  const route = process.env.DEVMAPPER_TEST_VM;
-  const inVm = route === '1' || (route !== '0' && !hostDeviceMapper().ok);
-  const { stdout } = inVm ? await exec(join(root, 'scripts', 'vm', 'run'), ['sh', script]) : await exec('sh', [script]);
-  const version = '\\{"major":4,"minor":\\d+,"patch":\\d+\\}';
-  for (const v of X64_NODES) expect(stdout).toMatch(new RegExp(`require v${v}\\.\\S+ ${version}`));
-  for (const how of ['import', 'cli']) expect(stdout).toMatch(new RegExp(`${how} ${version}`));
-}, 180_000);
