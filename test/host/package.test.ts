@@ -54,6 +54,18 @@ function loopHere(): boolean {
   return existsSync('/dev/loop-control') && process.getuid?.() === 0;
 }
 
+/**
+ * One host loop step at a time among this file's concurrent tests: on this
+ * kernel, opening a free device while another process's detach of it is
+ * still running down fails with ENXIO (losetup's too).
+ */
+let loopTurn: Promise<unknown> = Promise.resolve();
+function oneLoopAtATime<T>(step: () => Promise<T>): Promise<T> {
+  const run = loopTurn.then(step, step);
+  loopTurn = run.catch(() => undefined);
+  return run;
+}
+
 function newer(a: string, b: string): boolean {
   return statSync(a).mtimeMs > statSync(b).mtimeMs;
 }
@@ -224,7 +236,7 @@ describe.concurrent('loads with no compiler', () => {
     if (loopHere()) {
       const file = join(work, 'backing-arm64');
       await writeFile(file, Buffer.alloc(1 << 20));
-      attached = (await exec('losetup', ['--find', '--show', file])).stdout.trim();
+      attached = (await oneLoopAtATime(() => exec('losetup', ['--find', '--show', file]))).stdout.trim();
     }
     try {
       const [install, loaded, ls] = await Promise.all([
@@ -245,7 +257,7 @@ describe.concurrent('loads with no compiler', () => {
       expect(Array.isArray(devices)).toBe(true);
       if (attached) expect(devices).toContainEqual(expect.objectContaining({ path: attached, backingFile: join(work, 'backing-arm64') }));
     } finally {
-      if (attached) await exec('losetup', ['-d', attached]);
+      if (attached) await oneLoopAtATime(() => exec('losetup', ['-d', attached!]));
     }
   }, 120_000);
 
@@ -326,10 +338,9 @@ describe.concurrent('loads with no compiler', () => {
           }
           console.log(JSON.stringify({ version: process.version, addon, loop: attached }));
         })();`;
-      const { stdout: req } = await exec('node', ['-e', required], {
-        cwd: app,
-        env: { ...env, FILE: file, LOOP: loopHere() ? '1' : '0' },
-      });
+      const { stdout: req } = await oneLoopAtATime(() =>
+        exec('node', ['-e', required], { cwd: app, env: { ...env, FILE: file, LOOP: loopHere() ? '1' : '0' } }),
+      );
       const r = JSON.parse(req) as { version: string; addon: string; loop: string };
       expect(r.version).toMatch(new RegExp(`^v${major}\\.`));
       expect(r.addon).toMatch(/prebuilds\/linux-x64\/devmapper\.glibc\.node$/);
@@ -364,18 +375,21 @@ describe.concurrent('loads with no compiler', () => {
           fs.rmSync(p);
         });`;
     const pkg = join(app, 'node_modules', 'devmapper');
-    const [x64, arm64] = await Promise.all([
-      exec(process.execPath, ['-e', probe, join(pkg, 'prebuilds/linux-x64/devmapper.glibc.node'), join(work, 'node-x64')]),
-      exec(qemuAarch64(), [
-        '-L',
-        AARCH64_SYSROOT,
-        armNode,
-        '-e',
-        probe,
-        join(pkg, 'prebuilds/linux-arm64/devmapper.glibc.node'),
-        join(work, 'node-arm64'),
+    // The probe opens loop0: in turn with the other tests' attaches and detaches.
+    const [x64, arm64] = await oneLoopAtATime(() =>
+      Promise.all([
+        exec(process.execPath, ['-e', probe, join(pkg, 'prebuilds/linux-x64/devmapper.glibc.node'), join(work, 'node-x64')]),
+        exec(qemuAarch64(), [
+          '-L',
+          AARCH64_SYSROOT,
+          armNode,
+          '-e',
+          probe,
+          join(pkg, 'prebuilds/linux-arm64/devmapper.glibc.node'),
+          join(work, 'node-arm64'),
+        ]),
       ]),
-    ]);
+    );
     for (const r of [x64, arm64]) {
       const got = JSON.parse(r.stdout) as { loop: string };
       // The node passed the fstat check, so LOOP_SET_CAPACITY ran: ok when loop0 is attached, else ENXIO (6).
