@@ -53,9 +53,10 @@ const missing = [['python3', 'python'], ['make'], [process.env.CXX || 'g++', 'c+
   .filter((alternatives) => !alternatives.some(onPath))
   .map((alternatives) => alternatives[0]);
 if (missing.length) {
-  console.error(
-    `devmapper: no prebuilt addon loads on ${platform()} (the package has: ${prebuilds()}) and there is nothing to build one with (no ${missing.join(', ')}): ${TOOLS}`,
-  );
+  const why = fromSource
+    ? 'a build from source was asked for'
+    : `no prebuilt addon loads on ${platform()} (the package has: ${prebuilds()})`;
+  console.error(`devmapper: ${why} and there is nothing to build one with (no ${missing.join(', ')}): ${TOOLS}`);
   process.exit(1);
 }
 const r = spawnSync(process.execPath, [require.resolve('node-gyp-build/bin.js')], { cwd: root, stdio: 'inherit' });
