@@ -3,7 +3,7 @@
 // prebuild for (prebuilds/<platform>-<arch>/devmapper.glibc.node, named as
 // node-gyp-build looks for them). arm64 on an x64 machine (and the other way
 // round) is built with Debian's cross g++; the machine's own arch goes last,
-// so build/Release is left with an addon this machine can load. The glibc
+// so build/ is left with this machine's objects. The glibc
 // floor (2.28) is kept by native/glibc_floor.cc and binding.gyp, and held by
 // test/host/package.test.ts.
 import { spawnSync } from 'node:child_process';
