@@ -1,6 +1,8 @@
 // Loads the addon (a prebuild when one matches, else build/Release) and types it.
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
+import { DmError } from './errors';
 
 /** A block device number. */
 export interface DevNumber {
@@ -186,8 +188,34 @@ export interface Native {
   FdWatcher: new (fd: number) => FdWatcher;
 }
 
+/** 'linux-arm64 glibc, linux-x64 glibc': the prebuilds the package holds. */
+function prebuildsIn(dir: string): string {
+  const found = existsSync(dir)
+    ? readdirSync(dir).flatMap((p) =>
+        readdirSync(join(dir, p))
+          .filter((f) => f.endsWith('.node'))
+          .map((f) => `${p} ${f.split('.').slice(1, -1).join(' ') || 'any libc'}`),
+      )
+    : [];
+  return found.length ? found.join(', ') : 'none';
+}
+
+/** node-gyp-build's addon, or ERR_DM_NO_BINARY naming the platform, libc and the prebuilds present. */
+function load(root: string): unknown {
+  try {
+    return nodeGypBuild(root);
+  } catch (e) {
+    // The libc as node-gyp-build matches it (LIBC=musl on Alpine).
+    const libc = process.env.LIBC || (existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+    const why = e instanceof Error && !e.message.startsWith('No native build') ? ` (${e.message.split('\n')[0]})` : '';
+    throw new DmError(
+      `no native addon loads on ${process.platform}-${process.arch} (${libc})${why}: the package's prebuilds are ${prebuildsIn(join(root, 'prebuilds'))} ` +
+        'and none was built from source on install; install python3, make and g++ (Alpine: apk add python3 make g++ linux-headers), then run npm rebuild devmapper',
+      { code: 'ERR_DM_NO_BINARY', cause: e },
+    );
+  }
+}
+
 // lib/ and dist/ both sit one level below the package root. DEVMAPPER_ADDON
 // names another build to load instead (the sanitizer build: npm run build:asan, run by npm test).
-export const native: Native = (
-  process.env.DEVMAPPER_ADDON ? require(process.env.DEVMAPPER_ADDON) : nodeGypBuild(join(__dirname, '..'))
-) as Native;
+export const native: Native = (process.env.DEVMAPPER_ADDON ? require(process.env.DEVMAPPER_ADDON) : load(join(__dirname, '..'))) as Native;

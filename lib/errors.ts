@@ -6,6 +6,7 @@ export type DmLibraryCode =
   | 'ERR_DM_DECODE' // the kernel's reply could not be decoded
   | 'ERR_DM_PARSE' // a table or status line does not follow its target's grammar
   | 'ERR_DM_UNAVAILABLE' // no device-mapper / loop support on this kernel
+  | 'ERR_DM_NO_BINARY' // no addon for this platform: no prebuild matches and none was built
   | 'ERR_DM_ABORTED' // an AbortSignal fired
   | 'ERR_DM_TIMEOUT' // a bounded retry ran out
   | 'ERR_DM_LOCKED' // another process holds the device set open
