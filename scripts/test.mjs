@@ -86,31 +86,26 @@ const vitest = (project) => [
 // A guest that hangs (a task stuck in the kernel outlives vitest's timeouts)
 // must not hang CI.
 const onKernel = (argv) => (useVm ? run(join(root, 'scripts/vm/run'), ['--timeout', '3600', ...argv]) : run(argv[0], argv.slice(1)));
-const runs = [
-  { project: 'unit', status: run('npx', vitest('unit')) },
-  // The VM harness's own tests only when the kernel tests depend on it.
-  { project: 'host', status: run('npx', [...vitest('host'), ...(useVm ? [] : ['--exclude', 'test/host/vm.test.ts'])]) },
-];
 
-// The same tests against the sanitizer build of the addon (CMakeLists.txt,
-// AddressSanitizer + UBSan): the unit tests on this host, and the kernel
-// tests on a real kernel. ASan's shadow memory does not fit in a UML guest's
-// address space, so in the VM case they boot Debian's own kernel under QEMU
-// (scripts/vm/run --qemu), with shorter fuzz and soak runs as QEMU emulates
-// the CPU. DEVMAPPER_TEST_SANITIZE=0 skips this.
+// The sanitizer build of the addon (CMakeLists.txt, AddressSanitizer +
+// UBSan) runs the unit tests on this host and the kernel tests on a real
+// kernel. ASan's shadow memory does not fit in a UML guest's address space,
+// so in the VM case they boot Debian's own kernel under QEMU (scripts/vm/run
+// --qemu), with shorter fuzz and soak runs as QEMU emulates the CPU.
+// DEVMAPPER_TEST_SANITIZE=0 skips this.
 const sanitize = process.env.DEVMAPPER_TEST_SANITIZE !== '0';
+const named = (project, as) => vitest(project).map((a) => a.replace(`${project}.json`, `${as}.json`));
+let sanitized;
 let kernelAsan;
 if (sanitize) {
   if (run('npm', ['run', '--silent', 'build:asan']) !== 0) fail('the sanitizer build failed');
   const libasan = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout.trim();
-  const sanitized = [
+  sanitized = [
     `LD_PRELOAD=${libasan}`,
     'ASAN_OPTIONS=detect_leaks=0:abort_on_error=1',
     'UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1',
     `DEVMAPPER_ADDON=${join(root, 'build-asan/Release/devmapper.node')}`,
   ];
-  const named = (project, as) => vitest(project).map((a) => a.replace(`${project}.json`, `${as}.json`));
-  runs.push({ project: 'unit-asan', status: run('env', [...sanitized, 'npx', ...named('unit', 'unit-asan')]) });
   // Less the crash tests, the CLI test (a node start-up per command, about
   // 4 s each under ASan and emulation; the CLI calls the same library), and
   // the tests of containerd and the proxy plugin (Go daemons and node
@@ -138,13 +133,16 @@ if (sanitize) {
   ];
 }
 
+// In the VM case the QEMU guest (the sanitizer kernel tests, the longest
+// stage) starts first and runs beside everything else: the unit and host
+// tests, then the UML guest, which keeps to one host CPU. Each guest has its
+// own kernel and /tmp. QEMU's output is kept and printed after, so the runs
+// do not interleave.
+let qemu;
 if (useVm && kernelAsan) {
-  // Two guests, each with its own kernel and /tmp: the QEMU one (sanitizers)
-  // runs beside the UML one, which keeps to one host CPU. Its output is kept
-  // and printed after, so the two do not interleave.
   const log = join(results, 'kernel-asan.log');
   const argv = ['--qemu', '--timeout', '3600', ...kernelAsan];
-  console.log(`\n$ scripts/vm/run ${argv.join(' ')} > ${log} (beside the next run)`);
+  console.log(`\n$ scripts/vm/run ${argv.join(' ')} > ${log} (beside the runs below)`);
   const out = openSync(log, 'w');
   // UML runs pinned to one CPU (scripts/vm/run, DEVMAPPER_VM_CPU; here the
   // last this process may use): QEMU gets the others.
@@ -152,19 +150,30 @@ if (useVm && kernelAsan) {
   process.env.DEVMAPPER_VM_CPU ??= String(cpus.at(-1));
   const others = cpus.filter((c) => String(c) !== process.env.DEVMAPPER_VM_CPU);
   const cmd = others.length ? ['taskset', '-c', others.join(','), join(root, 'scripts/vm/run')] : [join(root, 'scripts/vm/run')];
-  const qemu = spawn(cmd[0], [...cmd.slice(1), ...argv], { cwd: root, stdio: ['ignore', out, out] });
-  const qemuDone = new Promise((resolve) => qemu.on('close', (code) => resolve(code ?? 1)));
-  runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
+  const child = spawn(cmd[0], [...cmd.slice(1), ...argv], { cwd: root, stdio: ['ignore', out, out] });
+  const done = new Promise((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  qemu = { child, done, out, log, argv, cpus, others };
+}
+
+const runs = [
+  { project: 'unit', status: run('npx', vitest('unit')) },
+  // The VM harness's own tests only when the kernel tests depend on it.
+  { project: 'host', status: run('npx', [...vitest('host'), ...(useVm ? [] : ['--exclude', 'test/host/vm.test.ts'])]) },
+];
+if (sanitize) runs.push({ project: 'unit-asan', status: run('env', [...sanitized, 'npx', ...named('unit', 'unit-asan')]) });
+runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
+
+if (qemu) {
   // UML is done: let QEMU (still running, as a rule) have every CPU.
-  if (others.length)
-    for (const pid of descendants(qemu.pid)) spawnSync('taskset', ['-a', '-cp', cpus.join(','), String(pid)], { stdio: 'ignore' });
-  const status = await qemuDone;
-  closeSync(out);
-  console.log(`\n$ scripts/vm/run ${argv.join(' ')}  (its output)\n${readFileSync(log, 'utf8')}`);
+  if (qemu.others.length)
+    for (const pid of descendants(qemu.child.pid))
+      spawnSync('taskset', ['-a', '-cp', qemu.cpus.join(','), String(pid)], { stdio: 'ignore' });
+  const status = await qemu.done;
+  closeSync(qemu.out);
+  console.log(`\n$ scripts/vm/run ${qemu.argv.join(' ')}  (its output)\n${readFileSync(qemu.log, 'utf8')}`);
   runs.push({ project: 'kernel-asan', status });
-} else {
-  runs.push({ project: 'kernel', status: onKernel(['npx', ...vitest('kernel')]) });
-  if (kernelAsan) runs.push({ project: 'kernel-asan', status: run(kernelAsan[0], kernelAsan.slice(1)) });
+} else if (kernelAsan) {
+  runs.push({ project: 'kernel-asan', status: run(kernelAsan[0], kernelAsan.slice(1)) });
 }
 
 let passed = 0;
