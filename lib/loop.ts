@@ -97,7 +97,7 @@ async function ensureLoopNode(n: number): Promise<void> {
 }
 
 function loopOpenError(path: string, e: unknown, detail?: string): DmError {
-  const code = e instanceof DmError ? e.code : (errnoOf(e as NodeJS.ErrnoException));
+  const code = e instanceof DmError ? e.code : errnoOf(e as NodeJS.ErrnoException);
   return new DmError(
     `cannot open ${path}: ${detail ?? code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`,
     {
