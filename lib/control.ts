@@ -4,7 +4,7 @@ import { open as openFd } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { debuglog, promisify } from 'node:util';
 import { native, type DmCommand, type DmIoctlReply, type DmIoctlRequest } from './binding';
-import { DmError, fromNative } from './errors';
+import { DmError, errnoOf, fromNative } from './errors';
 
 export const DM_CONTROL = '/dev/mapper/control';
 
@@ -27,7 +27,7 @@ const trace = Object.defineProperty(
 ) as ((format: string, ...args: unknown[]) => void) & { readonly enabled: boolean };
 
 function controlError(e: unknown): DmError {
-  const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+  const code = errnoOf(e as NodeJS.ErrnoException);
   const message =
     code === 'ENOENT'
       ? `${DM_CONTROL} is missing: this kernel has no device-mapper loaded (modprobe dm-mod), or run inside the VM (npm run vm -- CMD)`

@@ -8,7 +8,7 @@ import { LOAD_HINTS, RESUME_HINTS } from './batch';
 import { dmCall, dmCallOn, openControl, tracedSync } from './control';
 import { throwIfAborted } from './dm-remove';
 import { checkTable, resolveRef as resolve, toInfo, type DeviceInfo, type DeviceRef, type Target } from './dm-shapes';
-import { DmError, invalidArg } from './errors';
+import { DmError, errnoOf, invalidArg } from './errors';
 import { ensureBlockNode, mapperPath, pruneMapperNodes, renameNode } from './nodes';
 import * as sys from './sys';
 import { checkBoolean, checkLine, checkName, checkOptions, checkTargetType, checkU32, checkUint, checkUuid } from './validate';
@@ -189,7 +189,7 @@ async function withDeviceFd<T>(path: string, label: string, body: (fd: number) =
   try {
     fh = await open(path, constants.O_WRONLY);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const code = errnoOf(e as NodeJS.ErrnoException);
     throw new DmError(`cannot open ${path} for '${label}': ${code}`, { code, syscall: 'open', device: label, cause: e });
   }
   try {

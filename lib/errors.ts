@@ -1,6 +1,9 @@
 import { constants } from 'node:os';
 
-/** Codes the library itself assigns (errno names such as 'EBUSY' are used as they are). */
+/**
+ * Codes the library itself assigns (errno names such as 'EBUSY' are used as
+ * they are). The one list of them: a new code goes here.
+ */
 export type DmLibraryCode =
   | 'ERR_DM_INVALID_ARG' // bad input, rejected before any ioctl
   | 'ERR_DM_DECODE' // the kernel's reply could not be decoded
@@ -12,11 +15,38 @@ export type DmLibraryCode =
   | 'ERR_DM_LOCKED' // another process holds the device set open
   | 'ERR_DM_POOL_FULL' // the pool is below its minimum free space
   | 'ERR_DM_CORRUPT' // records and pool disagree in a way recovery cannot mend
-  | 'ERR_DM_TOOL'; // an external tool (mkfs, resize2fs, xfs_growfs) failed
+  | 'ERR_DM_TOOL' // an external tool (mkfs, resize2fs, xfs_growfs) failed
+  | 'ERR_DM_NOT_FOUND' // no such thin id, snapshot or parent
+  | 'ERR_DM_ALREADY_EXISTS' // a snapshot key or name is taken
+  | 'ERR_DM_FAILED_PRECONDITION'; // a snapshot in the wrong state for the call
+
+/**
+ * A kernel errno by the name Linux's headers give it ('EBUSY'; EAGAIN, not
+ * its alias EWOULDBLOCK; EOPNOTSUPP, not ENOTSUP): the names Node.js knows on
+ * Linux (a test holds this list to `os.constants.errno`), or `E<n>` for the
+ * kernel's rarer ones, which Node.js has no name for (ENOTBLK comes as 'E15').
+ */
+// prettier-ignore
+export type ErrnoName =
+  | 'E2BIG' | 'EACCES' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EAFNOSUPPORT' | 'EAGAIN' | 'EALREADY' | 'EBADF' | 'EBADMSG' | 'EBUSY'
+  | 'ECANCELED' | 'ECHILD' | 'ECONNABORTED' | 'ECONNREFUSED' | 'ECONNRESET' | 'EDEADLK' | 'EDESTADDRREQ' | 'EDOM' | 'EDQUOT' | 'EEXIST'
+  | 'EFAULT' | 'EFBIG' | 'EHOSTUNREACH' | 'EIDRM' | 'EILSEQ' | 'EINPROGRESS' | 'EINTR' | 'EINVAL' | 'EIO' | 'EISCONN'
+  | 'EISDIR' | 'ELOOP' | 'EMFILE' | 'EMLINK' | 'EMSGSIZE' | 'EMULTIHOP' | 'ENAMETOOLONG' | 'ENETDOWN' | 'ENETRESET' | 'ENETUNREACH'
+  | 'ENFILE' | 'ENOBUFS' | 'ENODATA' | 'ENODEV' | 'ENOENT' | 'ENOEXEC' | 'ENOLCK' | 'ENOLINK' | 'ENOMEM' | 'ENOMSG'
+  | 'ENOPROTOOPT' | 'ENOSPC' | 'ENOSR' | 'ENOSTR' | 'ENOSYS' | 'ENOTCONN' | 'ENOTDIR' | 'ENOTEMPTY' | 'ENOTSOCK' | 'ENOTTY'
+  | 'ENXIO' | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EPROTONOSUPPORT' | 'EPROTOTYPE' | 'ERANGE' | 'EROFS'
+  | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIME' | 'ETIMEDOUT' | 'ETXTBSY' | 'EXDEV'
+  | `E${number}`;
+
+/**
+ * Every `DmError.code`: a kernel errno name or one of the library's codes.
+ * A misspelt code in a comparison (`e.code === 'EBUSSY'`) does not compile.
+ */
+export type DmErrorCode = ErrnoName | DmLibraryCode;
 
 /** The fields a DmError carries besides its message. */
 export interface DmErrorFields {
-  code: string;
+  code: DmErrorCode;
   errno?: number;
   syscall?: string;
   ioctl?: string;
@@ -27,7 +57,7 @@ export interface DmErrorFields {
 /** Every failure of the library is a DmError. */
 export class DmError extends Error {
   /** An errno name ('EBUSY', 'ENXIO', ...) or one of the library's 'ERR_DM_*' codes. */
-  readonly code: string;
+  readonly code: DmErrorCode;
   /** The positive errno when the kernel refused; undefined for library codes. */
   readonly errno?: number;
   /** The failing system call: 'ioctl', 'open', 'mknod', 'mount', ... */
@@ -51,15 +81,20 @@ export class DmError extends Error {
 
 /** Aliases that share a number with the name Linux's headers define (EAGAIN, EOPNOTSUPP); os.constants lists the alias later, so it would win. */
 const ALIASES = new Set(['EWOULDBLOCK', 'ENOTSUP']);
-const errnoNames = new Map<number, string>(
+const errnoNames = new Map<number, ErrnoName>(
   Object.entries(constants.errno)
     .filter(([name]) => !ALIASES.has(name))
-    .map(([name, n]) => [n, name] as const),
+    .map(([name, n]) => [n, name as ErrnoName] as const),
 );
 
 /** 'EBUSY' for 16, or 'E<n>' for an errno this platform has no name for. */
-export function errnoName(errno: number): string {
+export function errnoName(errno: number): ErrnoName {
   return errnoNames.get(errno) ?? `E${errno}`;
+}
+
+/** The errno name of a Node.js system error (fs, child_process), by its number; `fallback` when it has none. */
+export function errnoOf(e: NodeJS.ErrnoException, fallback: ErrnoName = 'EIO'): ErrnoName {
+  return typeof e.errno === 'number' ? errnoName(Math.abs(e.errno)) : fallback;
 }
 
 export function invalidArg(field: string, problem: string): DmError {
@@ -85,7 +120,7 @@ const EPROTO = constants.errno.EPROTO;
  * `device` names what the call was about; `hint` adds context-specific advice
  * keyed by errno name (e.g. EBUSY on remove).
  */
-export function fromNative(e: unknown, device: string | undefined, hint?: Partial<Record<string, string>>): DmError {
+export function fromNative(e: unknown, device: string | undefined, hint?: Partial<Record<DmErrorCode, string>>): DmError {
   if (e instanceof DmError) return e;
   if (!isNativeFailure(e)) {
     return new DmError(e instanceof Error ? e.message : String(e), { code: 'ERR_DM_DECODE', device, cause: e });
@@ -99,7 +134,7 @@ export function fromNative(e: unknown, device: string | undefined, hint?: Partia
   return new DmError(message, { code, errno: e.errno, syscall: e.syscall, ioctl, device });
 }
 
-function defaultAdvice(code: string, e: NativeFailure, device: string | undefined): string {
+function defaultAdvice(code: DmErrorCode, e: NativeFailure, device: string | undefined): string {
   switch (code) {
     case 'EPERM':
     case 'EACCES':

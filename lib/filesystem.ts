@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, open, rmdir, writeFile } from 'node:fs/promises';
 import * as sys from './sys';
-import { DmError } from './errors';
+import { DmError, errnoOf } from './errors';
 
 /** A filesystem the library makes and mounts. */
 export type FsType = 'ext4' | 'xfs';
@@ -130,7 +130,7 @@ export async function unmountLazily(target: string, o: { gone?: 'ok' } = {}): Pr
 export async function removeMountPoint(target: string): Promise<void> {
   await rmdir(target).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY' && e.code !== 'EBUSY')
-      throw new DmError(`cannot remove the mount point ${target}: ${e.code}`, { code: e.code ?? 'EIO', cause: e });
+      throw new DmError(`cannot remove the mount point ${target}: ${e.code}`, { code: errnoOf(e), cause: e });
   });
 }
 
@@ -159,7 +159,7 @@ export async function setXfsNospaceRetries(minor: number, retries: number): Prom
   const path = `/sys/fs/xfs/dm-${minor}/error/metadata/ENOSPC/max_retries`;
   await writeFile(path, `${retries}\n`).catch((e: NodeJS.ErrnoException) => {
     throw new DmError(`cannot set XFS's ENOSPC retries in ${path}: ${e.code} (the kernel needs XFS error configuration, 4.7 or later)`, {
-      code: e.code ?? 'EIO',
+      code: errnoOf(e),
       syscall: 'write',
       device: `dm-${minor}`,
       cause: e,

@@ -6,7 +6,7 @@
  */
 export * as dm from './dm';
 export * as loop from './loop';
-export { DmError, type DmErrorFields, type DmLibraryCode } from './errors';
+export { DmError, type DmErrorCode, type DmErrorFields, type DmLibraryCode, type ErrnoName } from './errors';
 export type {
   Target,
   DeviceRef,

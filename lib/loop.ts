@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { native, type DevNumber, type LoopSimpleIoctl } from './binding';
 import { traced, tracedOutcome, type Hints } from './control';
-import { DmError, invalidArg } from './errors';
+import { DmError, errnoOf, invalidArg } from './errors';
 import { ensureBlockNode } from './nodes';
 import { sysfsDev, sysfsText } from './sysfs';
 import { checkBoolean, checkOptions, checkPath, checkUint } from './validate';
@@ -97,7 +97,7 @@ async function ensureLoopNode(n: number): Promise<void> {
 }
 
 function loopOpenError(path: string, e: unknown, detail?: string): DmError {
-  const code = e instanceof DmError ? e.code : ((e as NodeJS.ErrnoException).code ?? 'EIO');
+  const code = e instanceof DmError ? e.code : errnoOf(e as NodeJS.ErrnoException);
   return new DmError(
     `cannot open ${path}: ${detail ?? code}${code === 'EACCES' || code === 'EPERM' ? ' — loop devices need CAP_SYS_ADMIN; run as root' : ''}`,
     {
@@ -143,7 +143,7 @@ async function openFile(path: string, flags: number, what: string): Promise<File
   try {
     return await open(path, flags);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const code = errnoOf(e as NodeJS.ErrnoException);
     throw new DmError(`cannot open ${what} ${path}: ${code}`, { code, syscall: 'open', device: path, cause: e });
   }
 }
@@ -157,7 +157,7 @@ let controlFd: Promise<number> | undefined;
 function loopControl(): Promise<number> {
   controlFd ??= promisify(openFd)(LOOP_CONTROL, 'r+').catch((e: unknown) => {
     controlFd = undefined; // let a later call try again (e.g. after modprobe loop)
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const code = errnoOf(e as NodeJS.ErrnoException);
     throw new DmError(`cannot open loop control ${LOOP_CONTROL}: ${code}`, { code, syscall: 'open', device: LOOP_CONTROL, cause: e });
   });
   return controlFd;

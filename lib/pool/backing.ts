@@ -4,7 +4,7 @@
 import { open, stat, statfs, truncate } from 'node:fs/promises';
 import type { DevNumber } from '../binding';
 import * as dm from '../dm';
-import { DmError, invalidArg } from '../errors';
+import { DmError, errnoOf, invalidArg } from '../errors';
 import * as loop from '../loop';
 import { mapperPath } from '../nodes';
 import * as sys from '../sys';
@@ -43,7 +43,7 @@ export async function deviceSize(path: string): Promise<number> {
     fh = await open(path, 'r');
   } catch (e) {
     throw new DmError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code}`, {
-      code: (e as NodeJS.ErrnoException).code ?? 'EIO',
+      code: errnoOf(e as NodeJS.ErrnoException),
       syscall: 'open',
       device: path,
       cause: e,
@@ -101,7 +101,7 @@ export async function loopBackingOf(p: ThinPoolParams): Promise<LoopBacking | un
 /** Free bytes of the filesystem holding `file` (statfs f_bfree, as Docker: the loop driver writes as root, which may use the reserved blocks). */
 export async function hostFree(file: string): Promise<number> {
   const st = await statfs(file).catch((e: NodeJS.ErrnoException) => {
-    throw new DmError(`cannot statfs ${file}: ${e.code}`, { code: e.code ?? 'EIO', syscall: 'statfs', device: file, cause: e });
+    throw new DmError(`cannot statfs ${file}: ${e.code}`, { code: errnoOf(e), syscall: 'statfs', device: file, cause: e });
   });
   return st.bfree * st.bsize;
 }
@@ -112,7 +112,7 @@ export async function fileSize(path: string): Promise<number | undefined> {
     (st) => st.size,
     (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
-      throw new DmError(`cannot stat ${path}: ${e.code}`, { code: e.code ?? 'EIO', syscall: 'stat', device: path, cause: e });
+      throw new DmError(`cannot stat ${path}: ${e.code}`, { code: errnoOf(e), syscall: 'stat', device: path, cause: e });
     },
   );
 }

@@ -52,18 +52,18 @@ export class ThinPool {
   readonly path: string;
   /** The sparse files behind a loop-backed pool. */
   readonly loopBacking: LoopBacking | undefined;
-  private params: ThinPoolParams;
-  private sectors: Sectors;
-  private readonly devices: PoolDevices;
-  private nextId = 0;
+  #params: ThinPoolParams;
+  #sectors: Sectors;
+  readonly #devices: PoolDevices;
+  #nextId = 0;
 
   private constructor(parts: PoolParts) {
     this.name = parts.name;
     this.path = parts.path;
     this.loopBacking = parts.loopBacking;
-    this.params = parts.params;
-    this.sectors = parts.sectors;
-    this.devices = new PoolDevices(parts.name, parts.path);
+    this.#params = parts.params;
+    this.#sectors = parts.sectors;
+    this.#devices = new PoolDevices(parts.name, parts.path);
   }
 
   /**
@@ -91,21 +91,21 @@ export class ThinPool {
 
   /** Data block size in bytes. */
   get blockSize(): number {
-    return this.params.dataBlockSectors * SECTOR;
+    return this.#params.dataBlockSectors * SECTOR;
   }
 
   /** Size of the data area in bytes. */
   get dataSize(): number {
-    return this.sectors * SECTOR;
+    return this.#sectors * SECTOR;
   }
 
   get lowWaterMark(): number {
-    return this.params.lowWaterMark;
+    return this.#params.lowWaterMark;
   }
 
   /** Feature arguments of the pool table, in order. */
   get features(): readonly string[] {
-    return this.params.features;
+    return this.#params.features;
   }
 
   /** How the REPL and console.log show a pool: sizes for people. */
@@ -116,8 +116,8 @@ export class ThinPool {
       dataSize: humanSize(this.dataSize),
       lowWaterMark: this.lowWaterMark,
       features: this.features,
-      dataDevice: this.params.dataDevice,
-      metadataDevice: this.params.metadataDevice,
+      dataDevice: this.#params.dataDevice,
+      metadataDevice: this.#params.metadataDevice,
       ...(this.loopBacking ? { loopBacking: this.loopBacking } : {}),
     };
     return `ThinPool '${this.name}' ${inspect(o, { ...options, depth: 2 })}`;
@@ -132,7 +132,7 @@ export class ThinPool {
     const [line] = await dm.status(this.name, options?.noFlush ? { noFlush: true } : undefined);
     if (!line || line.type !== 'thin-pool')
       throw new DmError(`'${this.name}' has no thin-pool status`, { code: 'ERR_DM_DECODE', device: this.name });
-    return toPoolStatus(line.params, this.params.lowWaterMark);
+    return toPoolStatus(line.params, this.#params.lowWaterMark);
   }
 
   /** Bytes used, total and available, for data and metadata (available: see SpaceUsage). */
@@ -147,15 +147,15 @@ export class ThinPool {
 
   /** A thin id this process has not used yet (another process may still hold it: createThin() without an id retries). */
   nextFreeId(): ThinId {
-    const id = this.nextId as ThinId;
-    this.nextId = (this.nextId + 1) % (MAX_THIN_ID + 1);
+    const id = this.#nextId as ThinId;
+    this.#nextId = (this.#nextId + 1) % (MAX_THIN_ID + 1);
     return id;
   }
 
   /** Create thin device `thinId` (or the next free id); resolves with the id. */
   async createThin(thinId?: number): Promise<number> {
     const given = thinId === undefined ? undefined : checkThinId(thinId);
-    return serialised(this.name, () => this.allocate(given, (candidate) => this.message(msg.createThin(this.name, candidate))));
+    return serialised(this.name, () => this.#allocate(given, (candidate) => this.#message(msg.createThin(this.name, candidate))));
   }
 
   /**
@@ -166,7 +166,7 @@ export class ThinPool {
     const origin = checkThinId(originThinId, 'originThinId');
     const given = thinId === undefined ? undefined : checkThinId(thinId);
     return serialised(this.name, () =>
-      this.allocate(given, async (candidate) => void (await this.devices.snapshot(candidate, origin, this.name, []))),
+      this.#allocate(given, async (candidate) => void (await this.#devices.snapshot(candidate, origin, this.name, []))),
     );
   }
 
@@ -177,11 +177,11 @@ export class ThinPool {
    * what was done is undone.
    */
   async createThinDevice(options: ThinDeviceOptions): Promise<ThinDevice> {
-    const { thinId, name, steps } = this.deviceSteps(options);
+    const { thinId, name, steps } = this.#deviceSteps(options);
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
-      const made = await this.allocate(thinId, async (candidate) => {
-        device = await this.devices.createThin(candidate, name, steps(candidate));
+      const made = await this.#allocate(thinId, async (candidate) => {
+        device = await this.#devices.createThin(candidate, name, steps(candidate));
       });
       return { ...device!, thinId: made };
     });
@@ -195,22 +195,22 @@ export class ThinPool {
    */
   async createSnapshotDevice(originThinId: number, options: ThinDeviceOptions): Promise<ThinDevice> {
     const origin = checkThinId(originThinId, 'originThinId');
-    const { thinId, name, steps } = this.deviceSteps(options);
+    const { thinId, name, steps } = this.#deviceSteps(options);
     return serialised(this.name, async () => {
       let device: dm.DeviceInfo | undefined;
-      const made = await this.allocate(thinId, async (candidate) => {
-        device = await this.devices.createSnapshot(candidate, origin, name, steps(candidate));
+      const made = await this.#allocate(thinId, async (candidate) => {
+        device = await this.#devices.createSnapshot(candidate, origin, name, steps(candidate));
       });
       return { ...device!, thinId: made };
     });
   }
 
   /** Validate a thin device's options (before any ioctl); the create steps for a given thin id. */
-  private deviceSteps(options: ThinDeviceOptions): { thinId: ThinId | undefined; name: DmName; steps: (thinId: ThinId) => batch.Step[] } {
+  #deviceSteps(options: ThinDeviceOptions): { thinId: ThinId | undefined; name: DmName; steps: (thinId: ThinId) => batch.Step[] } {
     const o = checkOptions<ThinDeviceOptions>(options, 'options', ['thinId', 'name', 'size', 'readOnly']);
     const thinId = o.thinId === undefined ? undefined : checkThinId(o.thinId, 'options.thinId');
     const { name, readOnly, length } = checkActivate(o);
-    const steps = (thinId: ThinId) => batch.createDevice(name, { readOnly, table: this.devices.thinTable(thinId, length) });
+    const steps = (thinId: ThinId) => batch.createDevice(name, { readOnly, table: this.#devices.thinTable(thinId, length) });
     return { thinId, name, steps }; // steps(thinId) checks the table before the first ioctl
   }
 
@@ -222,21 +222,21 @@ export class ThinPool {
   async removeThinDevice(name: string, thinId: number): Promise<void> {
     const device = checkName(name);
     const id = checkThinId(thinId);
-    return serialised(this.name, () => this.devices.remove(device, id, (gone) => this.deleteId(gone)));
+    return serialised(this.name, () => this.#devices.remove(device, id, (gone) => this.#deleteId(gone)));
   }
 
   /** Delete thin device `thinId` and free its blocks; it must not be active. */
   async deleteThin(thinId: number): Promise<void> {
     const id = checkThinId(thinId);
-    return serialised(this.name, () => this.deleteId(id));
+    return serialised(this.name, () => this.#deleteId(id));
   }
 
   /** Map thin device `thinId` as a block device of `size` bytes named `name`. */
   async activate(thinId: number, options: ActivateOptions): Promise<dm.DeviceInfo> {
     const id = checkThinId(thinId);
     const { name, readOnly, length } = checkActivate(checkOptions<ActivateOptions>(options, 'options', ['name', 'size', 'readOnly']));
-    const device = await dm.create(name, { readOnly, table: this.devices.thinTable(id, length) });
-    this.devices.noteActive(device.minor, name, id);
+    const device = await dm.create(name, { readOnly, table: this.#devices.thinTable(id, length) });
+    this.#devices.noteActive(device.minor, name, id);
     return device;
   }
 
@@ -245,7 +245,7 @@ export class ThinPool {
     const device = checkName(name);
     const o = checkOptions<{ deferred: boolean }>(options, 'options', ['deferred']);
     const r = await dm.remove(device, { deferred: checkBoolean(o.deferred, 'options.deferred') ?? false });
-    if (!r.deferred) this.devices.forget(device);
+    if (!r.deferred) this.#devices.forget(device);
     return r;
   }
 
@@ -257,7 +257,7 @@ export class ThinPool {
    * (the kernel counts mappings per thin id, whatever the table's length).
    */
   async thinUsage(thinId: number): Promise<ThinUsage> {
-    return this.devices.usage(checkThinId(thinId), this.params.dataBlockSectors);
+    return this.#devices.usage(checkThinId(thinId), this.#params.dataBlockSectors);
   }
 
   /**
@@ -266,24 +266,24 @@ export class ThinPool {
    * with the pool's own status, which proves the holders were the pool's.
    */
   activeDevices(): Promise<Array<{ name: string; thinId: number }>> {
-    return this.devices.activeDevices();
+    return this.#devices.activeDevices();
   }
 
   /** Change the pool's transaction id from `from` to `to` (EINVAL if it is not `from`). */
   async setTransactionId(from: number, to: number): Promise<void> {
     checkUint(from, 'from');
     checkUint(to, 'to');
-    return serialised(this.name, () => this.message(msg.setTransactionId(from, to)));
+    return serialised(this.name, () => this.#message(msg.setTransactionId(from, to)));
   }
 
   /** Hold a metadata snapshot so thin_dump --metadata-snap can read a consistent copy of a live pool. */
   async reserveMetadataSnap(): Promise<void> {
-    return serialised(this.name, () => this.message(msg.reserveMetadataSnap()));
+    return serialised(this.name, () => this.#message(msg.reserveMetadataSnap()));
   }
 
   /** Release the metadata snapshot reserveMetadataSnap() took. */
   async releaseMetadataSnap(): Promise<void> {
-    return serialised(this.name, () => this.message(msg.releaseMetadataSnap()));
+    return serialised(this.name, () => this.#message(msg.releaseMetadataSnap()));
   }
 
   /**
@@ -306,14 +306,14 @@ export class ThinPool {
         throw invalidArg('options', `pool '${this.name}' is on block devices: grow them (e.g. lvextend), then call resize() with no sizes`);
       }
       if (b) {
-        await growFile(b.dataFile, dataSize, 'dataSize', this.params.dataDevice);
-        await growFile(b.metadataFile, metadataSize, 'metadataSize', this.params.metadataDevice);
+        await growFile(b.dataFile, dataSize, 'dataSize', this.#params.dataDevice);
+        await growFile(b.metadataFile, metadataSize, 'metadataSize', this.#params.metadataDevice);
       }
-      const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.params.dataDevice));
-      const sectors = poolSectors(dataBytes, this.params.dataBlockSectors);
-      if (sectors < this.sectors)
-        throw invalidArg('dataSize', `the pool is ${this.sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
-      const params = { ...this.params, lowWaterMark: lowWaterMark ?? this.params.lowWaterMark };
+      const dataBytes = b ? (await stat(b.dataFile)).size : await deviceSize(await devicePath(this.#params.dataDevice));
+      const sectors = poolSectors(dataBytes, this.#params.dataBlockSectors);
+      if (sectors < this.#sectors)
+        throw invalidArg('dataSize', `the pool is ${this.#sectors * SECTOR} bytes; shrinking a thin pool is not possible`);
+      const params = { ...this.#params, lowWaterMark: lowWaterMark ?? this.#params.lowWaterMark };
       // Load, then suspend and resume: the data length and any metadata growth
       // take effect on resume. noFlush: a full pool cannot flush queued I/O.
       await step(progress, `reloading pool '${this.name}' at ${humanSize(sectors * SECTOR)}`, async () => {
@@ -321,8 +321,8 @@ export class ThinPool {
         await dm.suspend(this.name, { noFlush: true });
         await dm.resume(this.name);
       });
-      this.sectors = sectors;
-      this.params = params;
+      this.#sectors = sectors;
+      this.#params = params;
     });
   }
 
@@ -354,7 +354,7 @@ export class ThinPool {
         });
       }
       for (const d of active) await dm.remove(d.name, { retry: true });
-      const loops = [this.params.dataDevice, this.params.metadataDevice];
+      const loops = [this.#params.dataDevice, this.#params.metadataDevice];
       await dm.remove(this.name, { retry: true });
       if (this.loopBacking) {
         // Our loops are attached with autoclear, which detaches them once the pool lets go, but on
@@ -374,12 +374,12 @@ export class ThinPool {
   // ---- private ------------------------------------------------------------
 
   /** A thin-pool message, with its errno advice (control.ts adds it, as for every ioctl). */
-  private async message(m: PoolMessage): Promise<void> {
+  async #message(m: PoolMessage): Promise<void> {
     await batch.runBatch([batch.message(this.name, m)], this.name);
   }
 
   /** Try `create(thinId)` with `thinId`, or with successive free ids when none is given. */
-  private async allocate(thinId: ThinId | undefined, create: (thinId: ThinId) => Promise<void>): Promise<number> {
+  async #allocate(thinId: ThinId | undefined, create: (thinId: ThinId) => Promise<void>): Promise<number> {
     if (thinId !== undefined) {
       await create(thinId);
       return thinId;
@@ -402,10 +402,10 @@ export class ThinPool {
    * With none, the kernel still holds the id a moment after a deferred
    * removal dropped its name: retry that, bounded (about 5 s).
    */
-  private async deleteId(thinId: ThinId): Promise<void> {
+  async #deleteId(thinId: ThinId): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.message(msg.deleteThin(this.name, thinId));
+        await this.#message(msg.deleteThin(this.name, thinId));
         return;
       } catch (e) {
         if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;

@@ -100,10 +100,10 @@ function checkAutoExtend(value: unknown, pool: WatchedPool): (Required<Omit<Auto
  * the process alive; close() releases everything.
  */
 export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
-  private readonly abort = new AbortController();
-  private readonly settings: ReturnType<typeof checkAutoExtend>;
-  private readonly done: Promise<void>;
-  private shown = new Set<PoolAlert | 'extendLimit'>();
+  readonly #abort = new AbortController();
+  readonly #settings: ReturnType<typeof checkAutoExtend>;
+  readonly #done: Promise<void>;
+  #shown = new Set<PoolAlert | 'extendLimit'>();
 
   /** Start watching `pool` (ThinPool.watch() is the usual way). */
   constructor(
@@ -113,17 +113,17 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     super();
     const o = checkOptions<WatchOptions>(options, 'options', ['autoExtend', 'signal']);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArg('options.signal', 'expected an AbortSignal');
-    this.settings = checkAutoExtend(o.autoExtend, pool);
-    o.signal?.addEventListener('abort', () => this.abort.abort(), { once: true, signal: this.abort.signal });
-    if (o.signal?.aborted) this.abort.abort();
+    this.#settings = checkAutoExtend(o.autoExtend, pool);
+    o.signal?.addEventListener('abort', () => this.#abort.abort(), { once: true, signal: this.#abort.signal });
+    if (o.signal?.aborted) this.#abort.abort();
     // Start on the next tick, so that listeners added right after watch() see the first status.
-    this.done = new Promise<void>((r) => setImmediate(r)).then(() => this.run());
+    this.#done = new Promise<void>((r) => setImmediate(r)).then(() => this.#run());
   }
 
   /** Stop watching; resolves once no handle of the watcher is left. */
   async close(): Promise<void> {
-    this.abort.abort();
-    await this.done;
+    this.#abort.abort();
+    await this.#done;
   }
 
   /** The events as { type, ... } objects, until the watcher closes. */
@@ -131,22 +131,22 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     for await (const [event] of on(this, 'event' as never, { close: ['close'] })) yield event as PoolEvent;
   }
 
-  private publish(type: PoolEvent['type'], payload: PoolStatus | Extension): void {
+  #publish(type: PoolEvent['type'], payload: PoolStatus | Extension): void {
     (this.emit as (e: string, ...a: unknown[]) => boolean)(type, payload);
     (this.emit as (e: string, ...a: unknown[]) => boolean)('event', type === 'extended' ? { type, ...payload } : { type, status: payload });
   }
 
-  private async run(): Promise<void> {
-    const signal = this.abort.signal;
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
     try {
-      if (this.settings) await this.placeMark(await this.pool.status());
+      if (this.#settings) await this.#placeMark(await this.pool.status());
       while (!signal.aborted) {
         // The counter first, then the status: an event in between ends the wait at once.
         const { eventNr } = await dm.info(this.pool.name);
         const status = await this.pool.status();
         if (signal.aborted) break;
-        this.report(status);
-        if (this.settings && (await this.extend(status))) continue;
+        this.#report(status);
+        if (this.#settings && (await this.#extend(status))) continue;
         await dm.wait(this.pool.name, eventNr, { signal });
       }
     } catch (e) {
@@ -154,40 +154,40 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       if (!signal.aborted && !gone)
         this.emit('error', e instanceof DmError ? e : new DmError(String(e), { code: 'EIO', device: this.pool.name, cause: e }));
     } finally {
-      this.abort.abort();
+      this.#abort.abort();
       this.emit('close');
     }
   }
 
-  private report(status: PoolStatus): void {
-    this.publish('status', status);
+  #report(status: PoolStatus): void {
+    this.#publish('status', status);
     const now = new Set(status.alerts);
-    for (const alert of status.alerts) if (!this.shown.has(alert)) this.publish(alert, status);
-    for (const alert of this.shown) if (alert !== 'extendLimit' && !now.has(alert)) this.shown.delete(alert);
-    for (const alert of now) this.shown.add(alert);
+    for (const alert of status.alerts) if (!this.#shown.has(alert)) this.#publish(alert, status);
+    for (const alert of this.#shown) if (alert !== 'extendLimit' && !now.has(alert)) this.#shown.delete(alert);
+    for (const alert of now) this.#shown.add(alert);
   }
 
   /** Low water mark (data blocks) at which the kernel wakes us: the free blocks left at the threshold. */
-  private mark(totalDataBlocks: number): number {
-    return Math.ceil((totalDataBlocks * (100 - this.settings!.threshold)) / 100);
+  #mark(totalDataBlocks: number): number {
+    return Math.ceil((totalDataBlocks * (100 - this.#settings!.threshold)) / 100);
   }
 
-  private async placeMark(status: PoolStatus): Promise<void> {
+  async #placeMark(status: PoolStatus): Promise<void> {
     if (status.mode === 'fail') return;
-    const mark = this.mark(status.totalDataBlocks);
+    const mark = this.#mark(status.totalDataBlocks);
     if (mark !== this.pool.lowWaterMark) await this.pool.resize({ lowWaterMark: mark });
   }
 
   /** Grow what crossed the threshold; true when something grew (look again at once). */
-  private async extend(status: PoolStatus): Promise<boolean> {
-    const { threshold, percent, max } = this.settings!;
+  async #extend(status: PoolStatus): Promise<boolean> {
+    const { threshold, percent, max } = this.#settings!;
     if (status.mode === 'fail' || status.mode === 'ro' || status.needsCheck) return false;
     const over = (used: number, total: number) => total > 0 && used * 100 >= total * threshold;
     const grow = (size: number, unit: number) => Math.ceil((size * (100 + percent)) / 100 / unit) * unit;
     const dataOver = over(status.usedDataBlocks, status.totalDataBlocks) || status.mode === 'out_of_data_space';
     const metaOver = over(status.usedMetadataBlocks, status.totalMetadataBlocks);
     if (!dataOver && !metaOver) {
-      this.shown.delete('extendLimit');
+      this.#shown.delete('extendLimit');
       return false;
     }
     const blockSize = this.pool.blockSize;
@@ -196,9 +196,9 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const dataTo = dataOver ? Math.min(grow(dataFrom, blockSize), Math.floor(max / blockSize) * blockSize) : dataFrom;
     const metaTo = metaOver ? Math.min(grow(metaFrom, METADATA_BLOCK_SIZE), MAX_METADATA_SIZE) : metaFrom;
     if (dataTo <= dataFrom && metaTo <= metaFrom) {
-      if (!this.shown.has('extendLimit')) {
-        this.shown.add('extendLimit');
-        this.publish('extendLimit', status);
+      if (!this.#shown.has('extendLimit')) {
+        this.#shown.add('extendLimit');
+        this.#publish('extendLimit', status);
       }
       return false;
     }
@@ -207,15 +207,15 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       await this.pool.resize({
         ...(dataTo > dataFrom ? { dataSize: dataTo } : {}),
         ...(metaTo > metaFrom ? { metadataSize: metaTo } : {}),
-        lowWaterMark: this.mark(dataTo / blockSize),
+        lowWaterMark: this.#mark(dataTo / blockSize),
       });
     } catch (e) {
       this.emit('error', e instanceof DmError ? e : new DmError(String(e), { code: 'EIO', device: this.pool.name, cause: e }));
       return false;
     }
     const ms = Math.round(performance.now() - t0);
-    if (dataTo > dataFrom) this.publish('extended', { what: 'data', from: dataFrom, to: dataTo, ms });
-    if (metaTo > metaFrom) this.publish('extended', { what: 'metadata', from: metaFrom, to: metaTo, ms });
+    if (dataTo > dataFrom) this.#publish('extended', { what: 'data', from: dataFrom, to: dataTo, ms });
+    if (metaTo > metaFrom) this.#publish('extended', { what: 'metadata', from: metaFrom, to: metaTo, ms });
     return true;
   }
 }

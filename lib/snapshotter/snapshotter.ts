@@ -80,20 +80,29 @@ const isSnap = (r: DeviceRecord | undefined): r is Snap => r?.snapshot !== undef
 
 /** containerd's snapshotter model (prepare, view, commit, mounts, usage, walk) on a thin pool. */
 export class Snapshotter {
-  private readonly queue = new SerialQueue();
-  private closed = false;
-  private readonly txns: PoolTransactions;
+  readonly #queue = new SerialQueue();
+  #closed = false;
+  readonly #txns: PoolTransactions;
+
+  readonly #o: { root: string; baseSize: number; fs: FsType; mkfsArgs: string[]; mountOptions: string[]; discard: boolean };
+  readonly #store: MetadataStore;
+  #set: SetRecord;
+  readonly #lock: FileHandle;
 
   private constructor(
-    private readonly o: { root: string; baseSize: number; fs: FsType; mkfsArgs: string[]; mountOptions: string[]; discard: boolean },
+    o: { root: string; baseSize: number; fs: FsType; mkfsArgs: string[]; mountOptions: string[]; discard: boolean },
     readonly pool: ThinPool,
-    private readonly store: MetadataStore,
-    private set: SetRecord,
-    private readonly lock: FileHandle,
+    store: MetadataStore,
+    set: SetRecord,
+    lock: FileHandle,
     /** Device names are `<prefix>-snap-<thin id>`. */
     readonly prefix: string,
   ) {
-    this.txns = new PoolTransactions(pool, store);
+    this.#o = o;
+    this.#store = store;
+    this.#set = set;
+    this.#lock = lock;
+    this.#txns = new PoolTransactions(pool, store);
   }
 
   /** Open the snapshotter under `root`, making its pool on first use; repairs what a killed process left. */
@@ -136,15 +145,15 @@ export class Snapshotter {
       const prefix = pool.name.endsWith('-pool') ? pool.name.slice(0, -'-pool'.length) : pool.name;
       const s = new Snapshotter({ ...settings, fs: set.fs }, pool, store, set, lock, prefix);
       await mendLeftovers(root, prefix);
-      await s.txns.recover({
-        deactivate: (t) => dm.remove(s.dmName(t.deviceId), { retry: true }).then(() => undefined),
+      await s.#txns.recover({
+        deactivate: (t) => dm.remove(s.#dmName(t.deviceId), { retry: true }).then(() => undefined),
         forget: async (t) => {
           const r = store!.get(t.id);
           if (r && r.deviceId === t.deviceId) await store!.delete(t.id);
         },
       });
       // A snapshot without a parent whose filesystem was never made: as if prepare never ran.
-      for (const r of store.all().filter((r) => isSnap(r) && r.initialized === false)) await s.drop(r);
+      for (const r of store.all().filter((r) => isSnap(r) && r.initialized === false)) await s.#drop(r);
       return s;
     } catch (e) {
       await activated?.destroy().catch(() => undefined);
@@ -156,24 +165,24 @@ export class Snapshotter {
 
   /** A new active snapshot `key` (read-write), of committed `parent` or empty; resolves with how to mount it. */
   prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.make('active', key, parent, options);
+    return this.#make('active', key, parent, options);
   }
 
   /** A new read-only view `key` of committed `parent` (or of an empty filesystem). */
   view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.make('view', key, parent, options);
+    return this.#make('view', key, parent, options);
   }
 
   /** How to mount active snapshot or view `key` (its device is activated if it is not). */
   async mounts(key: string): Promise<Mount[]> {
-    this.checkOpen();
+    this.#checkOpen();
     checkKey(key);
-    return this.serial(async () => {
-      const r = this.get(key);
+    return this.#serial(async () => {
+      const r = this.#get(key);
       if (r.snapshot.kind === 'committed')
         throw precondition(`snapshot '${key}' is committed: prepare or view a child of it to mount it`, key);
-      await this.activate(r);
-      return this.mountsOf(r);
+      await this.#activate(r);
+      return this.#mountsOf(r);
     });
   }
 
@@ -182,54 +191,54 @@ export class Snapshotter {
    * new name (deactivated), usable as a parent. Unmount it first.
    */
   async commit(name: string, key: string, options?: SnapshotOptions): Promise<void> {
-    this.checkOpen();
+    this.#checkOpen();
     checkKey(name, 'name');
     checkKey(key);
     const labels = checkLabels(checkOptions<SnapshotOptions>(options, 'options', ['labels']).labels, 'options.labels');
-    await this.serial(async () => {
-      const r = this.get(key);
+    await this.#serial(async () => {
+      const r = this.#get(key);
       if (r.snapshot.kind !== 'active')
         throw precondition(
           `snapshot '${key}' is ${r.snapshot.kind === 'view' ? 'a view' : 'committed'}: only an active snapshot commits`,
           key,
         );
-      if (this.store.get(name)) throw exists(`snapshot '${name}'`);
+      if (this.#store.get(name)) throw exists(`snapshot '${name}'`);
       const usage = (await this.pool.thinUsage(r.deviceId)).mappedBytes;
-      const live = await dm.info(this.dmName(r.deviceId)).catch(() => undefined);
+      const live = await dm.info(this.#dmName(r.deviceId)).catch(() => undefined);
       if (live) {
-        await dm.remove(this.dmName(r.deviceId), { retry: true }).catch((e: unknown) => {
+        await dm.remove(this.#dmName(r.deviceId), { retry: true }).catch((e: unknown) => {
           if (e instanceof DmError && e.code === 'EBUSY')
             throw precondition(`snapshot '${key}' is still mounted or open: unmount it before commit`, key);
           throw e;
         });
       }
       const now = new Date().toISOString();
-      await this.store.replace(key, { ...r, id: name, snapshot: { kind: 'committed', labels, created: now, updated: now, usage } });
+      await this.#store.replace(key, { ...r, id: name, snapshot: { kind: 'committed', labels, created: now, updated: now, usage } });
     });
   }
 
   /** Remove snapshot `key` and its thin device; one that has children cannot go. */
   async remove(key: string): Promise<void> {
-    this.checkOpen();
+    this.#checkOpen();
     checkKey(key);
-    await this.serial(async () => {
-      const r = this.get(key);
-      const child = this.store.all().find((c) => c.parent === key);
+    await this.#serial(async () => {
+      const r = this.#get(key);
+      const child = this.#store.all().find((c) => c.parent === key);
       if (child) throw precondition(`snapshot '${key}' has children (${child.id}): remove them first`, key);
-      await this.drop(r);
+      await this.#drop(r);
     });
   }
 
   /** The raw records (thin ids, transactions, containerd's fields): for debugging and checks. */
   records(): DeviceRecord[] {
-    return this.store.all().map((r) => ({ ...r }));
+    return this.#store.all().map((r) => ({ ...r }));
   }
 
   /** Snapshot `key`'s info. */
   async stat(key: string): Promise<SnapshotInfo> {
-    this.checkOpen();
+    this.#checkOpen();
     checkKey(key);
-    return infoOf(this.get(key));
+    return infoOf(this.#get(key));
   }
 
   /**
@@ -238,7 +247,7 @@ export class Snapshotter {
    * with the info after the change.
    */
   async update(info: Partial<SnapshotInfo> & { name: string }, ...fieldPaths: string[]): Promise<SnapshotInfo> {
-    this.checkOpen();
+    this.#checkOpen();
     if (typeof info !== 'object' || info === null) throw invalidArg('info', 'expected { name, labels? }');
     const key = checkKey(info.name, 'info.name');
     const given = checkLabels(info.labels, 'info.labels');
@@ -246,8 +255,8 @@ export class Snapshotter {
       if (p !== 'labels' && !p.startsWith('labels.'))
         throw invalidArg('fieldPaths', `'${p}' cannot be updated (only labels and labels.KEY)`);
     }
-    return this.serial(async () => {
-      const r = this.get(key);
+    return this.#serial(async () => {
+      const r = this.#get(key);
       let labels = { ...r.snapshot.labels };
       if (fieldPaths.length === 0 || fieldPaths.includes('labels')) labels = given;
       for (const p of fieldPaths.filter((p) => p.startsWith('labels.'))) {
@@ -256,26 +265,26 @@ export class Snapshotter {
         else delete labels[k];
       }
       const next: Snap = { ...r, snapshot: { ...r.snapshot, labels, updated: new Date().toISOString() } };
-      await this.store.put(next);
+      await this.#store.put(next);
       return infoOf(next);
     });
   }
 
   /** Bytes the pool has mapped for `key` (for a committed snapshot: at its commit). */
   async usage(key: string): Promise<SnapshotUsage> {
-    this.checkOpen();
+    this.#checkOpen();
     checkKey(key);
-    const r = this.get(key);
+    const r = this.#get(key);
     if (r.snapshot.kind === 'committed' && r.snapshot.usage !== undefined) return { size: r.snapshot.usage, inodes: 0 };
     return { size: (await this.pool.thinUsage(r.deviceId)).mappedBytes, inodes: 0 };
   }
 
   /** Call `fn` with the info of every snapshot that passes any of `filters` (containerd's syntax; none: all). */
   async walk(fn: (info: SnapshotInfo) => void | Promise<void>, ...filters: string[]): Promise<void> {
-    this.checkOpen();
+    this.#checkOpen();
     if (typeof fn !== 'function') throw invalidArg('fn', 'expected a function');
     const pass = snapshotFilter(filters);
-    for (const r of this.store.all()) {
+    for (const r of this.#store.all()) {
       if (!isSnap(r)) continue;
       const info = infoOf(r);
       if (pass(info)) await fn(info);
@@ -284,13 +293,13 @@ export class Snapshotter {
 
   /** Deactivate committed snapshots' devices and remove devices of ours that no snapshot holds. */
   async cleanup(): Promise<void> {
-    this.checkOpen();
-    await this.serial(async () => {
+    this.#checkOpen();
+    await this.#serial(async () => {
       const held = new Map(
-        this.store
+        this.#store
           .all()
           .filter(isSnap)
-          .map((r) => [this.dmName(r.deviceId), r]),
+          .map((r) => [this.#dmName(r.deviceId), r]),
       );
       for (const d of await dm.list()) {
         if (!d.name.startsWith(`${this.prefix}-snap-`)) continue;
@@ -302,44 +311,44 @@ export class Snapshotter {
 
   /** Release the lock; devices and the pool stay (containers keep using their snapshots). A second close does nothing. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.serial(async () => undefined);
-    await saveSetIfMoved(this.store, this.set);
-    await this.store.close();
-    await this.lock.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#serial(async () => undefined);
+    await saveSetIfMoved(this.#store, this.#set);
+    await this.#store.close();
+    await this.#lock.close();
   }
 
   // ---- private ------------------------------------------------------------
 
-  private serial<T>(body: () => Promise<T>): Promise<T> {
-    return this.queue.run(body);
+  #serial<T>(body: () => Promise<T>): Promise<T> {
+    return this.#queue.run(body);
   }
 
-  private checkOpen(): void {
-    if (this.closed) throw new DmError('the snapshotter is closed', { code: 'ERR_DM_INVALID_ARG' });
+  #checkOpen(): void {
+    if (this.#closed) throw new DmError('the snapshotter is closed', { code: 'ERR_DM_INVALID_ARG' });
   }
 
-  private dmName(thinId: number): string {
+  #dmName(thinId: number): string {
     return `${this.prefix}-snap-${thinId}`;
   }
 
-  private get(key: string): Snap {
-    const r = this.store.get(key);
+  #get(key: string): Snap {
+    const r = this.#store.get(key);
     if (!isSnap(r)) throw notFound(`snapshot '${key}'`);
     return r;
   }
 
-  private mountsOf(r: Snap): Mount[] {
-    const options = [...this.o.mountOptions];
+  #mountsOf(r: Snap): Mount[] {
+    const options = [...this.#o.mountOptions];
     if (r.snapshot.kind === 'view') options.push('ro');
-    if (this.set.fs === 'xfs') options.push('nouuid');
-    return [{ type: this.set.fs, source: `/dev/mapper/${this.dmName(r.deviceId)}`, options }];
+    if (this.#set.fs === 'xfs') options.push('nouuid');
+    return [{ type: this.#set.fs, source: `/dev/mapper/${this.#dmName(r.deviceId)}`, options }];
   }
 
   /** The snapshot's device, active (read-only for a view). */
-  private async activate(r: Snap): Promise<void> {
-    const name = this.dmName(r.deviceId);
+  async #activate(r: Snap): Promise<void> {
+    const name = this.#dmName(r.deviceId);
     const live = await dm.info(name).catch(() => undefined);
     if (live?.activeTable) return;
     if (live) await dm.remove(name);
@@ -347,73 +356,73 @@ export class Snapshotter {
   }
 
   /** A new snapshot's device: no look first (one trip fewer), unless a device of its name is there (a kill's leftover). */
-  private async activateNew(r: Snap): Promise<void> {
-    const name = this.dmName(r.deviceId);
+  async #activateNew(r: Snap): Promise<void> {
+    const name = this.#dmName(r.deviceId);
     await this.pool.activate(r.deviceId, { name, size: r.size, readOnly: r.snapshot.kind === 'view' }).catch(async (e: unknown) => {
       if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
-      await this.activate(r);
+      await this.#activate(r);
     });
   }
 
-  private async make(kind: SnapshotKind, key: string, parent: string | undefined, options: SnapshotOptions | undefined): Promise<Mount[]> {
-    this.checkOpen();
+  async #make(kind: SnapshotKind, key: string, parent: string | undefined, options: SnapshotOptions | undefined): Promise<Mount[]> {
+    this.#checkOpen();
     checkKey(key);
     if (parent !== undefined && parent !== '') checkKey(parent, 'parent');
     const labels = checkLabels(checkOptions<SnapshotOptions>(options, 'options', ['labels']).labels, 'options.labels');
-    return this.serial(async () => {
-      if (this.store.get(key)) throw exists(`snapshot '${key}'`);
-      const from = parent ? this.store.get(parent) : undefined;
+    return this.#serial(async () => {
+      if (this.#store.get(key)) throw exists(`snapshot '${key}'`);
+      const from = parent ? this.#store.get(parent) : undefined;
       if (parent && !isSnap(from)) throw notFound(`parent snapshot '${parent}'`);
       if (isSnap(from) && from.snapshot.kind !== 'committed') throw invalidArg('parent', `'${parent}' is not a committed snapshot`);
       const now = new Date().toISOString();
       let made: Snap | undefined;
-      await this.txns.create({
+      await this.#txns.create({
         key,
         originThinId: isSnap(from) ? from.deviceId : null,
         allocate: () => {
-          const free = freeThinId(new Set(this.store.all().map((r) => r.deviceId)), this.set.nextDeviceId);
+          const free = freeThinId(new Set(this.#store.all().map((r) => r.deviceId)), this.#set.nextDeviceId);
           if (free === undefined)
             throw new DmError(`pool '${this.pool.name}' has no free thin id`, { code: 'ENOSPC', device: this.pool.name });
           return free;
         },
-        skipped: (thinId) => this.advance(thinId),
+        skipped: (thinId) => this.#advance(thinId),
         record: async (deviceId, transactionId) => {
           made = {
             id: key,
             deviceId,
-            size: isSnap(from) ? from.size : this.o.baseSize,
+            size: isSnap(from) ? from.size : this.#o.baseSize,
             parent: isSnap(from) ? from.id : null,
             transactionId,
             ...(isSnap(from) ? {} : { initialized: false }),
             snapshot: { kind, labels, created: now, updated: now },
           };
-          await this.store.put(made);
+          await this.#store.put(made);
         },
       });
       const r = made!;
-      this.advance(r.deviceId); // a hint (a used id is skipped): written at close, not per snapshot
+      this.#advance(r.deviceId); // a hint (a used id is skipped): written at close, not per snapshot
       try {
         if (r.initialized === false) {
-          await this.format(r);
-          await this.activate(r);
-        } else await this.activateNew(r);
+          await this.#format(r);
+          await this.#activate(r);
+        } else await this.#activateNew(r);
       } catch (e) {
-        await this.drop(r).catch(() => undefined);
+        await this.#drop(r).catch(() => undefined);
         throw e;
       }
-      return this.mountsOf(r);
+      return this.#mountsOf(r);
     });
   }
 
   /** Make the filesystem of a snapshot without a parent (on a read-write activation), then record it made. */
-  private async format(r: Snap): Promise<void> {
-    const name = this.dmName(r.deviceId);
+  async #format(r: Snap): Promise<void> {
+    const name = this.#dmName(r.deviceId);
     const dev = await this.pool.activate(r.deviceId, { name, size: r.size });
     try {
-      await makeFilesystem(dev.path, this.set.fs, this.o.mkfsArgs);
+      await makeFilesystem(dev.path, this.#set.fs, this.#o.mkfsArgs);
       // An image's root holds nothing but the image: drop ext4's lost+found, as containerd does.
-      const scratch = join(this.o.root, 'mnt', `.format-${r.deviceId}`);
-      await mountDevice(dev.path, scratch, this.set.fs);
+      const scratch = join(this.#o.root, 'mnt', `.format-${r.deviceId}`);
+      await mountDevice(dev.path, scratch, this.#set.fs);
       try {
         await rmdir(join(scratch, 'lost+found')).catch((e: NodeJS.ErrnoException) => {
           if (e.code !== 'ENOENT') throw e;
@@ -425,14 +434,14 @@ export class Snapshotter {
       if (r.snapshot.kind === 'view') await dm.remove(name, { retry: true }); // a view is activated read-only after
     }
     delete r.initialized;
-    await this.store.put(r);
+    await this.#store.put(r);
   }
 
   /** Deactivate, discard if asked, and delete snapshot `r`'s thin device and record, in a transaction. */
-  private async drop(r: DeviceRecord): Promise<void> {
-    const name = this.dmName(r.deviceId);
+  async #drop(r: DeviceRecord): Promise<void> {
+    const name = this.#dmName(r.deviceId);
     const live = await dm.info(name).catch(() => undefined);
-    if (live && this.o.discard && live.openCount === 0 && live.activeTable) await dm.discard(name).catch(() => undefined);
+    if (live && this.#o.discard && live.openCount === 0 && live.activeTable) await dm.discard(name).catch(() => undefined);
     if (live) {
       await dm.remove(name, { retry: true }).catch((e: unknown) => {
         if (e instanceof DmError && e.code === 'EBUSY')
@@ -440,11 +449,11 @@ export class Snapshotter {
         throw e;
       });
     }
-    await this.txns.delete({ key: r.id, thinId: r.deviceId, deferBusy: false, record: () => this.store.delete(r.id) });
+    await this.#txns.delete({ key: r.id, thinId: r.deviceId, deferBusy: false, record: () => this.#store.delete(r.id) });
   }
 
-  private advance(thinId: number): void {
-    this.set = { ...this.set, nextDeviceId: (thinId + 1) % (MAX_THIN_ID + 1) };
+  #advance(thinId: number): void {
+    this.#set = { ...this.#set, nextDeviceId: (thinId + 1) % (MAX_THIN_ID + 1) };
   }
 }
 

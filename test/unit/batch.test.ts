@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DmCommand, DmIoctlReply, DmIoctlRequest } from '../../lib/binding';
 import * as batch from '../../lib/batch';
-import { DmError } from '../../lib/errors';
+import { DmError, type DmErrorCode } from '../../lib/errors';
 import * as msg from '../../lib/targets/thin-pool-messages';
 import type { DmName, ThinId } from '../../lib/validate';
 
@@ -20,7 +20,7 @@ interface Call {
 }
 
 /** A fake kernel: records every ioctl, fails the ones `fail` picks with an errno name. */
-function fakeKernel(fail: (c: Call, index: number) => string | undefined = () => undefined) {
+function fakeKernel(fail: (c: Call, index: number) => DmErrorCode | undefined = () => undefined) {
   const calls: Call[] = [];
   const reply = (c: Call, i: number): DmIoctlReply =>
     ({
@@ -36,7 +36,7 @@ function fakeKernel(fail: (c: Call, index: number) => string | undefined = () =>
       growths: 0,
       ...(c.command === 'DM_TABLE_STATUS' ? { targets: [{ start: 0, length: 8, type: 'zero', params: '' }] } : {}),
     }) as DmIoctlReply;
-  const error = (code: string, c: Call) => new DmError(`${c.command} failed: ${code}`, { code, ioctl: c.command });
+  const error = (code: DmErrorCode, c: Call) => new DmError(`${c.command} failed: ${code}`, { code, ioctl: c.command });
   batch.setBatchCalls({
     async seq(steps) {
       const replies: DmIoctlReply[] = [];

@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { DmError, errnoName, fromNative } from '../../lib/errors';
+import { DmError, errnoName, errnoOf, fromNative } from '../../lib/errors';
 
 const E = constants.errno;
 const failure = (errno: number, op = 'DM_DEV_REMOVE', syscall = 'ioctl', detail?: string) =>
@@ -16,6 +16,14 @@ describe('DmError mapping', () => {
     expect(errnoName(E.EBUSY)).toBe('EBUSY');
     expect(errnoName(E.ENXIO)).toBe('ENXIO');
     expect(errnoName(9999)).toBe('E9999');
+  });
+
+  it("names a Node.js system error by its errno (negative in Node's errors), or the fallback when it has none", async () => {
+    const enoent = await import('node:fs/promises').then((fs) => fs.stat('/nonexistent/x').catch((e: NodeJS.ErrnoException) => e));
+    expect(errnoOf(enoent as NodeJS.ErrnoException)).toBe('ENOENT');
+    expect(errnoOf(Object.assign(new Error('x'), { errno: -15 }))).toBe('E15'); // ENOTBLK: no name in Node.js
+    expect(errnoOf(new Error('no errno'))).toBe('EIO');
+    expect(errnoOf(new Error('no errno'), 'ENXIO')).toBe('ENXIO');
   });
 
   it('carries code, errno, syscall, ioctl and device', () => {

@@ -8,7 +8,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DmError } from '../../lib/errors';
+import { DmError, type DmErrorCode } from '../../lib/errors';
 import { call, listMessages, snapshotsClient, type WireInfo } from '../../lib/snapshotter/proto';
 import { serveSnapshotter, type SnapshotterServer } from '../../lib/snapshotter/serve';
 import type { Snapshotter } from '../../lib/snapshotter/snapshotter';
@@ -141,7 +141,7 @@ describe('serveSnapshotter', () => {
   });
 
   it("maps DmError codes to containerd's errdefs statuses and logs one line per failed call", async () => {
-    const cases: Array<[string, grpc.status]> = [
+    const cases: Array<[DmErrorCode, grpc.status]> = [
       ['ERR_DM_NOT_FOUND', grpc.status.NOT_FOUND],
       ['ERR_DM_ALREADY_EXISTS', grpc.status.ALREADY_EXISTS],
       ['ERR_DM_FAILED_PRECONDITION', grpc.status.FAILED_PRECONDITION],

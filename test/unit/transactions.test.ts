@@ -4,7 +4,7 @@
 // (device-set-crash.test.ts, 200 SIGKILLs) has produced.
 import { describe, expect, it } from 'vitest';
 import { freeThinId, PoolTransactions, recoveryStep, type TransactionLog } from '../../lib/device-set/transactions';
-import { DmError } from '../../lib/errors';
+import { DmError, type DmErrorCode } from '../../lib/errors';
 import type { TransactionRecord } from '../../lib/metadata-store';
 import type { PoolStatus, ThinPool } from '../../lib/pool/index';
 
@@ -38,7 +38,7 @@ describe('freeThinId', () => {
 
 /** A pool whose messages are recorded and may fail, and a log in memory. */
 function fakes(
-  o: { txn?: number; fail?: Partial<Record<'createThin' | 'createSnapshot' | 'deleteThin', string>>; mode?: PoolStatus['mode'] } = {},
+  o: { txn?: number; fail?: Partial<Record<'createThin' | 'createSnapshot' | 'deleteThin', DmErrorCode>>; mode?: PoolStatus['mode'] } = {},
 ) {
   const calls: string[] = [];
   let txn = o.txn ?? 0;
