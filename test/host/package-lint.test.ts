@@ -17,7 +17,9 @@ let tarball: string;
 beforeAll(async () => {
   // /var/tmp, not /tmp: the VM mounts its own tmpfs on /tmp.
   work = await mkdtemp(join('/var/tmp', 'devmapper-lint-'));
-  const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], { cwd: root });
+  // As package.test.ts packs: prepack (npm run build) would rebuild what npm test's set-up just built,
+  // emptying dist/ under the tests that run beside this one.
+  const { stdout } = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root });
   tarball = join(work, (JSON.parse(stdout) as Array<{ filename: string }>)[0]!.filename);
 }, 120_000);
 afterAll(() => rm(work, { recursive: true, force: true }));
