@@ -129,9 +129,14 @@ const WRONG_NODE = new Set(['ENOENT', 'ENXIO', 'ENODEV']);
  * call tried once more.
  */
 async function loopCall(n: number, op: LoopSimpleIoctl, arg: number | undefined, hints: Hints): Promise<number> {
+  return onLoopNode(n, op, (path) => native.loopPathIoctl(path, constants.O_RDONLY, op, arg), hints);
+}
+
+/** loopCall's retry around any one-trip call on /dev/loopN. */
+async function onLoopNode<T>(n: number, what: string, call: (path: string) => Promise<T>, hints: Hints): Promise<T> {
   const path = loopPath(n);
   for (let attempt = 1; ; attempt++) {
-    const r = await tracedOutcome(op, path, () => native.loopPathIoctl(path, constants.O_RDONLY, op, arg), hints);
+    const r = await tracedOutcome(what, path, () => call(path), hints);
     if (!r.error) return r.value;
     if (r.native.syscall !== 'open') throw r.error;
     if (attempt > 1 || !WRONG_NODE.has(r.error.code)) throw loopOpenError(path, r.error, r.native.detail);
@@ -317,15 +322,10 @@ export async function detach(ref: LoopRef): Promise<void> {
 /** The loop device's backing file, offset, size limit and flags (LOOP_GET_STATUS64). */
 export async function info(ref: LoopRef): Promise<LoopInfo> {
   const n = loopNumber(ref);
-  const dev = await openLoop(n, constants.O_RDONLY);
-  try {
-    const s = await traced('LOOP_GET_STATUS64', loopPath(n), () => native.loopGetStatus(dev.fd), {
-      ENXIO: `${loopPath(n)} is not attached`,
-    });
-    return await fromSysfs(n, s.fileName, { major: 7, minor: n }, s.offset, s.sizeLimit, s.flags);
-  } finally {
-    await dev.close();
-  }
+  const s = await onLoopNode(n, 'LOOP_GET_STATUS64', (path) => native.loopPathStatus(path), {
+    ENXIO: `${loopPath(n)} is not attached`,
+  });
+  return fromSysfs(n, s.fileName, { major: 7, minor: n }, s.offset, s.sizeLimit, s.flags);
 }
 
 async function fromSysfs(

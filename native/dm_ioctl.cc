@@ -302,8 +302,11 @@ Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto req = ParseRequest(env, ArgInt(info, 0), ArgString(info, 1), ArgObject(info, 2));
   auto res = std::make_shared<Result>();
-  return RunAsync(
-      env, req->cmd->name, [req, res]() { return Execute(*req, *res); }, [req, res](Napi::Env env) { return ToJs(env, *req, *res); });
+  auto work = [req, res]() { return Execute(*req, *res); };
+  auto done = [req, res](Napi::Env env) { return ToJs(env, *req, *res); };
+  // DM_DEV_WAIT sleeps until the device's next event: not on one of the executor's threads.
+  if (req->cmd->request == DM_DEV_WAIT) return RunWaiting(env, req->cmd->name, work, done);
+  return RunAsync(env, req->cmd->name, work, done);
 }
 
 // dmIoctlSeq(fd, [[command, request], ...]) -> [reply, ...]: the ioctls in
