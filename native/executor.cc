@@ -96,13 +96,28 @@ class Executor {
     if (finished.empty()) return;
     self->outstanding_ -= finished.size();
     if (self->outstanding_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(self->async_));
-    Napi::Env env = self->env_;
-    Napi::HandleScope scope(env);
-    Napi::CallbackScope callback(env, self->context_);
+    // Raw calls, checked rather than thrown: this runs from the event loop,
+    // where an exception would end the process, and also while a worker
+    // thread's environment is being torn down, when no JS can run and the
+    // calls' promises are gone with it.
+    napi_env env = self->env_;
+    napi_handle_scope scope = nullptr;
+    napi_callback_scope callback = nullptr;
+    napi_value resource = nullptr;
+    bool live = napi_open_handle_scope(env, &scope) == napi_ok && napi_create_object(env, &resource) == napi_ok &&
+                napi_open_callback_scope(env, resource, self->context_, &callback) == napi_ok;
     for (Job* job : finished) {
-      job->Complete(env);
+      if (live) {
+        try {
+          job->Complete(Napi::Env(env));
+        } catch (const Napi::Error&) {
+          live = false;  // the environment is going away
+        }
+      }
       delete job;
     }
+    if (callback) napi_close_callback_scope(env, callback);  // runs the microtasks the settled calls queued
+    if (scope) napi_close_handle_scope(env, scope);
   }
 
   // No thread could be started: fail what is queued rather than leave it hanging.
@@ -134,8 +149,7 @@ class Executor {
     uv_close(reinterpret_cast<uv_handle_t*>(self->async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
     uv_sem_destroy(&self->ready_);
     uv_mutex_destroy(&self->mutex_);
-    self->env_.SetInstanceData<Executor, Forget>(nullptr);
-    delete self;
+    delete self;  // no call can come after the environment's cleanup
   }
 
   static void Forget(Napi::Env, Executor*) {}
