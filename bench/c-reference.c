@@ -159,7 +159,14 @@ int main(int argc, char **argv) {
       struct loop_config cfg;
       memset(&cfg, 0, sizeof cfg);
       cfg.fd = (uint32_t)file;
-      if (ioctl(dev, LOOP_CONFIGURE, &cfg) < 0) die("LOOP_CONFIGURE");
+      if (ioctl(dev, LOOP_CONFIGURE, &cfg) < 0) {
+        /* Another process took this free device first: ask for another, as util-linux and the library do. */
+        if (errno != EBUSY) die("LOOP_CONFIGURE");
+        close(dev);
+        close(file);
+        i--;
+        continue;
+      }
       close(file);
       if (ioctl(dev, LOOP_CLR_FD, 0) < 0) die("LOOP_CLR_FD");
       close(dev);

@@ -3,10 +3,10 @@
 // this machine's own kernel has loop devices, the loop workload runs on it,
 // with no VM in between, the one figure here measured on a real kernel.
 //
-//   - loop attach + detach: the library, bench/c-reference.c (the same
-//     syscalls from C) and losetup, interleaved round by round (the order
-//     alternating) so that the machine's other load hits all alike; best of
-//     rounds and median;
+//   - loop attach + detach: the library, the addon's calls alone,
+//     bench/c-reference.c (the same syscalls from C) and losetup, interleaved
+//     round by round (the order alternating) so that the machine's other load
+//     hits all alike; best of rounds and median;
 //   - the fixed cost of a call: an empty trip through the addon (native.nop)
 //     and loop.info() against C doing what it does;
 //   - the syscall budget: strace -f -c of a process making CYCLES attach +
@@ -15,7 +15,7 @@
 //   BENCH_ROUNDS=7  BENCH_HOST_N=500 (cycles a round)  BENCH_HOST_CLI_N=20
 //   BENCH_STRACE_CYCLES=200
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,8 @@ const loadBefore = load();
 let budget;
 try {
   const cycle = async () => loop.detach((await loop.attach(file)).number);
+  const control = openSync('/dev/loop-control', 'r+');
+  const config = { offset: 0, sizeLimit: 0, blockSize: 0, fileName: file.slice(-63), flags: 0 };
   for (let i = 0; i < 50; i++) await cycle(); // warm-up: JIT, the addon's threads, the loop-control fd
 
   const attach = await race(
@@ -67,6 +69,15 @@ try {
       lib: async () => {
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < N; i++) await cycle();
+        return usSince(t0, N);
+      },
+      // The addon's two calls with no TypeScript around them: what the layer above costs.
+      native: async () => {
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < N; i++) {
+          const d = await native.loopAttach(control, file, constants.O_RDWR, config, { hold: false, status: false });
+          await native.loopPathIoctl(`/dev/loop${d.number}`, constants.O_RDONLY, 'LOOP_CLR_FD');
+        }
         return usSince(t0, N);
       },
       c: async () => Number(sh(cref, ['loop', file, String(N)])),
@@ -79,6 +90,7 @@ try {
     ROUNDS,
   );
   rows.push({ workload: 'loop attach + detach', ...attach, targets: { best: ['≤', 1.15], median: ['≤', 1.3] } });
+  rows.push({ workload: "the same, the addon's calls alone (no TypeScript layer)", lib: attach.native, c: attach.c });
 
   const dev = await loop.attach(file, { readOnly: true });
   try {
