@@ -46,11 +46,10 @@ it('runs in worker threads, and a worker may end with calls in flight', async ()
 });
 
 it('does not keep an idle process alive', () => {
-  const r = spawnSync(
-    process.execPath,
-    ['-e', `require(${JSON.stringify(binding)}).native.nop().then(() => console.log('settled'))`],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(binding)}).native.nop().then(() => console.log('settled'))`], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(r.error).toBeUndefined();
   expect(r.status).toBe(0);
   expect(r.stdout.trim()).toBe('settled');
