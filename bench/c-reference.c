@@ -5,6 +5,9 @@
  *   c-reference thin   POOL N      create_thin + create + mknod + load + resume, then remove + unlink + delete
  *   c-reference snap   POOL N      origin active: suspend + create_snap + resume, activate, deactivate, delete
  *   c-reference loop   FILE N      GET_FREE + LOOP_CONFIGURE, then LOOP_CLR_FD
+ *   c-reference reopen FILE N      the same with the library's descriptors: the device is
+ *                                  closed after LOOP_CONFIGURE and opened again (read-only)
+ *                                  for LOOP_CLR_FD, as two separate calls do
  *   c-reference info   N_DEV N     what loop.info() does: open + LOOP_GET_STATUS64 + close
  *                                  of /dev/loopN_DEV, and its five sysfs attributes
  *   c-reference version N          DM_VERSION on the control fd (the cheapest ioctl)
@@ -125,7 +128,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc != 4) {
-    fprintf(stderr, "usage: c-reference thin|snap POOL N | loop FILE N | info LOOP_NUMBER N | version N\n");
+    fprintf(stderr, "usage: c-reference thin|snap POOL N | loop|reopen FILE N | info LOOP_NUMBER N | version N\n");
     return 2;
   }
   int n = atoi(argv[3]);
@@ -145,7 +148,8 @@ int main(int argc, char **argv) {
         slurp(path);
       }
     }
-  } else if (strcmp(argv[1], "loop") == 0) {
+  } else if (strcmp(argv[1], "loop") == 0 || strcmp(argv[1], "reopen") == 0) {
+    int reopen = strcmp(argv[1], "reopen") == 0;
     int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0) die("open /dev/loop-control");
     for (int i = 0; i < n; i++) {
@@ -168,6 +172,11 @@ int main(int argc, char **argv) {
         continue;
       }
       close(file);
+      if (reopen) {
+        close(dev);
+        dev = open(path, O_RDONLY | O_CLOEXEC);
+        if (dev < 0) die(path);
+      }
       if (ioctl(dev, LOOP_CLR_FD, 0) < 0) die("LOOP_CLR_FD");
       close(dev);
     }

@@ -81,6 +81,8 @@ try {
         return usSince(t0, N);
       },
       c: async () => Number(sh(cref, ['loop', file, String(N)])),
+      // C with the library's descriptors (the device closed after the attach, reopened for the detach).
+      cReopen: async () => Number(sh(cref, ['reopen', file, String(N)])),
       cli: async () => {
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < CLI_N; i++) sh('losetup', ['-d', sh('losetup', ['-f', '--show', file]).trim()]);
@@ -91,6 +93,7 @@ try {
   );
   rows.push({ workload: 'loop attach + detach', ...attach, targets: { best: ['≤', 1.15], median: ['≤', 1.3] } });
   rows.push({ workload: "the same, the addon's calls alone (no TypeScript layer)", lib: attach.native, c: attach.c });
+  rows.push({ workload: "the same, C with the library's descriptors (device reopened for the detach)", lib: attach.cReopen, c: attach.c });
 
   const dev = await loop.attach(file, { readOnly: true });
   try {
