@@ -72,6 +72,10 @@ class Executor {
       uv_sem_wait(&self->ready_);  // one post per queued call, and one per thread to stop
       uv_mutex_lock(&self->mutex_);
       if (self->stopping_) break;
+      if (self->queue_.empty()) {  // a post for a call FailQueued took back
+        uv_mutex_unlock(&self->mutex_);
+        continue;
+      }
       Job* job = self->queue_.front();
       self->queue_.pop_front();
       self->busy_++;
