@@ -15,6 +15,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "async.h"
 
@@ -265,22 +267,55 @@ Napi::Value LoopPathIoctl(const Napi::CallbackInfo& info) {
       [rc](Napi::Env env) { return Napi::Number::New(env, *rc); });
 }
 
-// loopPathStatus(path) -> loopGetStatus's object: open the device read-only,
-// LOOP_GET_STATUS64, close; one trip. The failed step shows in `syscall`.
+// A sysfs attribute (at most a page, one read returns it all); false when
+// it cannot be read (e.g. loop/backing_file of a device detached meanwhile).
+bool ReadAttribute(const std::string& path, std::string& out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof buf);
+  close(fd);
+  if (n < 0) return false;
+  out.assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+// loopPathStatus(path, sysfsDir?, names?) -> loopGetStatus's object, and
+// `files`: the attributes `names` under sysfsDir (null: unreadable). Open
+// the device read-only, LOOP_GET_STATUS64, close, then the reads; one trip.
+// The failed step shows in `syscall`.
 Napi::Value LoopPathStatus(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0);
+  std::string dir = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  auto names = std::make_shared<std::vector<std::string>>();
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array list = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) names->push_back(list.Get(i).ToString().Utf8Value());
+  }
   auto li = std::make_shared<struct loop_info64>();
+  auto files = std::make_shared<std::vector<std::pair<bool, std::string>>>(names->size());
   return RunAsync(
       info.Env(), "LOOP_GET_STATUS64",
-      [path, li]() {
+      [path, dir, names, li, files]() {
         SysError err;
         int fd = OpenForIoctl(path, O_RDONLY, err);
         if (fd < 0) return err;
         SysError e = ioctl(fd, LOOP_GET_STATUS64, li.get()) < 0 ? IoctlFailure(fd, path, "LOOP_GET_STATUS64") : SysError::Ok();
         close(fd);
+        if (e.errnum != 0) return e;
+        for (size_t i = 0; i < names->size(); i++) (*files)[i].first = ReadAttribute(dir + "/" + (*names)[i], (*files)[i].second);
         return e;
       },
-      [li](Napi::Env env) { return StatusToJs(env, *li); });
+      [li, files](Napi::Env env) {
+        Napi::Object o = StatusToJs(env, *li).As<Napi::Object>();
+        Napi::Array out = Napi::Array::New(env, files->size());
+        for (size_t i = 0; i < files->size(); i++) {
+          const auto& f = (*files)[i];
+          out.Set(static_cast<uint32_t>(i), f.first ? Napi::String::New(env, f.second) : env.Null());
+        }
+        o.Set("files", out);
+        return o;
+      });
 }
 
 }  // namespace
