@@ -5,6 +5,12 @@
  *   c-reference thin   POOL N      create_thin + create + mknod + load + resume, then remove + unlink + delete
  *   c-reference snap   POOL N      origin active: suspend + create_snap + resume, activate, deactivate, delete
  *   c-reference loop   FILE N      GET_FREE + LOOP_CONFIGURE, then LOOP_CLR_FD
+ *   c-reference reopen FILE N      the same with the library's descriptors: the device is
+ *                                  closed after LOOP_CONFIGURE and opened again (read-only)
+ *                                  for LOOP_CLR_FD, as two separate calls do
+ *   c-reference info   N_DEV N     what loop.info() does: open + LOOP_GET_STATUS64 + close
+ *                                  of /dev/loopN_DEV, and its five sysfs attributes
+ *   c-reference version N          DM_VERSION on the control fd (the cheapest ioctl)
  *
  * Prints the mean microseconds per cycle.
  */
@@ -101,15 +107,49 @@ static double now_us(void) {
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+/* A small file's contents, read as Node's readFileSync reads it (open, read, close). */
+static void slurp(const char *path) {
+  char text[4096];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die(path);
+  if (read(fd, text, sizeof text) < 0) die(path);
+  close(fd);
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "version") == 0) {
+    int n = atoi(argv[2]);
+    control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+    if (control < 0) die("open /dev/mapper/control");
+    double start = now_us();
+    for (int i = 0; i < n; i++)
+      if (ioctl(control, DM_VERSION, header(NULL, 0)) < 0) die("DM_VERSION");
+    printf("%.1f\n", (now_us() - start) / n);
+    return 0;
+  }
   if (argc != 4) {
-    fprintf(stderr, "usage: c-reference thin|snap POOL N | loop FILE N\n");
+    fprintf(stderr, "usage: c-reference thin|snap POOL N | loop|reopen FILE N | info LOOP_NUMBER N | version N\n");
     return 2;
   }
   int n = atoi(argv[3]);
   char text[64], name[128];
   double start = now_us();
-  if (strcmp(argv[1], "loop") == 0) {
+  if (strcmp(argv[1], "info") == 0) {
+    static const char *attrs[] = {"dev", "loop/backing_file", "queue/logical_block_size", "size", "loop/dio"};
+    char path[128];
+    snprintf(name, sizeof name, "/dev/loop%s", argv[2]);
+    for (int i = 0; i < n; i++) {
+      int dev = open(name, O_RDONLY | O_CLOEXEC);
+      struct loop_info64 li;
+      if (dev < 0 || ioctl(dev, LOOP_GET_STATUS64, &li) < 0) die("LOOP_GET_STATUS64");
+      close(dev);
+      for (int a = 0; a < 5; a++) {
+        snprintf(path, sizeof path, "/sys/block/loop%s/%s", argv[2], attrs[a]);
+        slurp(path);
+      }
+    }
+  } else if (strcmp(argv[1], "loop") == 0 || strcmp(argv[1], "reopen") == 0) {
+    int reopen = strcmp(argv[1], "reopen") == 0;
     int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0) die("open /dev/loop-control");
     for (int i = 0; i < n; i++) {
@@ -123,8 +163,20 @@ int main(int argc, char **argv) {
       struct loop_config cfg;
       memset(&cfg, 0, sizeof cfg);
       cfg.fd = (uint32_t)file;
-      if (ioctl(dev, LOOP_CONFIGURE, &cfg) < 0) die("LOOP_CONFIGURE");
+      if (ioctl(dev, LOOP_CONFIGURE, &cfg) < 0) {
+        /* Another process took this free device first: ask for another, as util-linux and the library do. */
+        if (errno != EBUSY) die("LOOP_CONFIGURE");
+        close(dev);
+        close(file);
+        i--;
+        continue;
+      }
       close(file);
+      if (reopen) {
+        close(dev);
+        dev = open(path, O_RDONLY | O_CLOEXEC);
+        if (dev < 0) die(path);
+      }
       if (ioctl(dev, LOOP_CLR_FD, 0) < 0) die("LOOP_CLR_FD");
       close(dev);
     }

@@ -2,25 +2,46 @@
 // npm run bench: the library against the physical limit (bench/c-reference.c,
 // the same syscalls from C) and against the dmsetup / losetup CLIs, on one
 // kernel in one run. Prints microseconds per cycle and the ratios the
-// project's targets speak of. Runs inside the UML VM when this host has no
-// device-mapper.
+// project's targets speak of. First, when this host's own kernel has loop
+// devices, the loop workload there (bench/host.mjs: no VM in between); then
+// the rest, inside the UML VM when this host has no device-mapper.
+// Contenders are timed in turns, round by round (bench/stats.mjs), and each
+// row gives the best round and the median.
 //
 //   BENCH_N=1000 (library and C cycles)   BENCH_CLI_N=50 (CLI cycles)
+//   BENCH_ROUNDS=5 (rounds the cycles are split into)
 //   BENCH_SCALE=10000 (workload 4)         BENCH_RSS_N=20000 (memory)
+//   BENCH_RACE=0: without the snapshotter race (bench/race.mjs)
 //   npm run bench -- --qemu: in Debian's own kernel under QEMU rather than
 //   UML, when the host has no device-mapper (see bench/README.md)
+//   npm run bench -- --host: the host-kernel part alone
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hereOrInVm, root } from '../scripts/setup.mjs';
+import { hostLoop } from '../scripts/host-kernel.mjs';
+import { hereOrInVm, root, setUp } from '../scripts/setup.mjs';
+import { best, f, median, race, ratio, usSince } from './stats.mjs';
 
-hereOrInVm(fileURLToPath(import.meta.url));
+if (process.env.DEVMAPPER_IN_VM !== '1') {
+  setUp();
+  const host = hostLoop();
+  console.log(host.ok ? `${host.why}: the loop workload runs there first (bench/host.mjs)` : `${host.why}: no host-kernel rows`);
+  if (host.ok) {
+    const r = spawnSync(process.execPath, [join(root, 'bench', 'host.mjs')], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+  if (process.argv.includes('--host')) process.exit(0);
+}
+hereOrInVm(fileURLToPath(import.meta.url), { setUp: false });
 
 const N = Number(process.env.BENCH_N ?? 1000);
 const CLI_N = Number(process.env.BENCH_CLI_N ?? 50);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const PER = Math.max(1, Math.round(N / ROUNDS)); // cycles a round
+const CLI_PER = Math.max(1, Math.round(CLI_N / ROUNDS));
 const SCALE = Number(process.env.BENCH_SCALE ?? 10000); // workload 4: thin devices, a fifth of them active
 const require = createRequire(import.meta.url);
 const { ThinPool, DeviceSet, dm, loop } = require(join(root, 'dist/index.js'));
@@ -33,7 +54,7 @@ mkdirSync(join(root, '.vm'), { recursive: true });
 execFileSync('gcc', ['-O2', '-o', cref, join(root, 'bench', 'c-reference.c')]);
 execFileSync('gcc', ['-O2', '-o', libdm, join(root, 'bench', 'libdm-reference.c'), '-ldevmapper']);
 
-const usPerCycle = (started, n) => Number(process.hrtime.bigint() - started) / 1e3 / n;
+const usPerCycle = usSince;
 const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
 const dir = '/tmp/devmapper-bench';
@@ -48,45 +69,49 @@ let concurrency = {};
 try {
   // 1. Thin lifecycle: create_thin + create + load + resume, then remove + delete.
   {
-    let t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) {
-      await pool.createThin(i);
-      await pool.activate(i, { name: `bench-${i}`, size: 1 << 20 });
-      await pool.deactivate(`bench-${i}`);
-      await pool.deleteThin(i);
-    }
-    const lib = usPerCycle(t, N);
-    t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) {
-      const d = await pool.createThinDevice({ thinId: i, name: `bench-${i}`, size: 1 << 20 });
-      await pool.removeThinDevice(d.name, d.thinId);
-    }
-    const oneTrip = usPerCycle(t, N);
-    t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) {
-      await dm.message(pool.name, `create_thin ${i}`);
-      await dm.create(`bench-${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
-      await dm.remove(`bench-${i}`);
-      await dm.message(pool.name, `delete ${i}`);
-    }
-    const raw = usPerCycle(t, N);
-    const c = Number(sh(cref, ['thin', pool.name, String(N)]).toString());
-    const lib_dm = Number(sh(libdm, ['thin', pool.name, String(N)]).toString());
-    t = process.hrtime.bigint();
-    for (let i = 0; i < CLI_N; i++) {
-      sh('dmsetup', ['message', pool.name, '0', `create_thin ${i}`]);
-      sh('dmsetup', ['create', '--noudevsync', `bench-${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
-      sh('dmsetup', ['remove', '--noudevsync', `bench-${i}`]);
-      sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
-    }
-    const cli = usPerCycle(t, CLI_N);
-    rows.push({ workload: '1 thin lifecycle (createThinDevice + removeThinDevice)', lib: oneTrip, c, libdm: lib_dm, cli });
-    rows.push({ workload: '1 thin lifecycle (createThin, activate, deactivate, deleteThin)', lib, c, libdm: lib_dm, cli });
-    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: raw, c, libdm: lib_dm, cli });
+    const timed = (n, body) => async () => {
+      const t = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) await body(i);
+      return usPerCycle(t, n);
+    };
+    const t1 = await race(
+      {
+        oneTrip: timed(PER, async (i) => {
+          const d = await pool.createThinDevice({ thinId: i, name: `bench-${i}`, size: 1 << 20 });
+          await pool.removeThinDevice(d.name, d.thinId);
+        }),
+        calls: timed(PER, async (i) => {
+          await pool.createThin(i);
+          await pool.activate(i, { name: `bench-${i}`, size: 1 << 20 });
+          await pool.deactivate(`bench-${i}`);
+          await pool.deleteThin(i);
+        }),
+        raw: timed(PER, async (i) => {
+          await dm.message(pool.name, `create_thin ${i}`);
+          await dm.create(`bench-${i}`, { table: [{ start: 0, length: 2048, type: 'thin', params: `${pool.path} ${i}` }] });
+          await dm.remove(`bench-${i}`);
+          await dm.message(pool.name, `delete ${i}`);
+        }),
+        c: async () => Number(sh(cref, ['thin', pool.name, String(PER)]).toString()),
+        libdm: async () => Number(sh(libdm, ['thin', pool.name, String(PER)]).toString()),
+        cli: timed(CLI_PER, async (i) => {
+          sh('dmsetup', ['message', pool.name, '0', `create_thin ${i}`]);
+          sh('dmsetup', ['create', '--noudevsync', `bench-${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
+          sh('dmsetup', ['remove', '--noudevsync', `bench-${i}`]);
+          sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
+        }),
+      },
+      ROUNDS,
+    );
+    const common = { c: t1.c, libdm: t1.libdm, cli: t1.cli };
+    rows.push({ workload: '1 thin lifecycle (createThinDevice + removeThinDevice)', lib: t1.oneTrip, ...common, target: ['≤', 1.6] });
+    rows.push({ workload: '1 thin lifecycle (createThin, activate, deactivate, deleteThin)', lib: t1.calls, ...common });
+    rows.push({ workload: '1 thin lifecycle (raw dm API)', lib: t1.raw, ...common });
+    const lib = median(t1.calls);
 
     // The same workload from 8 concurrent callers on the one pool.
     const perCaller = Math.ceil(N / 8);
-    t = process.hrtime.bigint();
+    const t = process.hrtime.bigint();
     await Promise.all(
       Array.from({ length: 8 }, async (_, k) => {
         for (let j = 0; j < perCaller; j++) {
@@ -105,49 +130,92 @@ try {
   {
     await pool.createThin(900001);
     await pool.activate(900001, { name: 'bench-origin', size: 1 << 20 });
-    let t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) {
-      await pool.createSnapshot(i, 900001);
-      await pool.activate(i, { name: `bench-s${i}`, size: 1 << 20 });
-      await pool.deactivate(`bench-s${i}`);
-      await pool.deleteThin(i);
-    }
-    const lib = usPerCycle(t, N);
-    t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) {
-      const d = await pool.createSnapshotDevice(900001, { thinId: i, name: `bench-s${i}`, size: 1 << 20 });
-      await pool.removeThinDevice(d.name, d.thinId);
-    }
-    const oneTrip = usPerCycle(t, N);
-    const c = Number(sh(cref, ['snap', pool.name, String(N)]).toString());
-    const lib_dm = Number(sh(libdm, ['snap', pool.name, String(N)]).toString());
-    t = process.hrtime.bigint();
-    for (let i = 0; i < CLI_N; i++) {
-      sh('dmsetup', ['suspend', 'bench-origin']);
-      sh('dmsetup', ['message', pool.name, '0', `create_snap ${i} 900001`]);
-      sh('dmsetup', ['resume', '--noudevsync', 'bench-origin']);
-      sh('dmsetup', ['create', '--noudevsync', `bench-s${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
-      sh('dmsetup', ['remove', '--noudevsync', `bench-s${i}`]);
-      sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
-    }
-    const cli = usPerCycle(t, CLI_N);
-    rows.push({ workload: '2 snapshot lifecycle (createSnapshotDevice + removeThinDevice)', lib: oneTrip, c, libdm: lib_dm, cli });
-    rows.push({ workload: '2 snapshot lifecycle (createSnapshot, activate, deactivate, deleteThin)', lib, c, libdm: lib_dm, cli });
+    const timed = (n, body) => async () => {
+      const t = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) await body(i);
+      return usPerCycle(t, n);
+    };
+    const t2 = await race(
+      {
+        oneTrip: timed(PER, async (i) => {
+          const d = await pool.createSnapshotDevice(900001, { thinId: i, name: `bench-s${i}`, size: 1 << 20 });
+          await pool.removeThinDevice(d.name, d.thinId);
+        }),
+        calls: timed(PER, async (i) => {
+          await pool.createSnapshot(i, 900001);
+          await pool.activate(i, { name: `bench-s${i}`, size: 1 << 20 });
+          await pool.deactivate(`bench-s${i}`);
+          await pool.deleteThin(i);
+        }),
+        c: async () => Number(sh(cref, ['snap', pool.name, String(PER)]).toString()),
+        libdm: async () => Number(sh(libdm, ['snap', pool.name, String(PER)]).toString()),
+        cli: timed(CLI_PER, async (i) => {
+          sh('dmsetup', ['suspend', 'bench-origin']);
+          sh('dmsetup', ['message', pool.name, '0', `create_snap ${i} 900001`]);
+          sh('dmsetup', ['resume', '--noudevsync', 'bench-origin']);
+          sh('dmsetup', ['create', '--noudevsync', `bench-s${i}`, '--table', `0 2048 thin ${pool.path} ${i}`]);
+          sh('dmsetup', ['remove', '--noudevsync', `bench-s${i}`]);
+          sh('dmsetup', ['message', pool.name, '0', `delete ${i}`]);
+        }),
+      },
+      ROUNDS,
+    );
+    const common = { c: t2.c, libdm: t2.libdm, cli: t2.cli };
+    rows.push({
+      workload: '2 snapshot lifecycle (createSnapshotDevice + removeThinDevice)',
+      lib: t2.oneTrip,
+      ...common,
+      target: ['≤', 1.8],
+    });
+    rows.push({ workload: '2 snapshot lifecycle (createSnapshot, activate, deactivate, deleteThin)', lib: t2.calls, ...common });
     await pool.deactivate('bench-origin');
     await pool.deleteThin(900001);
+  }
+
+  // The fixed cost of a call: an empty trip through the addon, and the cheapest ioctl.
+  {
+    for (let i = 0; i < 100; i++) await native.nop();
+    const fixed = await race(
+      {
+        nop: async () => {
+          const t = process.hrtime.bigint();
+          for (let i = 0; i < PER; i++) await native.nop();
+          return usPerCycle(t, PER);
+        },
+        version: async () => {
+          const t = process.hrtime.bigint();
+          for (let i = 0; i < PER; i++) await dm.version();
+          return usPerCycle(t, PER);
+        },
+        c: async () => Number(sh(cref, ['version', String(PER)]).toString()),
+      },
+      ROUNDS,
+    );
+    rows.push({ workload: 'empty trip: native.nop()', lib: fixed.nop });
+    rows.push({ workload: 'dm.version() (DM_VERSION)', lib: fixed.version, c: fixed.c });
   }
 
   // 5. Loop attach + detach of a sparse file.
   {
     const file = join(dir, 'loopfile');
     sh('truncate', ['-s', '64M', file]);
-    let t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) await loop.detach((await loop.attach(file)).number);
-    const lib = usPerCycle(t, N);
-    const c = Number(sh(cref, ['loop', file, String(N)]).toString());
-    t = process.hrtime.bigint();
-    for (let i = 0; i < CLI_N; i++) sh('losetup', ['-d', sh('losetup', ['-f', '--show', file]).toString().trim()]);
-    rows.push({ workload: '5 loop attach + detach', lib, c, cli: usPerCycle(t, CLI_N) });
+    const t5 = await race(
+      {
+        lib: async () => {
+          const t = process.hrtime.bigint();
+          for (let i = 0; i < PER; i++) await loop.detach((await loop.attach(file)).number);
+          return usPerCycle(t, PER);
+        },
+        c: async () => Number(sh(cref, ['loop', file, String(PER)]).toString()),
+        cli: async () => {
+          const t = process.hrtime.bigint();
+          for (let i = 0; i < CLI_PER; i++) sh('losetup', ['-d', sh('losetup', ['-f', '--show', file]).toString().trim()]);
+          return usPerCycle(t, CLI_PER);
+        },
+      },
+      ROUNDS,
+    );
+    rows.push({ workload: '5 loop attach + detach', ...t5 });
   }
   // 4. Listing and status at scale: SCALE thin devices, SCALE/5 active.
   {
@@ -238,18 +306,18 @@ const memory = JSON.parse(
 );
 await rm('/tmp/devmapper-bench-rss', { recursive: true, force: true });
 
-const f = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`);
 const v = await dm.version();
 console.log(
-  `\ndevmapper benchmark: n=${N} (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`,
+  `\ndevmapper benchmark: n=${N} in ${ROUNDS} rounds, interleaved (CLI n=${CLI_N}), kernel ${execFileSync('uname', ['-r']).toString().trim()}, device-mapper ${v.major}.${v.minor}.${v.patch}, node ${process.version}\n`,
 );
 console.log(
-  '| workload | library | C reference | libdevmapper | dmsetup/losetup | library ÷ C (target ≤ 1.25) | CLI ÷ library (target ≥ 50) |',
+  '| workload | library best / median | C best / median | libdevmapper median | dmsetup/losetup median | library ÷ C, best of rounds | library ÷ C, median | CLI ÷ library, median (target ≥ 100) |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.workload} | ${f(r.lib)} | ${f(r.c)} | ${r.libdm ? f(r.libdm) : '—'} | ${f(r.cli)} | ${(r.lib / r.c).toFixed(2)} | ${(r.cli / r.lib).toFixed(1)} |`,
+    `| ${r.workload} | ${f(best(r.lib))} / ${f(median(r.lib))} | ${r.c ? `${f(best(r.c))} / ${f(median(r.c))}` : '—'} | ${r.libdm ? f(median(r.libdm)) : '—'} | ${r.cli ? f(median(r.cli)) : '—'} | ` +
+      `${r.c ? ratio(best(r.lib), best(r.c), r.target) : '—'} | ${r.c ? ratio(median(r.lib), median(r.c)) : '—'} | ${r.cli ? ratio(median(r.cli), median(r.lib), ['≥', 100]) : '—'} |`,
   );
 console.log(
   `\nconcurrency: workload 1 from ${concurrency.callers} callers on one pool, ${concurrency.cycles} cycles: ${f(concurrency.us)} per cycle (1 caller: ${f(concurrency.single)}; ratio ${(concurrency.single / concurrency.us).toFixed(2)}x)`,
@@ -264,9 +332,11 @@ console.log(
   `4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`,
 );
 
-// The snapshotter race (bench/race.mjs) on the same kernel, after the figures above.
-const race = spawnSync(process.execPath, [join(root, 'bench', 'race.mjs')], {
-  stdio: 'inherit',
-  env: { ...process.env, DEVMAPPER_IN_VM: process.env.DEVMAPPER_IN_VM ?? '' },
-});
-process.exitCode = race.status ?? 1;
+// The snapshotter race (bench/race.mjs) on the same kernel, after the figures above (BENCH_RACE=0: not).
+if (process.env.BENCH_RACE !== '0') {
+  const snapshotterRace = spawnSync(process.execPath, [join(root, 'bench', 'race.mjs')], {
+    stdio: 'inherit',
+    env: { ...process.env, DEVMAPPER_IN_VM: process.env.DEVMAPPER_IN_VM ?? '' },
+  });
+  process.exitCode = snapshotterRace.status ?? 1;
+}

@@ -146,8 +146,15 @@ export interface Native {
     config: NativeLoopInfo & { blockSize?: number },
     options: { hold: boolean; status: boolean },
   ): Promise<DevNumber & { number: number; fd: number; flags: number }>;
-  /** Open the loop device at `path`, one simple ioctl, close: one trip. An open failure has syscall 'open'. */
+  /** Open the loop device at `path`, one simple ioctl, close: one trip. An open failure (or a node that is not a loop device's: ENODEV) has syscall 'open'. */
   loopPathIoctl(path: string, openFlags: number, op: LoopSimpleIoctl, arg?: number): Promise<number>;
+  /**
+   * Open the loop device at `path` read-only, LOOP_GET_STATUS64, close, then read the attributes `names` under
+   * `sysfsDir` (`files`, null where unreadable): one trip; failures as loopPathIoctl's.
+   */
+  loopPathStatus(path: string, sysfsDir?: string, names?: readonly string[]): Promise<NativeLoopStatus & { files: Array<string | null> }>;
+  /** An empty trip through the addon's executor (the benchmark's fixed cost of a call). */
+  nop(): Promise<void>;
   loopFlags: Record<LoopFlagName, number>;
   mknod(path: string, mode: number, major: number, minor: number): Promise<void>;
   /** mknod on the JS thread (for /dev, which is in memory). */

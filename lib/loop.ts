@@ -129,9 +129,14 @@ const WRONG_NODE = new Set(['ENOENT', 'ENXIO', 'ENODEV']);
  * call tried once more.
  */
 async function loopCall(n: number, op: LoopSimpleIoctl, arg: number | undefined, hints: Hints): Promise<number> {
+  return onLoopNode(n, op, (path) => native.loopPathIoctl(path, constants.O_RDONLY, op, arg), hints);
+}
+
+/** loopCall's retry around any one-trip call on /dev/loopN. */
+async function onLoopNode<T>(n: number, what: string, call: (path: string) => Promise<T>, hints: Hints): Promise<T> {
   const path = loopPath(n);
   for (let attempt = 1; ; attempt++) {
-    const r = await tracedOutcome(op, path, () => native.loopPathIoctl(path, constants.O_RDONLY, op, arg), hints);
+    const r = await tracedOutcome(what, path, () => call(path), hints);
     if (!r.error) return r.value;
     if (r.native.syscall !== 'open') throw r.error;
     if (attempt > 1 || !WRONG_NODE.has(r.error.code)) throw loopOpenError(path, r.error, r.native.detail);
@@ -326,47 +331,40 @@ export async function detach(ref: LoopRef): Promise<void> {
 /** The loop device's backing file, offset, size limit and flags (LOOP_GET_STATUS64). */
 export async function info(ref: LoopRef): Promise<LoopInfo> {
   const n = loopNumber(ref);
-  const dev = await openLoop(n, constants.O_RDONLY);
-  try {
-    const s = await traced('LOOP_GET_STATUS64', loopPath(n), () => native.loopGetStatus(dev.fd), {
-      ENXIO: `${loopPath(n)} is not attached`,
-    });
-    return await fromSysfs(n, s.fileName, { major: 7, minor: n }, s.offset, s.sizeLimit, s.flags);
-  } finally {
-    await dev.close();
-  }
+  // The sysfs attributes are read in the same trip, from C: five reads through Node's fs cost more than the trip.
+  const s = await onLoopNode(n, 'LOOP_GET_STATUS64', (path) => native.loopPathStatus(path, `/sys/block/loop${n}`, INFO_ATTRIBUTES), {
+    ENXIO: `${loopPath(n)} is not attached`,
+  });
+  const [dev, backing, blockSize, sectors, dio] = s.files.map((text) => text?.trim());
+  const [major, minor] = dev ? dev.split(':').map(Number) : [7, n];
+  return toLoopInfo(n, { major: major!, minor: minor! }, backing ?? s.fileName, s, { blockSize, sectors, dio });
 }
 
-async function fromSysfs(
+const INFO_ATTRIBUTES = ['dev', 'loop/backing_file', 'queue/logical_block_size', 'size', 'loop/dio'] as const;
+
+/** LoopInfo from LOOP_GET_STATUS64's reply and the device's sysfs attributes (undefined: unreadable). */
+function toLoopInfo(
   n: number,
-  fileName: string,
-  dflt: DevNumber,
-  offset: number,
-  sizeLimit: number,
-  flags: number,
-): Promise<LoopInfo> {
-  const block = `loop${n}`;
-  const [dev, backing, blockSize, sectors, dio] = await Promise.all([
-    sysfsDev(block),
-    sysfsText(block, 'loop/backing_file'),
-    sysfsText(block, 'queue/logical_block_size'),
-    sysfsText(block, 'size'),
-    sysfsText(block, 'loop/dio'),
-  ]);
+  dev: DevNumber,
+  backingFile: string,
+  s: { offset: number; sizeLimit: number; flags: number },
+  attrs: { blockSize?: string; sectors?: string; dio?: string },
+): LoopInfo {
+  const { flags } = s;
   return {
     path: loopPath(n),
     number: n,
-    major: (dev ?? dflt).major,
-    minor: (dev ?? dflt).minor,
-    backingFile: backing ?? fileName, // sysfs has the whole path; the ioctl only 64 bytes
-    offset,
-    sizeLimit,
+    major: dev.major,
+    minor: dev.minor,
+    backingFile, // sysfs has the whole path; the ioctl only 64 bytes
+    offset: s.offset,
+    sizeLimit: s.sizeLimit,
     readOnly: (flags & LF.LO_FLAGS_READ_ONLY) !== 0,
     autoclear: (flags & LF.LO_FLAGS_AUTOCLEAR) !== 0,
     partscan: (flags & LF.LO_FLAGS_PARTSCAN) !== 0,
-    directIo: dio === undefined ? (flags & LF.LO_FLAGS_DIRECT_IO) !== 0 : dio === '1',
-    blockSize: Number(blockSize ?? 512),
-    size: Number(sectors ?? 0) * 512,
+    directIo: attrs.dio === undefined ? (flags & LF.LO_FLAGS_DIRECT_IO) !== 0 : attrs.dio === '1',
+    blockSize: Number(attrs.blockSize ?? 512),
+    size: Number(attrs.sectors ?? 0) * 512,
   };
 }
 

@@ -1,13 +1,22 @@
 // Read-only facts from /sys/block and /sys/dev/block. sysfs is in memory:
-// the reads run on the JS thread, each quicker than a trip to the threadpool.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+// the reads run on the JS thread, each quicker than a trip to the executor.
+import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import type { DevNumber } from './binding';
 
+// A sysfs attribute is at most a page, and one read returns all of it: open,
+// one read into this reused buffer, close (readFileSync adds an fstat and a
+// second read, and a buffer per call).
+const page = Buffer.allocUnsafe(4096);
+
 export async function sysfsText(block: string, attr: string): Promise<string | undefined> {
+  let fd: number | undefined;
   try {
-    return readFileSync(`/sys/block/${block}/${attr}`, 'utf8').trim();
+    fd = openSync(`/sys/block/${block}/${attr}`, 'r');
+    return page.toString('utf8', 0, readSync(fd, page, 0, page.length, 0)).trim();
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

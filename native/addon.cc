@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLoop(env, exports);
   InitSys(env, exports);
   InitFdWatcher(env, exports);
+  InitExecutor(env, exports);
   return exports;
 }
 

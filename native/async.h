@@ -1,6 +1,10 @@
-// One promise-returning AsyncWorker per call. `work` runs on a libuv
-// threadpool thread and returns a SysError (errnum 0 = success); `done` runs
-// back on the JS thread and turns the captured state into a JS value.
+// One promise per call. `work` runs off the JS thread and returns a SysError
+// (errnum 0 = success); `done` runs back on the JS thread and turns the
+// captured state into a JS value. RunAsync hands the call to the addon's own
+// executor (executor.cc): one queue, worker threads woken only when idle, one
+// completion handle on the event loop. RunWaiting uses libuv's threadpool,
+// for calls that wait on another process or an event for as long as it takes
+// (flock, DM_DEV_WAIT) and so must not hold one of the executor's threads.
 #pragma once
 #include <napi.h>
 
@@ -36,6 +40,51 @@ inline Napi::Value MakeSysError(Napi::Env env, const SysError& e) {
   return o;
 }
 
+// Turns a finished call into the promise's outcome (shared by both paths).
+template <typename Done>
+void Settle(Napi::Env env, const Napi::Promise::Deferred& deferred, const SysError& result, Done& done) {
+  if (result.errnum != 0) {
+    deferred.Reject(MakeSysError(env, result));
+    return;
+  }
+  try {
+    deferred.Resolve(done(env));
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+  }
+}
+
+// A call for the executor: Execute on a worker thread, Complete on the JS thread.
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual void Execute() = 0;
+  virtual void Complete(Napi::Env env) = 0;
+  virtual void Fail(SysError e) = 0;  // instead of Execute, when it cannot run
+};
+
+// Queue `job` on this environment's executor; it is deleted after Complete.
+void Submit(Napi::Env env, Job* job);
+
+template <typename Work, typename Done>
+class PromiseJob : public Job {
+ public:
+  PromiseJob(Napi::Env env, Work work, Done done)
+      : deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        done_(std::move(done)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override { result_ = work_(); }
+  void Complete(Napi::Env env) override { Settle(env, deferred_, result_, done_); }
+  void Fail(SysError e) override { result_ = std::move(e); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Done done_;
+  SysError result_;
+};
+
 template <typename Work, typename Done>
 class PromiseWorker : public Napi::AsyncWorker {
  public:
@@ -49,18 +98,7 @@ class PromiseWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override { result_ = work_(); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (result_.errnum != 0) {
-      deferred_.Reject(MakeSysError(env, result_));
-      return;
-    }
-    try {
-      deferred_.Resolve(done_(env));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
+  void OnOK() override { Settle(Env(), deferred_, result_, done_); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
@@ -71,7 +109,15 @@ class PromiseWorker : public Napi::AsyncWorker {
 };
 
 template <typename Work, typename Done>
-Napi::Promise RunAsync(Napi::Env env, const char* name, Work work, Done done) {
+Napi::Promise RunAsync(Napi::Env env, const char* /*name*/, Work work, Done done) {
+  auto* job = new PromiseJob<Work, Done>(env, std::move(work), std::move(done));
+  Napi::Promise p = job->Promise();
+  Submit(env, job);
+  return p;
+}
+
+template <typename Work, typename Done>
+Napi::Promise RunWaiting(Napi::Env env, const char* name, Work work, Done done) {
   auto* w = new PromiseWorker<Work, Done>(env, name, std::move(work), std::move(done));
   Napi::Promise p = w->Promise();
   w->Queue();
@@ -104,5 +150,6 @@ void InitDm(Napi::Env env, Napi::Object exports);
 void InitLoop(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);
 void InitFdWatcher(Napi::Env env, Napi::Object exports);
+void InitExecutor(Napi::Env env, Napi::Object exports);
 
 }  // namespace devmapper

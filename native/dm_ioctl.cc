@@ -93,13 +93,16 @@ size_t PayloadSize(const Request& r) {
   return n;
 }
 
-void Pack(const Request& r, std::vector<char>& buf) {
-  std::fill(buf.begin(), buf.end(), 0);
+// Pack the request into the first `size` bytes of buf. Only what the request
+// occupies is cleared (the kernel reads no further; the reply says how much
+// it wrote), not the whole 16 KiB per call.
+void Pack(const Request& r, std::vector<char>& buf, size_t size) {
+  std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(kHeader + PayloadSize(r)), 0);
   auto* io = reinterpret_cast<struct dm_ioctl*>(buf.data());
   io->version[0] = DM_VERSION_MAJOR;  // kernel accepts any minor <= its own
   io->version[1] = 0;
   io->version[2] = 0;
-  io->data_size = static_cast<uint32_t>(buf.size());
+  io->data_size = static_cast<uint32_t>(size);
   io->data_start = static_cast<uint32_t>(kHeader);
   io->flags = r.flags;
   io->event_nr = r.eventNr;
@@ -128,10 +131,10 @@ void Pack(const Request& r, std::vector<char>& buf) {
   }
 }
 
-SysError Decode(const Request& r, const std::vector<char>& buf, Result& out) {
+SysError Decode(const Request& r, const std::vector<char>& buf, size_t size, Result& out) {
   const struct dm_ioctl& h = out.header;
   if (r.cmd->reply == Reply::None) return SysError::Ok();
-  if (h.data_start > buf.size() || h.data_size > buf.size()) return {EPROTO, "ioctl", r.cmd->name, "reply sizes outside the buffer"};
+  if (h.data_start > size || h.data_size > size) return {EPROTO, "ioctl", r.cmd->name, "reply sizes outside the buffer"};
   // The kernel resets data_size to the bare header before each command and
   // sets it past data_start only when it wrote data: otherwise there is none.
   const char* data = buf.data() + h.data_start;
@@ -156,13 +159,29 @@ SysError Decode(const Request& r, const std::vector<char>& buf, Result& out) {
   return SysError::Ok();
 }
 
+// The ioctl buffer: one per thread, kept from call to call (no allocation per
+// call); a buffer grown past kKeptBuffer for a large reply is let go after it.
+constexpr size_t kKeptBuffer = 1u << 20;
+std::vector<char>& ThreadBuffer() {
+  thread_local std::vector<char> buf;
+  return buf;
+}
+
+struct ReleaseIfLarge {
+  std::vector<char>& buf;
+  ~ReleaseIfLarge() {
+    if (buf.size() > kKeptBuffer) std::vector<char>().swap(buf);
+  }
+};
+
 SysError Execute(const Request& r, Result& out) {
   size_t need = kHeader + PayloadSize(r);
   size_t size = std::max(need, std::max(r.bufferSize, kHeader + 8));
-  std::vector<char> buf;
+  std::vector<char>& buf = ThreadBuffer();
+  ReleaseIfLarge release{buf};
   for (;;) {
-    buf.resize(size);
-    Pack(r, buf);
+    if (buf.size() < size) buf.resize(size);
+    Pack(r, buf, size);
     if (ioctl(r.fd, r.cmd->request, buf.data()) < 0) {
       int e = errno;
       std::memcpy(&out.header, buf.data(), sizeof out.header);
@@ -176,7 +195,7 @@ SysError Execute(const Request& r, Result& out) {
     out.growths++;
   }
   out.bufferSize = size;
-  return Decode(r, buf, out);
+  return Decode(r, buf, size, out);
 }
 
 Napi::Object DevObject(Napi::Env env, uint64_t dev) {
@@ -302,8 +321,11 @@ Napi::Value DmIoctl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto req = ParseRequest(env, ArgInt(info, 0), ArgString(info, 1), ArgObject(info, 2));
   auto res = std::make_shared<Result>();
-  return RunAsync(
-      env, req->cmd->name, [req, res]() { return Execute(*req, *res); }, [req, res](Napi::Env env) { return ToJs(env, *req, *res); });
+  auto work = [req, res]() { return Execute(*req, *res); };
+  auto done = [req, res](Napi::Env env) { return ToJs(env, *req, *res); };
+  // DM_DEV_WAIT sleeps until the device's next event: not on one of the executor's threads.
+  if (req->cmd->request == DM_DEV_WAIT) return RunWaiting(env, req->cmd->name, work, done);
+  return RunAsync(env, req->cmd->name, work, done);
 }
 
 // dmIoctlSeq(fd, [[command, request], ...]) -> [reply, ...]: the ioctls in

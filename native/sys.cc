@@ -74,7 +74,7 @@ Napi::Value Umount(const Napi::CallbackInfo& info) {
 // flock(fd, operation)
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0), op = ArgInt(info, 1);
-  return RunAsync(
+  return RunWaiting(  // LOCK_EX without LOCK_NB waits for the holder, for as long as it takes
       info.Env(), "flock", [=]() { return ::flock(fd, op) < 0 ? SysError::Errno(errno, "flock", "") : SysError::Ok(); }, Undefined);
 }
 

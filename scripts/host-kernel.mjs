@@ -28,3 +28,17 @@ export function hostDeviceMapper({ misc: miscFile = '/proc/misc', control = '/de
     return { ok: false, why: `this host's kernel has no device-mapper (/dev/mapper/control exists, but opening it fails: ${e.code})` };
   }
 }
+
+/**
+ * `{ ok, why }`: ok when this host's own kernel has loop devices and this
+ * process may drive them (/dev/loop-control opens read-write), as the
+ * benchmark's host-kernel part needs.
+ */
+export function hostLoop({ control = '/dev/loop-control' } = {}) {
+  try {
+    closeSync(openSync(control, 'r+'));
+    return { ok: true, why: `this host's kernel has loop devices (${control} opens)` };
+  } catch (e) {
+    return { ok: false, why: `no loop devices on this host's kernel for this process (${control}: ${e.code})` };
+  }
+}

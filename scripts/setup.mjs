@@ -52,11 +52,11 @@ export function setUp() {
  * The start of npm run demo and npm run bench: set up (unless already inside
  * the VM), then, when this host's kernel has no device-mapper, run `script`
  * again inside the UML VM (`--qemu` in argv: QEMU) and exit with its status.
- * Returns when `script` is to run here.
+ * Returns when `script` is to run here. `setUp: false` when the caller has set up already.
  */
-export function hereOrInVm(script) {
+export function hereOrInVm(script, { setUp: doSetUp = true } = {}) {
   if (process.env.DEVMAPPER_IN_VM === '1') return;
-  setUp();
+  if (doSetUp) setUp();
   const host = hostDeviceMapper();
   if (host.ok) return;
   console.log(`${host.why}: running in the UML VM (scripts/vm/run)`);

@@ -275,8 +275,9 @@ export class DeviceSet {
         m.count++;
         return;
       }
-      const wasActive = (await dm.info(this.#devices.dmName(id)).catch(() => undefined)) !== undefined;
-      const dev = await this.#devices.activateDevice(rec);
+      const live = await dm.info(this.#devices.dmName(id)).catch(() => undefined);
+      const wasActive = live !== undefined;
+      const dev = await this.#devices.activateDevice(rec, { live });
       try {
         await mountDevice(dev.path, where, this.#settings.fs, { readOnly, data: [...this.#settings.mountOptions, ...extra] });
       } catch (e) {

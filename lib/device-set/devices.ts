@@ -98,9 +98,10 @@ export class SetDevices {
   }
 
   /** Device `rec` active (made so if it was not), its node in place. */
-  async activateDevice(rec: DeviceRecord): Promise<dm.DeviceInfo> {
+  async activateDevice(rec: DeviceRecord, known?: { live: dm.DeviceInfo | undefined }): Promise<dm.DeviceInfo> {
     const name = this.dmName(rec.id);
-    const live = await dm.info(name).catch(() => undefined);
+    // `known`: the caller has just looked (one trip fewer).
+    const live = known ? known.live : await dm.info(name).catch(() => undefined);
     if (live?.activeTable) {
       if (live.deferredRemove) await dm.cancelDeferredRemove(name);
       await ensureBlockNode(live.path, live); // a killed process may have made the device but not its node
@@ -113,8 +114,11 @@ export class SetDevices {
   /** Device `id` gone from device-mapper (deferred with deferredRemoval); its record and thin id stay. */
   async deactivateDevice(id: string): Promise<void> {
     const name = this.dmName(id);
-    if (this.access.leaveActive.has(name) || !(await dm.info(name).catch(() => undefined))) return;
-    await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true });
+    if (this.access.leaveActive.has(name)) return;
+    // Not active (ENXIO) is fine: no look first, one trip fewer.
+    await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true }).catch((e: unknown) => {
+      if (!(e instanceof DmError) || e.code !== 'ENXIO') throw e;
+    });
   }
 
   /** Grow device `rec` and its filesystem to `size` (it must not be mounted). */

@@ -10,6 +10,7 @@ const spies = () => ({
   loopIoctl: vi.spyOn(native, 'loopIoctl'),
   attach: vi.spyOn(native, 'loopAttach'),
   pathIoctl: vi.spyOn(native, 'loopPathIoctl'),
+  pathStatus: vi.spyOn(native, 'loopPathStatus'),
   mknod: vi.spyOn(native, 'mknod'),
   mknodSync: vi.spyOn(native, 'mknodSync'),
   seq: vi.spyOn(native, 'dmIoctlSeq'),
@@ -24,6 +25,7 @@ const invalid = async (call: () => Promise<unknown>, field: string) => {
   expect(s.loopIoctl).not.toHaveBeenCalled();
   expect(s.attach).not.toHaveBeenCalled();
   expect(s.pathIoctl).not.toHaveBeenCalled();
+  expect(s.pathStatus).not.toHaveBeenCalled();
   expect(s.mknod).not.toHaveBeenCalled();
   expect(s.mknodSync).not.toHaveBeenCalled();
   expect(s.seq).not.toHaveBeenCalled();
