@@ -5,12 +5,12 @@
 // from source (it also honours --build-from-source). With nothing to build
 // with, one line naming the platform and what to install, and exit 1.
 const { spawnSync } = require('node:child_process');
-const { existsSync, readdirSync } = require('node:fs');
+const { existsSync } = require('node:fs');
 const { delimiter, join } = require('node:path');
 const nodeGypBuild = require('node-gyp-build');
+const { TOOLS, platform, prebuilds } = require('./platform.js');
 
 const root = join(__dirname, '..');
-const TOOLS = 'install python3, make and g++ (Alpine: apk add python3 make g++ linux-headers), then install devmapper again';
 
 /** The addon node-gyp-build would load, when it loads; else undefined. */
 function loadable() {
@@ -21,25 +21,6 @@ function loadable() {
   } catch {
     return undefined;
   }
-}
-
-/** 'linux-x64 (glibc)': the platform as node-gyp-build matches it (LIBC=musl on Alpine). */
-function platform() {
-  const libc = process.env.LIBC || (existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
-  return `${process.platform}-${process.arch} (${libc})`;
-}
-
-/** 'linux-arm64 glibc, linux-x64 glibc': what prebuilds/ holds. */
-function prebuilds() {
-  const dir = join(root, 'prebuilds');
-  const found = existsSync(dir)
-    ? readdirSync(dir).flatMap((p) =>
-        readdirSync(join(dir, p))
-          .filter((f) => f.endsWith('.node'))
-          .map((f) => `${p} ${f.split('.').slice(1, -1).join(' ') || 'any libc'}`),
-      )
-    : [];
-  return found.length ? found.join(', ') : 'none';
 }
 
 function onPath(cmd) {
@@ -55,14 +36,16 @@ const missing = [['python3', 'python'], ['make'], [process.env.CXX || 'g++', 'c+
 if (missing.length) {
   const why = fromSource
     ? 'a build from source was asked for'
-    : `no prebuilt addon loads on ${platform()} (the package has: ${prebuilds()})`;
-  console.error(`devmapper: ${why} and there is nothing to build one with (no ${missing.join(', ')}): ${TOOLS}`);
+    : `no prebuilt addon loads on ${platform()} (the package has: ${prebuilds(root)})`;
+  console.error(
+    `devmapper: ${why} and there is nothing to build one with (no ${missing.join(', ')}): install ${TOOLS}, then install devmapper again`,
+  );
   process.exit(1);
 }
 const r = spawnSync(process.execPath, [require.resolve('node-gyp-build/bin.js')], { cwd: root, stdio: 'inherit' });
 if (r.status !== 0) {
   console.error(
-    `devmapper: building the addon for ${platform()} from source failed (above); it needs python3, make, g++ and the Linux headers: ${TOOLS}`,
+    `devmapper: building the addon for ${platform()} from source failed (above); it needs python3, make, g++ and the Linux headers: install ${TOOLS}, then install devmapper again`,
   );
 }
 process.exit(r.status ?? 1);

@@ -1,7 +1,7 @@
 // Loads the addon (a prebuild when one matches, else build/Release) and types it.
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
+import { TOOLS, platform, prebuilds } from '../bin/platform';
 import { DmError } from './errors';
 
 /** A block device number. */
@@ -195,29 +195,15 @@ export interface Native {
   FdWatcher: new (fd: number) => FdWatcher;
 }
 
-/** 'linux-arm64 glibc, linux-x64 glibc': the prebuilds the package holds. */
-function prebuildsIn(dir: string): string {
-  const found = existsSync(dir)
-    ? readdirSync(dir).flatMap((p) =>
-        readdirSync(join(dir, p))
-          .filter((f) => f.endsWith('.node'))
-          .map((f) => `${p} ${f.split('.').slice(1, -1).join(' ') || 'any libc'}`),
-      )
-    : [];
-  return found.length ? found.join(', ') : 'none';
-}
-
 /** node-gyp-build's addon, or ERR_DM_NO_BINARY naming the platform, libc and the prebuilds present. */
 function load(root: string): unknown {
   try {
     return nodeGypBuild(root);
   } catch (e) {
-    // The libc as node-gyp-build matches it (LIBC=musl on Alpine).
-    const libc = process.env.LIBC || (existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
     const why = e instanceof Error && !e.message.startsWith('No native build') ? ` (${e.message.split('\n')[0]})` : '';
     throw new DmError(
-      `no native addon loads on ${process.platform}-${process.arch} (${libc})${why}: the package's prebuilds are ${prebuildsIn(join(root, 'prebuilds'))} ` +
-        'and none was built from source on install; install python3, make and g++ (Alpine: apk add python3 make g++ linux-headers), then run npm rebuild devmapper',
+      `no native addon loads on ${platform()}${why}: the package's prebuilds are ${prebuilds(root)} ` +
+        `and none was built from source on install; install ${TOOLS}, then run npm rebuild devmapper`,
       { code: 'ERR_DM_NO_BINARY', cause: e },
     );
   }

@@ -6,11 +6,17 @@
 // on glibc they make the raw syscalls glibc itself makes, so nothing binds
 // to the new versions, and __libc_single_threaded is defined here, hidden.
 // Other libcs (musl) build from source against their own: plain calls.
+// One libstdc++ symbol is newer than GCC 8's (GLIBCXX_3.4.25, glibc 2.28
+// systems' libstdc++): std::__throw_bad_array_new_length (GCC 11), called by
+// the inline std::allocator when a vector or deque would pass max_size; it
+// is defined here, hidden, throwing what libstdc++'s own does.
 // test/host/package.test.ts reads the prebuilds' symbol versions.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <new>
 
 #define LOCAL __attribute__((visibility("hidden")))
 
@@ -36,3 +42,9 @@ LOCAL int __wrap_mknod(const char* path, mode_t mode, dev_t dev) { return __real
 LOCAL int __wrap_fstat(int fd, struct stat* st) { return __real_fstat(fd, st); }
 #endif
 }
+
+#ifdef __GLIBCXX__
+namespace std {
+LOCAL void __throw_bad_array_new_length() { throw std::bad_array_new_length(); }
+}  // namespace std
+#endif

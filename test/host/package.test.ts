@@ -124,8 +124,10 @@ it('packs both prebuilds, compiled JS, types, CLI and README, no tests or TypeSc
       'dist/cli/main.js',
       'bin/devmapper.js',
       'bin/install.js',
+      'bin/platform.js', // the install step's and the loader's words when no addon loads
       'binding.gyp',
       'native/glibc_floor.cc', // the source build (musl) needs every source
+      'native/executor.cc',
       'README.md',
       'LICENSE',
       'package.json',
