@@ -129,6 +129,7 @@ it('packs both prebuilds, compiled JS, types, CLI and README, no tests or TypeSc
       'native/glibc_floor.cc', // the source build (musl) needs every source
       'native/executor.cc',
       'README.md',
+      'docs/cli-json.md', // README and --help link the docs
       'LICENSE',
       'package.json',
       'proto/containerd/services/snapshots/v1/snapshots.proto', // the proxy plugin loads it at run time
