@@ -66,14 +66,16 @@ let containers = {};
 let openUs = 0;
 let concurrency = {};
 
+/** A contender for race(): N cycles of BODY, in µs per cycle. */
+const timed = (n, body) => async () => {
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) await body(i);
+  return usPerCycle(t, n);
+};
+
 try {
   // 1. Thin lifecycle: create_thin + create + load + resume, then remove + delete.
   {
-    const timed = (n, body) => async () => {
-      const t = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) await body(i);
-      return usPerCycle(t, n);
-    };
     const t1 = await race(
       {
         oneTrip: timed(PER, async (i) => {
@@ -130,11 +132,6 @@ try {
   {
     await pool.createThin(900001);
     await pool.activate(900001, { name: 'bench-origin', size: 1 << 20 });
-    const timed = (n, body) => async () => {
-      const t = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) await body(i);
-      return usPerCycle(t, n);
-    };
     const t2 = await race(
       {
         oneTrip: timed(PER, async (i) => {
