@@ -13,11 +13,6 @@ const exec = promisify(execFile);
 const mount = (source, target, type, options) =>
   exec('mount', ['-t', type, ...(options ? ['-o', options] : []), source, target]).then(() => undefined);
 const umount = (target, o = {}) => exec('umount', [...(o.detach ? ['-l'] : []), target]).then(() => undefined);
-/** True inside the project's test VMs (scripts/vm/run): UML's hostfs root, or the QEMU guest's marker. */
-async function inTestVm() {
-  const cmdline = await readFile('/proc/cmdline', 'utf8').catch(() => '');
-  return cmdline.includes('rootfstype=hostfs') || cmdline.includes('devmapper.run=');
-}
 /** A failed ctr call: its exit, stderr, and the tail of containerd's log (what the daemon saw). */
 export class CtrError extends Error {
   stdout;
@@ -51,16 +46,6 @@ async function mountTypes() {
   }
   return out;
 }
-/** The type of the filesystem holding `path` (the longest mount point above it). */
-async function filesystemOf(path) {
-  let best = '';
-  let type = '';
-  for (const [point, t] of await mountTypes()) {
-    const above = point === '/' || path === point || path.startsWith(`${point}/`);
-    if (above && point.length >= best.length) [best, type] = [point, t];
-  }
-  return type;
-}
 /**
  * cgroup2 on /sys/fs/cgroup, which runc needs to place a container. The VM mounts none; a host's
  * own hierarchy (v2, or v1's tmpfs) is left as it is. Left mounted after: it is the kernel's one
@@ -69,25 +54,6 @@ async function filesystemOf(path) {
 export async function ensureCgroup2() {
   if ((await mountTypes()).has('/sys/fs/cgroup')) return;
   await mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', '');
-}
-/**
- * containerd puts its shims' sockets under /run/containerd/s whatever its config says (runc's state
- * and ctr's FIFOs default there too). In the VM /run is the host's disk (hostfs, 9p): a tmpfs over it,
- * for the guest only, keeps that off the host. Counted, so nested users share it; removed by the last.
- */
-let runMounts = 0;
-async function holdRunTmpfs() {
-  if (runMounts > 0) {
-    runMounts++;
-    return;
-  }
-  if (!(await inTestVm()) || (await filesystemOf('/run')) === 'tmpfs') return;
-  await mount('tmpfs', '/run', 'tmpfs', 'mode=755');
-  runMounts = 1;
-}
-async function releaseRunTmpfs() {
-  if (runMounts === 0 || --runMounts > 0) return;
-  await umount('/run').catch(() => umount('/run', { detach: true }));
 }
 /** containerd's config (version 2) for `o`: everything under `dir`. */
 export function containerdConfig(o, paths) {
@@ -204,7 +170,6 @@ export class Containerd {
    */
   static async start(o) {
     await ensureCgroup2();
-    await holdRunTmpfs();
     await mkdir(o.dir, { recursive: true });
     const paths = { root: `${o.dir}/root`, state: `${o.dir}/state`, address: `${o.dir}/containerd.sock` };
     await writeFile(`${o.dir}/config.toml`, containerdConfig(o, paths));
@@ -302,7 +267,7 @@ export class Containerd {
   /**
    * Stop it and what it started: tasks killed and containers removed (while it still serves), then
    * SIGTERM (SIGKILL after `termMs`), any shim of ours still alive killed (shims outlive containerd
-   * by design), mounts left under `dir` unmounted, and the /run tmpfs released.
+   * by design), and mounts left under `dir` unmounted.
    */
   async stop(termMs = 60_000) {
     // Only while it serves: ctr would otherwise wait for the socket.
@@ -323,7 +288,6 @@ export class Containerd {
     }
     const points = [...(await mountTypes()).keys()].filter((m) => m.startsWith(`${this.dir}/`));
     for (const m of points.reverse()) await umount(m).catch(() => umount(m, { detach: true }));
-    await releaseRunTmpfs();
   }
   /** Kill every task in our namespace and remove every container (with their snapshots). */
   async removeContainers() {
