@@ -6,6 +6,7 @@
 // DEVMAPPER_FUZZ_CALLS sets the number of calls (default 10,000).
 import fc from 'fast-check';
 import { constants } from 'node:os';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../lib/cli/main';
 import { dm, DmError, loop, ThinPool } from '../../lib/index';
@@ -422,6 +423,9 @@ describe('fuzzed public API', () => {
       ['status'],
       ['status', '--raw'],
       ['create'],
+      ['reload'],
+      ['deps'],
+      ['mknodes'],
       ['remove'],
       ['remove', '--deferred'],
       ['suspend'],
@@ -472,6 +476,10 @@ describe('fuzzed public API', () => {
       fc.string({ maxLength: 12 }).map((s) => `${RUN}fz-${s}`),
       fc.string({ maxLength: 8 }).filter((s) => s.startsWith('-')),
     );
+    const stdinText = fc.oneof(
+      fc.constantFrom('', '0 8 zero\n', '# a comment\n0 8 zero\n8 8 error\n', '0 8 nosuch'),
+      fc.string({ maxLength: 40 }),
+    );
     const pool = await ThinPool.createLoopBacked({
       dir: `${SCRATCH}/fzcli`,
       name: `${RUN}fzcli-pool`,
@@ -488,11 +496,13 @@ describe('fuzzed public API', () => {
     let runs = 0;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom(...verbs), fc.array(token, { maxLength: 5 }), async (verb, args) => {
+        fc.asyncProperty(fc.constantFrom(...verbs), fc.array(token, { maxLength: 5 }), stdinText, async (verb, args, input) => {
           const argv = [...verb, ...args];
           if (argv.includes('repl') || argv.includes('wait') || argv[0] === 'set') return; // interactive / unbounded / makes 100G pools
           const before = await snapshot();
-          const code = await main(argv);
+          // What a table FILE of '-' reads, ended as a pipe's would be (the worker's own stdin never ends).
+          const stdin = vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([input]) as unknown as typeof process.stdin);
+          const code = await main(argv).finally(() => stdin.mockRestore());
           codes.set(code, (codes.get(code) ?? 0) + 1);
           runs++;
           expect([0, 1, 2]).toContain(code);
