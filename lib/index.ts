@@ -36,6 +36,7 @@ export type {
   LoopBacking,
   ActivateOptions,
   ThinDeviceOptions,
+  ThinChangeOptions,
   ThinDevice,
   ResizeOptions,
   ThinUsage,

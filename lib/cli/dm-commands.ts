@@ -13,6 +13,7 @@ import { formatTableText, parseTableText } from './table-line';
 import { terminalProgress } from './progress-line';
 import { step } from '../progress';
 import { parseSize } from '../size';
+import { checkName } from '../validate';
 
 export function addDmCommands(program: Command, out: () => OutputOptions): void {
   withJson(program.command('version'))
@@ -106,6 +107,7 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
   alias(create, '--readonly', '--read-only', 'dmsetup')
     .addHelpText('after', '\nExamples:\n  devmapper create zeros --table "0 2048 zero"\n  devmapper create mydev mydev.table --readonly')
     .action(async (name: string, file: string | undefined, o: { table?: string; uuid?: string; readOnly?: boolean }) => {
+      checkName(name); // before reading a table from stdin
       const table = file === undefined && o.table === undefined ? undefined : await tableFrom(o.table, file);
       const info = await dm.create(name, {
         ...(table !== undefined ? { table } : {}),
@@ -126,6 +128,7 @@ export function addDmCommands(program: Command, out: () => OutputOptions): void 
       '\nExamples:\n  devmapper reload mydev --table "0 4096 zero" && devmapper resume mydev\n  devmapper table olddev | devmapper reload mydev',
     )
     .action(async (name: string, file: string | undefined, o: { table?: string; readOnly?: boolean }) => {
+      checkName(name); // before reading a table from stdin
       await dm.load(name, await tableFrom(o.table, file ?? '-'), { readOnly: o.readOnly ?? false });
     });
 

@@ -25,6 +25,7 @@ import { BASE, SetDevices } from './devices';
 import { mendLeftovers, mountsOf } from './leftovers';
 import { openPool, takeLock } from './setup';
 import { checkPoolSpace } from './space';
+import { settleRecord } from './transactions';
 import type { DeviceDetails, DeviceSetInfo, DeviceUsage } from './types';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -107,7 +108,7 @@ export class DeviceSet {
       }
       await ds.#devices.txns.recover({
         deactivate: (t) => dm.remove(ds.#devices.dmName(t.id)).then(() => undefined),
-        forget: (t, busy) => ds.#devices.forgetRecord(t, busy),
+        forget: (t, fate) => settleRecord(ds.#devices.store, t, fate),
       });
       await ds.#devices.setUpBase();
       await ds.#devices.retryDeletions();
@@ -191,7 +192,7 @@ export class DeviceSet {
   async get(id: string): Promise<DeviceDetails> {
     this.#checkId(id);
     const r = this.#devices.record(id);
-    const live = await dm.info(this.#devices.dmName(id)).catch(() => undefined);
+    const live = this.#devices.knownInactive(id) ? undefined : await dm.info(this.#devices.dmName(id)).catch(() => undefined);
     const m = this.#mounts.get(id);
     const d: DeviceDetails = {
       id,
@@ -275,20 +276,18 @@ export class DeviceSet {
         m.count++;
         return;
       }
-      const live = await dm.info(this.#devices.dmName(id)).catch(() => undefined);
-      const wasActive = live !== undefined;
-      const dev = await this.#devices.activateDevice(rec, { live });
+      const { device: dev, made } = await this.#devices.activateDevice(rec);
       try {
         await mountDevice(dev.path, where, this.#settings.fs, { readOnly, data: [...this.#settings.mountOptions, ...extra] });
       } catch (e) {
-        if (!wasActive) await dm.remove(dev.name).catch(() => undefined);
+        if (made) await dm.remove(dev.name).catch(() => undefined);
         throw e;
       }
       const retries = this.#settings.xfsNospaceMaxRetries;
       if (retries !== undefined) {
         await setXfsNospaceRetries(dev.minor, retries).catch(async (e: unknown) => {
           await unmountLazily(where).catch(() => undefined);
-          if (!wasActive) await dm.remove(dev.name, { retry: true }).catch(() => undefined);
+          if (made) await dm.remove(dev.name, { retry: true }).catch(() => undefined);
           throw e;
         });
       }

@@ -6,10 +6,10 @@ import * as dm from '../dm';
 import { DmError, invalidArg } from '../errors';
 import { filesystemUuid, makeFilesystem } from '../filesystem';
 import { humanSize } from '../format';
-import type { DeviceRecord, RecordStore, SetRecord, TransactionRecord } from '../metadata-store';
-import { ensureBlockNode } from '../nodes';
+import type { DeviceRecord, RecordStore, SetRecord } from '../metadata-store';
 import { MAX_THIN_ID, type PoolStatus, type ThinPool } from '../pool/index';
 import { step } from '../progress';
+import { ensureActive } from './activation';
 import { READ_WRITE, type SetAccess } from './docker-store';
 import { growDevice } from './leftovers';
 import type { Settings } from './options';
@@ -20,6 +20,12 @@ export const BASE = '';
 
 export class SetDevices {
   readonly txns: PoolTransactions;
+  /**
+   * Devices known not to be active: made, or deactivated, by this set since
+   * it opened (its lock keeps other processes from activating them). Their
+   * removal skips the deactivation's trip.
+   */
+  readonly #inactive = new Set<string>();
 
   constructor(
     private readonly settings: Settings,
@@ -44,14 +50,6 @@ export class SetDevices {
     return r;
   }
 
-  /** After a rolled-back transaction: the record of its thin id goes (marked deleted, if the id is still busy). */
-  async forgetRecord(t: TransactionRecord, busy: boolean): Promise<void> {
-    const r = this.store.get(t.id);
-    if (!r || r.deviceId !== t.deviceId) return;
-    if (busy) await this.store.put({ ...r, deleted: true });
-    else await this.store.delete(t.id);
-  }
-
   /** A new thin device and its record for `id` (a snapshot of `parent`, or empty for the base), in one transaction. */
   async newDevice(id: string, parent: DeviceRecord | null, size: number, status?: PoolStatus): Promise<DeviceRecord> {
     let rec: DeviceRecord | undefined;
@@ -70,9 +68,11 @@ export class SetDevices {
         rec = { id, deviceId, size, parent: parent ? parent.id : null, transactionId, ...(id === BASE ? { initialized: false } : {}) };
         await this.store.put(rec);
       },
+      unrecord: () => this.store.delete(id),
       ...(status ? { status } : {}),
     });
     advance(thinId);
+    this.#inactive.add(id);
     // The next thin id to try is a hint (a used one is skipped): written at close, not per device.
     return rec!;
   }
@@ -97,28 +97,27 @@ export class SetDevices {
     }
   }
 
-  /** Device `rec` active (made so if it was not), its node in place. */
-  async activateDevice(rec: DeviceRecord, known?: { live: dm.DeviceInfo | undefined }): Promise<dm.DeviceInfo> {
-    const name = this.dmName(rec.id);
-    // `known`: the caller has just looked (one trip fewer).
-    const live = known ? known.live : await dm.info(name).catch(() => undefined);
-    if (live?.activeTable) {
-      if (live.deferredRemove) await dm.cancelDeferredRemove(name);
-      await ensureBlockNode(live.path, live); // a killed process may have made the device but not its node
-      return live;
-    }
-    if (live) await dm.remove(name); // created, never loaded: the process died in between
-    return this.pool.activate(rec.deviceId, { name, size: rec.size, readOnly: this.access.readOnly });
+  /** True when device `id` is known not to be active (no need to ask the kernel). */
+  knownInactive(id: string): boolean {
+    return this.#inactive.has(id);
+  }
+
+  /** Device `rec` active, its node in place; `made` when this call activated it (see ensureActive). */
+  activateDevice(rec: DeviceRecord): Promise<{ device: dm.DeviceInfo; made: boolean }> {
+    this.#inactive.delete(rec.id);
+    return ensureActive(this.pool, rec.deviceId, { name: this.dmName(rec.id), size: rec.size, readOnly: this.access.readOnly });
   }
 
   /** Device `id` gone from device-mapper (deferred with deferredRemoval); its record and thin id stay. */
   async deactivateDevice(id: string): Promise<void> {
     const name = this.dmName(id);
-    if (this.access.leaveActive.has(name)) return;
+    if (this.access.leaveActive.has(name) || this.#inactive.has(id)) return;
     // Not active (ENXIO) is fine: no look first, one trip fewer.
-    await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true }).catch((e: unknown) => {
+    const r = await dm.remove(name, this.settings.deferredRemoval ? { deferred: true } : { retry: true }).catch((e: unknown) => {
       if (!(e instanceof DmError) || e.code !== 'ENXIO') throw e;
+      return { deferred: false };
     });
+    if (!r.deferred) this.#inactive.add(id);
   }
 
   /** Grow device `rec` and its filesystem to `size` (it must not be mounted). */
@@ -146,7 +145,7 @@ export class SetDevices {
     }
     if (!base) {
       const rec = await this.newDevice(BASE, null, this.settings.baseSize);
-      const dev = await this.activateDevice(rec);
+      const { device: dev } = await this.activateDevice(rec);
       try {
         await step(this.settings.progress, `making ${this.settings.fs} on the ${humanSize(rec.size)} base device`, () =>
           makeFilesystem(dev.path, this.settings.fs, this.settings.mkfsArgs),
@@ -159,7 +158,7 @@ export class SetDevices {
       await this.store.put({ ...rec, initialized: true });
       return;
     }
-    const dev = await this.activateDevice(base);
+    const { device: dev } = await this.activateDevice(base);
     try {
       const uuid = await filesystemUuid(dev.path);
       if (uuid !== this.set.baseUuid) {

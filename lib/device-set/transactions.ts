@@ -1,17 +1,39 @@
 // The crash-consistency protocol between a pool and a set of records (as
 // moby's deviceset kept it), for any client that names thin devices by keys:
 // the device set, and next the snapshotter. Every change to the pool is a
-// transaction:
+// transaction; the pool's own transaction id is its commit point:
 //   1. write the open transaction: op, key, thin id, and pool transaction T+1
-//   2. change the pool (create_thin / create_snap / delete)
-//   3. write or remove the record (the client's part)
-//   4. set the pool's transaction id T -> T+1 (the commit point)
+//   2. a create writes its record
+//   3. change the pool and set its transaction id T -> T+1, in one trip
+//   4. a delete removes its record (or marks it deleted, when deferred)
 //   5. clear the open transaction
-// On open, an open transaction whose T+1 the pool has reached is complete;
-// one it has not reached is undone (a create) or finished (a delete).
+// On open, an open transaction whose T+1 the pool has not reached is undone
+// (a create: the thin id and the record go) or finished (a delete). One it
+// has reached is complete, but for a delete's record a crash left behind.
 import { DmError } from '../errors';
-import type { TransactionRecord } from '../metadata-store';
+import type { RecordStore, TransactionRecord } from '../metadata-store';
 import { MAX_THIN_ID, type PoolStatus, type ThinPool } from '../pool/index';
+
+/**
+ * What becomes of the record of an interrupted transaction's thin id, the
+ * record being the one with that key and thin id: 'gone' (the thin id is
+ * gone): it goes; 'busy' (a delete whose device is still open): it stays,
+ * marked deleted; 'committed' (a committed delete): it goes unless marked
+ * deleted (a deferred deletion, whose thin id is still there).
+ */
+export type RecordFate = 'gone' | 'busy' | 'committed';
+
+/** Settle the record of interrupted transaction `t` in `store` as `fate` says. */
+export async function settleRecord(
+  store: Pick<RecordStore, 'get' | 'put' | 'delete'>,
+  t: TransactionRecord,
+  fate: RecordFate,
+): Promise<void> {
+  const r = store.get(t.id);
+  if (!r || r.deviceId !== t.deviceId || (fate === 'committed' && r.deleted)) return;
+  if (fate === 'busy') await store.put({ ...r, deleted: true });
+  else await store.delete(t.id);
+}
 
 /** Where the open transaction is kept (MetadataStore is one). */
 export interface TransactionLog {
@@ -57,30 +79,21 @@ export class PoolTransactions {
     return s.transactionId;
   }
 
-  /** Run one pool change as a transaction (see the file comment); `record` writes the client's record at T+1. */
-  async run(
-    t: { op: 'create' | 'delete'; key: string; thinId: number; status?: PoolStatus },
-    change: () => Promise<void>,
-    record: (transactionId: number) => Promise<void>,
-  ): Promise<void> {
-    const current = await this.current(t.status);
-    await this.log.writeTransaction({ openTransactionId: current + 1, op: t.op, id: t.key, deviceId: t.thinId });
-    try {
-      await change();
-    } catch (e) {
-      await this.log.clearTransaction(); // the pool did not change
-      throw e;
-    }
-    await record(current + 1);
-    await this.pool.setTransactionId(current, current + 1);
-    await this.log.clearTransaction();
+  /** Step 1: the open transaction for `op` of `key` on `thinId`; resolves with the commit, T -> T+1. */
+  async #open(op: 'create' | 'delete', key: string, thinId: number, status?: PoolStatus): Promise<{ from: number; to: number }> {
+    const current = await this.current(status);
+    await this.log.writeTransaction({ openTransactionId: current + 1, op, id: key, deviceId: thinId });
+    return { from: current, to: current + 1 };
   }
 
   /**
    * A new thin device for `key`: a snapshot of `originThinId`, or an empty
    * thin device when that is null. `allocate` proposes thin ids; one the pool
    * already has (EEXIST: a foreign user of the pool) is skipped after telling
-   * `skipped`. `record` writes the client's record. Resolves with the thin id.
+   * `skipped`. `record` writes the client's record, before the pool changes,
+   * so that the change and the commit are one trip; `unrecord` takes it back
+   * when the pool refused the change (the pool undoes a half-done change
+   * itself). Resolves with the thin id.
    */
   async create(o: {
     key: string;
@@ -88,31 +101,36 @@ export class PoolTransactions {
     allocate: () => number;
     skipped: (thinId: number) => void;
     record: (thinId: number, transactionId: number) => Promise<void>;
+    unrecord: (thinId: number) => Promise<void>;
     status?: PoolStatus;
   }): Promise<number> {
     for (let status = o.status; ; status = undefined) {
       const thinId = o.allocate();
+      const commit = await this.#open('create', o.key, thinId, status);
       try {
-        await this.run(
-          { op: 'create', key: o.key, thinId, ...(status ? { status } : {}) },
-          async () => {
-            if (o.originThinId !== null) await this.pool.createSnapshot(thinId, o.originThinId);
-            else await this.pool.createThin(thinId);
-          },
-          (txn) => o.record(thinId, txn),
-        );
-        return thinId;
+        await o.record(thinId, commit.to);
+        if (o.originThinId !== null) await this.pool.createSnapshot(thinId, o.originThinId, { transactionId: commit });
+        else await this.pool.createThin(thinId, { transactionId: commit });
       } catch (e) {
+        await o.unrecord(thinId);
+        await this.log.clearTransaction(); // the pool did not change
         if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
         o.skipped(thinId);
+        continue;
       }
+      await this.log.clearTransaction();
+      return thinId;
     }
   }
 
   /**
-   * Delete thin device `thinId` of `key`. A thin id already gone counts as
-   * deleted; a busy one fails with EBUSY unless `deferBusy`, when the outcome
-   * is 'deferred'. `record` writes what became of the client's record.
+   * Delete thin device `thinId` of `key`, committing in the same trip. A thin
+   * id already gone counts as deleted; a busy one fails with EBUSY unless
+   * `deferBusy`, when the outcome is 'deferred'. `record` writes what became
+   * of the client's record: after the commit when the delete went through
+   * (open drops a record a crash left behind), before it otherwise. Any
+   * other failure leaves the transaction open for open() to finish: the
+   * delete may have gone through with only the commit refused.
    */
   async delete(o: {
     key: string;
@@ -120,20 +138,28 @@ export class PoolTransactions {
     deferBusy: boolean;
     record: (outcome: 'deleted' | 'deferred') => Promise<void>;
   }): Promise<'deleted' | 'deferred'> {
-    let outcome: 'deleted' | 'deferred' = 'deleted';
-    await this.run(
-      { op: 'delete', key: o.key, thinId: o.thinId },
-      async () => {
-        try {
-          await this.pool.deleteThin(o.thinId);
-        } catch (e) {
-          if (e instanceof DmError && e.code === 'ENODATA') return; // already gone
-          if (!(e instanceof DmError) || e.code !== 'EBUSY' || !o.deferBusy) throw e;
-          outcome = 'deferred';
-        }
-      },
-      () => o.record(outcome),
-    );
+    const commit = await this.#open('delete', o.key, o.thinId);
+    let outcome: 'deleted' | 'deferred' | undefined;
+    try {
+      await this.pool.deleteThin(o.thinId, { transactionId: commit });
+    } catch (e) {
+      if (!(e instanceof DmError)) throw e;
+      if (e.code === 'ENODATA')
+        outcome = 'deleted'; // already gone: nothing to do but commit
+      else if (e.code === 'EBUSY' && o.deferBusy) outcome = 'deferred';
+      else if (e.code === 'EBUSY') {
+        await this.log.clearTransaction(); // refused before anything changed
+        throw e;
+      } else throw e;
+    }
+    if (outcome === undefined) {
+      await o.record('deleted');
+      await this.log.clearTransaction();
+      return 'deleted';
+    }
+    await o.record(outcome);
+    await this.pool.setTransactionId(commit.from, commit.to);
+    await this.log.clearTransaction();
     return outcome;
   }
 
@@ -141,11 +167,11 @@ export class PoolTransactions {
    * Bring an interrupted transaction to an end so pool and records agree:
    * undo a create, finish a delete. Either way the thin id goes (a delete of
    * a device still busy becomes a deferred deletion). `deactivate` removes
-   * the transaction's device; `forget` drops (or, busy, marks deleted) its record.
+   * the transaction's device; `forget` settles its record (see RecordFate).
    */
   async recover(o: {
     deactivate: (t: TransactionRecord) => Promise<void>;
-    forget: (t: TransactionRecord, busy: boolean) => Promise<void>;
+    forget: (t: TransactionRecord, fate: RecordFate) => Promise<void>;
   }): Promise<void> {
     const t = await this.log.readTransaction();
     const current = t ? await this.current() : 0;
@@ -164,9 +190,13 @@ export class PoolTransactions {
         if (e instanceof DmError && e.code === 'EBUSY' && t.op === 'delete') busy = true;
         else if (!(e instanceof DmError) || e.code !== 'ENODATA') throw e;
       });
-      await o.forget(t, busy);
+      await o.forget(t, busy ? 'busy' : 'gone');
       await this.pool.setTransactionId(current, t.openTransactionId);
     }
-    await this.log.clearTransaction(); // committed: the record was written before the commit point
+    // Committed. A create's record was written before the commit point; a
+    // delete's record goes after it, so a crash may have left it: drop it,
+    // unless marked deleted (a deferred deletion: its thin id is still there).
+    else if (t.op === 'delete') await o.forget(t, 'committed');
+    await this.log.clearTransaction();
   }
 }

@@ -23,6 +23,7 @@ export {
   type LoopBackedOptions,
   type PoolTableOptions,
   type ResizeOptions,
+  type ThinChangeOptions,
   type ThinDeviceOptions,
 } from './limits';
 export {

@@ -3,7 +3,7 @@
 import { invalidArg } from '../errors';
 import type { ProgressHandler } from '../progress';
 import { parseSize } from '../size';
-import { checkBoolean, checkName, checkUint, type DmName, type Sectors, type ThinId } from '../validate';
+import { checkBoolean, checkName, checkOptions, checkUint, type DmName, type Sectors, type ThinId } from '../validate';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -93,6 +93,25 @@ export interface ActivateOptions {
 export interface ThinDeviceOptions extends ActivateOptions {
   /** Thin id for the new device; the next free one when left out. */
   thinId?: number;
+}
+
+/**
+ * Options of createThin, createSnapshot and deleteThin: `transactionId` moves
+ * the pool's transaction id from `from` to `to` in the same trip as the
+ * change (`set_transaction_id`), the commit point of a caller's own records
+ * (Docker and containerd keep theirs so). The kernel refuses it unless the
+ * pool is at `from`.
+ */
+export interface ThinChangeOptions {
+  transactionId?: { from: number; to: number };
+}
+
+/** ThinChangeOptions validated: the transaction id move, if any. */
+export function checkThinChange(options: unknown): { from: number; to: number } | undefined {
+  const t = checkOptions<ThinChangeOptions>(options, 'options', ['transactionId']).transactionId;
+  if (t === undefined) return undefined;
+  const { from, to } = checkOptions<{ from: number; to: number }>(t, 'options.transactionId', ['from', 'to']);
+  return { from: checkUint(from, 'options.transactionId.from'), to: checkUint(to, 'options.transactionId.to') };
 }
 
 /** An activation's name, read-only flag and length in sectors, validated. */

@@ -23,6 +23,7 @@ import { PoolDevices, type ThinDevice } from './devices';
 import {
   checkActivate,
   checkMetadataSize,
+  checkThinChange,
   checkThinId,
   MAX_THIN_ID,
   poolSectors,
@@ -31,6 +32,7 @@ import {
   type DirectOptions,
   type LoopBackedOptions,
   type ResizeOptions,
+  type ThinChangeOptions,
   type ThinDeviceOptions,
 } from './limits';
 import { serialised } from './registry';
@@ -152,21 +154,33 @@ export class ThinPool {
     return id;
   }
 
-  /** Create thin device `thinId` (or the next free id); resolves with the id. */
-  async createThin(thinId?: number): Promise<number> {
+  /**
+   * Create thin device `thinId` (or the next free id); resolves with the id.
+   * With `options.transactionId`, the pool's transaction id moves in the same
+   * trip; if that fails, the thin device is deleted again.
+   */
+  async createThin(thinId?: number, options?: ThinChangeOptions): Promise<number> {
     const given = thinId === undefined ? undefined : checkThinId(thinId);
-    return serialised(this.name, () => this.#allocate(given, (candidate) => this.#message(msg.createThin(this.name, candidate))));
+    const commit = this.#commitSteps(options);
+    return serialised(this.name, () =>
+      this.#allocate(given, async (candidate) => {
+        const create = batch.message(this.name, msg.createThin(this.name, candidate), msg.deleteThin(this.name, candidate));
+        await batch.runBatch([create, ...commit], this.name);
+      }),
+    );
   }
 
   /**
    * Snapshot thin device `originThinId` as `thinId` (or the next free id).
    * Active origins are suspended for the snapshot and resumed whatever happens.
+   * With `options.transactionId`, as createThin.
    */
-  async createSnapshot(thinId: number | undefined, originThinId: number): Promise<number> {
+  async createSnapshot(thinId: number | undefined, originThinId: number, options?: ThinChangeOptions): Promise<number> {
     const origin = checkThinId(originThinId, 'originThinId');
     const given = thinId === undefined ? undefined : checkThinId(thinId);
+    const commit = this.#commitSteps(options);
     return serialised(this.name, () =>
-      this.#allocate(given, async (candidate) => void (await this.#devices.snapshot(candidate, origin, this.name, []))),
+      this.#allocate(given, async (candidate) => void (await this.#devices.snapshot(candidate, origin, this.name, commit))),
     );
   }
 
@@ -225,10 +239,16 @@ export class ThinPool {
     return serialised(this.name, () => this.#devices.remove(device, id, (gone) => this.#deleteId(gone)));
   }
 
-  /** Delete thin device `thinId` and free its blocks; it must not be active. */
-  async deleteThin(thinId: number): Promise<void> {
+  /**
+   * Delete thin device `thinId` and free its blocks; it must not be active.
+   * With `options.transactionId`, the pool's transaction id moves in the same
+   * trip; a delete cannot be undone, so if only the move fails the device
+   * stays deleted and the move's error is thrown.
+   */
+  async deleteThin(thinId: number, options?: ThinChangeOptions): Promise<void> {
     const id = checkThinId(thinId);
-    return serialised(this.name, () => this.#deleteId(id));
+    const commit = this.#commitSteps(options);
+    return serialised(this.name, () => this.#deleteId(id, commit));
   }
 
   /** Map thin device `thinId` as a block device of `size` bytes named `name`. */
@@ -378,6 +398,12 @@ export class ThinPool {
     await batch.runBatch([batch.message(this.name, m)], this.name);
   }
 
+  /** The set_transaction_id step that options.transactionId asks for (validated before any ioctl), or none. */
+  #commitSteps(options: unknown): batch.Step[] {
+    const t = checkThinChange(options);
+    return t ? [batch.message(this.name, msg.setTransactionId(t.from, t.to))] : [];
+  }
+
   /** Try `create(thinId)` with `thinId`, or with successive free ids when none is given. */
   async #allocate(thinId: ThinId | undefined, create: (thinId: ThinId) => Promise<void>): Promise<number> {
     if (thinId !== undefined) {
@@ -402,10 +428,10 @@ export class ThinPool {
    * With none, the kernel still holds the id a moment after a deferred
    * removal dropped its name: retry that, bounded (about 5 s).
    */
-  async #deleteId(thinId: ThinId): Promise<void> {
+  async #deleteId(thinId: ThinId, commit: batch.Step[] = []): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#message(msg.deleteThin(this.name, thinId));
+        await batch.runBatch([batch.message(this.name, msg.deleteThin(this.name, thinId)), ...commit], this.name);
         return;
       } catch (e) {
         if (!(e instanceof DmError) || e.code !== 'EBUSY') throw e;

@@ -16,10 +16,11 @@ import { MAX_THIN_ID, type ThinPool } from '../pool/index';
 import { parseSize } from '../size';
 import { SerialQueue } from '../serial';
 import { checkBoolean, checkOptions, checkPath } from '../validate';
+import { ensureActive } from '../device-set/activation';
 import { mendLeftovers } from '../device-set/leftovers';
 import { checkStrings, type PoolChoice } from '../device-set/options';
 import { openPool, takeLock } from '../device-set/setup';
-import { freeThinId, PoolTransactions } from '../device-set/transactions';
+import { freeThinId, PoolTransactions, settleRecord } from '../device-set/transactions';
 import { snapshotFilter } from './filters';
 import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotUsage } from './types';
 
@@ -147,10 +148,7 @@ export class Snapshotter {
       await mendLeftovers(root, prefix);
       await s.#txns.recover({
         deactivate: (t) => dm.remove(s.#dmName(t.deviceId), { retry: true }).then(() => undefined),
-        forget: async (t) => {
-          const r = store!.get(t.id);
-          if (r && r.deviceId === t.deviceId) await store!.delete(t.id);
-        },
+        forget: (t, fate) => settleRecord(store!, t, fate),
       });
       // A snapshot without a parent whose filesystem was never made: as if prepare never ran.
       for (const r of store.all().filter((r) => isSnap(r) && r.initialized === false)) await s.#drop(r);
@@ -181,7 +179,7 @@ export class Snapshotter {
       const r = this.#get(key);
       if (r.snapshot.kind === 'committed')
         throw precondition(`snapshot '${key}' is committed: prepare or view a child of it to mount it`, key);
-      await this.#activate(r);
+      await this.#activate(r, true);
       return this.#mountsOf(r);
     });
   }
@@ -346,22 +344,10 @@ export class Snapshotter {
     return [{ type: this.#set.fs, source: `/dev/mapper/${this.#dmName(r.deviceId)}`, options }];
   }
 
-  /** The snapshot's device, active (read-only for a view). */
-  async #activate(r: Snap): Promise<void> {
-    const name = this.#dmName(r.deviceId);
-    const live = await dm.info(name).catch(() => undefined);
-    if (live?.activeTable) return;
-    if (live) await dm.remove(name);
-    await this.pool.activate(r.deviceId, { name, size: r.size, readOnly: r.snapshot.kind === 'view' });
-  }
-
-  /** A new snapshot's device: no look first (one trip fewer), unless a device of its name is there (a kill's leftover). */
-  async #activateNew(r: Snap): Promise<void> {
-    const name = this.#dmName(r.deviceId);
-    await this.pool.activate(r.deviceId, { name, size: r.size, readOnly: r.snapshot.kind === 'view' }).catch(async (e: unknown) => {
-      if (!(e instanceof DmError) || e.code !== 'EEXIST') throw e;
-      await this.#activate(r);
-    });
+  /** The snapshot's device, active (read-only for a view); `lookFirst` when it most likely is already. */
+  async #activate(r: Snap, lookFirst = false): Promise<void> {
+    const o = { name: this.#dmName(r.deviceId), size: r.size, readOnly: r.snapshot.kind === 'view' };
+    await ensureActive(this.pool, r.deviceId, o, { lookFirst });
   }
 
   async #make(kind: SnapshotKind, key: string, parent: string | undefined, options: SnapshotOptions | undefined): Promise<Mount[]> {
@@ -398,14 +384,15 @@ export class Snapshotter {
           };
           await this.#store.put(made);
         },
+        unrecord: () => this.#store.delete(key),
       });
       const r = made!;
       this.#advance(r.deviceId); // a hint (a used id is skipped): written at close, not per snapshot
       try {
         if (r.initialized === false) {
           await this.#format(r);
-          await this.#activate(r);
-        } else await this.#activateNew(r);
+          await this.#activate(r, true); // format leaves it active, unless a view
+        } else await this.#activate(r);
       } catch (e) {
         await this.#drop(r).catch(() => undefined);
         throw e;

@@ -278,6 +278,32 @@ describe('thin devices and snapshots', () => {
     expect((await pool.status()).heldMetadataRoot).toBeNull();
   });
 
+  it('createThin, createSnapshot and deleteThin move the transaction id in the same trip; a refused move undoes a create, not a delete', async () => {
+    const t = (await pool.status()).transactionId;
+    await pool.createThin(50, { transactionId: { from: t, to: t + 1 } });
+    await pool.createSnapshot(51, 50, { transactionId: { from: t + 1, to: t + 2 } });
+    expect((await pool.status()).transactionId).toBe(t + 2);
+    // The kernel refuses a move from where the pool is not: the new thin id goes again.
+    const refused = { code: 'EINVAL', message: expect.stringContaining(`not ${t}`) };
+    await expect(pool.createSnapshot(52, 50, { transactionId: { from: t, to: t + 9 } })).rejects.toMatchObject(refused);
+    await expect(pool.createThin(53, { transactionId: { from: t, to: t + 9 } })).rejects.toMatchObject(refused);
+    for (const undone of [52, 53]) await pool.createThin(undone); // EEXIST if the refused create had stayed
+    for (const undone of [52, 53]) await pool.deleteThin(undone);
+    // A delete cannot be undone: the move refused, the thin id stays deleted.
+    await expect(pool.deleteThin(51, { transactionId: { from: t, to: t + 9 } })).rejects.toMatchObject(refused);
+    await expect(pool.deleteThin(51)).rejects.toMatchObject({ code: 'ENODATA' });
+    await pool.deleteThin(50, { transactionId: { from: t + 2, to: t + 3 } });
+    expect((await pool.status()).transactionId).toBe(t + 3);
+    // Bad options: refused before any ioctl (54 is not made).
+    for (const bad of [{ transactionId: { from: -1, to: 1 } }, { transactionId: { from: 1 } }, { transactionId: 5 }, { commit: true }]) {
+      await expect(pool.createThin(54, bad as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+      await expect(pool.createSnapshot(54, 50, bad as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+      await expect(pool.deleteThin(54, bad as never)).rejects.toMatchObject({ code: 'ERR_DM_INVALID_ARG' });
+    }
+    await pool.createThin(54);
+    await pool.deleteThin(54);
+  });
+
   it('deferred deactivation of an open thin device', async () => {
     const id = await pool.createThin(40);
     const dev = await pool.activate(id, { name: `${RUN}deferred`, size: '16M' });

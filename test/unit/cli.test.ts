@@ -148,6 +148,15 @@ it('exits 2 on usage errors', async () => {
   const bad = await cli(['create', 'x', '--table', 'not a table']);
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain('is not "<start> <length> <type> <params>"');
+  // A bad name is refused before the table is read from stdin (left open here: reading it would never end).
+  for (const argv of [
+    ['create', 'a/b', '-'],
+    ['reload', 'a/b'],
+  ]) {
+    const r = await cli(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("must not contain '/'");
+  }
 });
 
 it('exits 1 with the DmError message and no stack when the operation fails', async () => {

@@ -47,12 +47,28 @@ function fakes(
     const code = o.fail?.[what];
     if (code) throw new DmError(`${what} failed: ${code}`, { code });
   };
+  // A change with options.transactionId commits in the same trip (when the change succeeded).
+  const commit = (options?: { transactionId?: { from: number; to: number } }) => {
+    const t = options?.transactionId;
+    if (!t) return;
+    calls.push(`  + set_transaction_id ${t.from} ${t.to}`);
+    txn = t.to;
+  };
   const pool = {
     name: 'pool',
     status: async () => ({ mode: o.mode ?? 'rw', transactionId: txn }) as PoolStatus,
-    createThin: async (id: number) => failing('createThin', id),
-    createSnapshot: async (id: number) => failing('createSnapshot', id),
-    deleteThin: async (id: number) => failing('deleteThin', id),
+    createThin: async (id: number, options?: { transactionId?: { from: number; to: number } }) => {
+      failing('createThin', id);
+      commit(options);
+    },
+    createSnapshot: async (id: number, _origin: number, options?: { transactionId?: { from: number; to: number } }) => {
+      failing('createSnapshot', id);
+      commit(options);
+    },
+    deleteThin: async (id: number, options?: { transactionId?: { from: number; to: number } }) => {
+      failing('deleteThin', id);
+      commit(options);
+    },
     setTransactionId: async (from: number, to: number) => {
       calls.push(`set_transaction_id ${from} ${to}`);
       txn = to;
@@ -74,7 +90,7 @@ function fakes(
 }
 
 describe('PoolTransactions', () => {
-  it('a create: open, change the pool, write the record, commit, clear — in that order', async () => {
+  it('a create: open, write the record, change the pool and commit in one trip, clear — in that order', async () => {
     const f = fakes({ txn: 3 });
     const id = await f.txns.create({
       key: 'img',
@@ -82,9 +98,10 @@ describe('PoolTransactions', () => {
       allocate: () => 9,
       skipped: () => undefined,
       record: async (n, t) => void f.calls.push(`record ${n} @${t}`),
+      unrecord: async (n) => void f.calls.push(`unrecord ${n}`),
     });
     expect(id).toBe(9);
-    expect(f.calls).toEqual(['open create img 9 -> 4', 'createSnapshot 9', 'record 9 @4', 'set_transaction_id 3 4', 'clear']);
+    expect(f.calls).toEqual(['open create img 9 -> 4', 'record 9 @4', 'createSnapshot 9', '  + set_transaction_id 3 4', 'clear']);
   });
 
   it('a thin id the pool already has (a foreign user) is skipped, and the next one used', async () => {
@@ -102,40 +119,74 @@ describe('PoolTransactions', () => {
       allocate: () => next++,
       skipped: (n) => skipped.push(n),
       record: async () => undefined,
+      unrecord: async (n) => void f.calls.push(`unrecord ${n}`),
     });
     expect(id).toBe(6);
     expect(skipped).toEqual([5]);
-    expect(f.calls.filter((c) => c.startsWith('open') || c === 'clear')).toEqual([
+    expect(f.calls.filter((c) => c.startsWith('open') || c.startsWith('unrecord') || c === 'clear')).toEqual([
       'open create base 5 -> 1',
+      'unrecord 5',
       'clear',
       'open create base 6 -> 1',
       'clear',
     ]);
   });
 
-  it('a pool change that fails clears the open transaction and commits nothing', async () => {
+  it('a pool change that fails takes the record back, clears the open transaction and commits nothing', async () => {
     const f = fakes({ fail: { createSnapshot: 'ENODATA' } });
     await expect(
-      f.txns.create({ key: 'c', originThinId: 3, allocate: () => 4, skipped: () => undefined, record: async () => undefined }),
+      f.txns.create({
+        key: 'c',
+        originThinId: 3,
+        allocate: () => 4,
+        skipped: () => undefined,
+        record: async () => void f.calls.push('record'),
+        unrecord: async () => void f.calls.push('unrecord'),
+      }),
     ).rejects.toMatchObject({ code: 'ENODATA' });
-    expect(f.calls).toEqual(['open create c 4 -> 1', 'createSnapshot 4', 'clear']);
+    expect(f.calls).toEqual(['open create c 4 -> 1', 'record', 'createSnapshot 4', 'unrecord', 'clear']);
   });
 
-  it('a busy delete becomes deferred only when asked; a gone thin id counts as deleted', async () => {
+  it('a delete commits in its own trip, then the record goes', async () => {
+    const f = fakes({ txn: 2 });
+    expect(await f.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async (o) => void f.calls.push(o) })).toBe('deleted');
+    expect(f.calls).toEqual(['open delete c 4 -> 3', 'deleteThin 4', '  + set_transaction_id 2 3', 'deleted', 'clear']);
+  });
+
+  it('a busy delete becomes deferred only when asked (the record marked before the commit); a gone thin id counts as deleted', async () => {
     const busy = fakes({ fail: { deleteThin: 'EBUSY' } });
     await expect(busy.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async () => undefined })).rejects.toMatchObject({
       code: 'EBUSY',
     });
+    expect(busy.calls).toEqual(['open delete c 4 -> 1', 'deleteThin 4', 'clear']);
+    busy.calls.length = 0;
     expect(await busy.txns.delete({ key: 'c', thinId: 4, deferBusy: true, record: async (o) => void busy.calls.push(o) })).toBe('deferred');
+    expect(busy.calls).toEqual(['open delete c 4 -> 1', 'deleteThin 4', 'deferred', 'set_transaction_id 0 1', 'clear']);
     const gone = fakes({ fail: { deleteThin: 'ENODATA' } });
     expect(await gone.txns.delete({ key: 'c', thinId: 4, deferBusy: false, record: async (o) => void gone.calls.push(o) })).toBe('deleted');
-    expect(gone.calls).toContain('deleted');
+    expect(gone.calls).toEqual(['open delete c 4 -> 1', 'deleteThin 4', 'deleted', 'set_transaction_id 0 1', 'clear']);
+  });
+
+  it('a delete failing otherwise (it may have gone through with only the commit refused) leaves the transaction for open', async () => {
+    const f = fakes({ fail: { deleteThin: 'EINVAL' } });
+    await expect(f.txns.delete({ key: 'c', thinId: 4, deferBusy: true, record: async (o) => void f.calls.push(o) })).rejects.toMatchObject({
+      code: 'EINVAL',
+    });
+    expect(f.calls).toEqual(['open delete c 4 -> 1', 'deleteThin 4']);
+    expect(await f.log.readTransaction()).toMatchObject({ op: 'delete', openTransactionId: 1 });
   });
 
   it('a failed pool is refused before anything is written', async () => {
     const f = fakes({ mode: 'fail' });
     await expect(
-      f.txns.create({ key: 'c', originThinId: null, allocate: () => 1, skipped: () => undefined, record: async () => undefined }),
+      f.txns.create({
+        key: 'c',
+        originThinId: null,
+        allocate: () => 1,
+        skipped: () => undefined,
+        record: async () => undefined,
+        unrecord: async () => undefined,
+      }),
     ).rejects.toMatchObject({ code: 'EIO' });
     expect(f.calls).toEqual([]);
   });
@@ -146,9 +197,9 @@ describe('PoolTransactions', () => {
     const seen: string[] = [];
     await f.txns.recover({
       deactivate: async (t) => void seen.push(`deactivate ${t.id}`),
-      forget: async (t, busy) => void seen.push(`forget ${t.id} ${busy}`),
+      forget: async (t, fate) => void seen.push(`forget ${t.id} ${fate}`),
     });
-    expect(seen).toEqual(['deactivate x', 'forget x false']);
+    expect(seen).toEqual(['deactivate x', 'forget x gone']);
     expect(f.calls).toEqual(['deleteThin 7', 'set_transaction_id 4 5', 'clear']);
   });
 
@@ -156,11 +207,20 @@ describe('PoolTransactions', () => {
     const f = fakes({ txn: 4, fail: { deleteThin: 'EBUSY' } });
     f.setStored(open(5, 'delete'));
     const seen: string[] = [];
-    await f.txns.recover({ deactivate: async () => undefined, forget: async (t, busy) => void seen.push(`forget ${t.id} ${busy}`) });
-    expect(seen).toEqual(['forget x true']);
+    await f.txns.recover({ deactivate: async () => undefined, forget: async (t, fate) => void seen.push(`forget ${t.id} ${fate}`) });
+    expect(seen).toEqual(['forget x busy']);
   });
 
-  it('recovery after the commit point only clears; a pool from elsewhere is ERR_DM_CORRUPT', async () => {
+  it('recovery of a committed delete drops a record a kill left behind (unless a deferred deletion marked it)', async () => {
+    const f = fakes({ txn: 5 });
+    f.setStored(open(5, 'delete'));
+    const seen: string[] = [];
+    await f.txns.recover({ deactivate: async () => undefined, forget: async (t, fate) => void seen.push(`forget ${t.id} ${fate}`) });
+    expect(seen).toEqual(['forget x committed']);
+    expect(f.calls).toEqual(['clear']);
+  });
+
+  it("recovery after a create's commit point only clears; a pool from elsewhere is ERR_DM_CORRUPT", async () => {
     const done = fakes({ txn: 5 });
     done.setStored(open(5));
     await done.txns.recover({ deactivate: async () => undefined, forget: async () => undefined });
