@@ -20,7 +20,7 @@ import { createRequire } from 'node:module';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { best, f, median, race, ratio, usSince } from './stats.mjs';
+import { best, f, median, missedTargets, race, ratio, usSince, verdict } from './stats.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const require = createRequire(import.meta.url);
@@ -199,7 +199,8 @@ if (budget) {
     ['library', budget.lib],
   ])
     console.log(`| ${who} | ${names.map((n) => (c[n] ?? 0).toFixed(1)).join(' | ')} | ${sum(c).toFixed(1)} |`);
-  console.log(`\nlibrary beyond C: ${beyond.toFixed(1)} syscalls per cycle (target ≤ 6: ${beyond <= 6 ? 'met' : 'NOT met'})`);
+  console.log(`\nlibrary beyond C: ${beyond.toFixed(1)} syscalls per cycle (target ≤ 6: ${verdict(beyond <= 6)})`);
 } else {
   console.log('\nsyscall budget skipped: strace is not installed (Debian: apt-get install strace)');
 }
+missedTargets();

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hostLoop } from '../scripts/host-kernel.mjs';
 import { hereOrInVm, root, setUp } from '../scripts/setup.mjs';
-import { best, f, median, race, ratio, usSince } from './stats.mjs';
+import { best, f, median, missedTargets, race, ratio, usSince } from './stats.mjs';
 
 if (process.env.DEVMAPPER_IN_VM !== '1') {
   setUp();
@@ -359,6 +359,8 @@ console.log(
 console.log(
   `4. scale: dm.list() of ${scale.devices} devices ${f(scale.listUs)} (a fresh 16 KiB buffer grew ${scale.growths}x; target ≤ 3), pool.status() with ${SCALE} thin devices ${f(scale.statusUs)}, DeviceSet.open() of ${scale.openRecords} records ${f(openUs)} (target < 1 s)`,
 );
+
+missedTargets();
 
 // The snapshotter race (bench/race.mjs) on the same kernel, after the figures above (BENCH_RACE=0: not).
 if (process.env.BENCH_RACE !== '0') {

@@ -28,12 +28,28 @@ export async function race(contenders, rounds) {
   return times;
 }
 
+/** Targets this process has printed as NOT met. */
+let missed = 0;
+
+/** 'met' or 'NOT met', counting the misses for missedTargets(). */
+export function verdict(met) {
+  if (!met) missed++;
+  return met ? 'met' : 'NOT met';
+}
+
 /** `a ÷ b` to two places, with the target (≤ or ≥) and whether it is met. */
 export function ratio(a, b, target) {
   if (!b) return '—';
   const x = a / b;
   if (!target) return x.toFixed(2);
   const [op, v] = target;
-  const met = op === '≤' ? x <= v : x >= v;
-  return `${x.toFixed(x >= 10 ? 1 : 2)} (target ${op} ${v}: ${met ? 'met' : 'NOT met'})`;
+  return `${x.toFixed(x >= 10 ? 1 : 2)} (target ${op} ${v}: ${verdict(op === '≤' ? x <= v : x >= v)})`;
+}
+
+/** A closing line when a target was missed: where its measured cause and what would move it are written. */
+export function missedTargets() {
+  if (missed > 0)
+    console.log(
+      `\n${missed} target(s) above NOT met: bench/README.md ("What is not met") gives each one's measured cause and what would move it`,
+    );
 }
