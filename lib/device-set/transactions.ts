@@ -139,26 +139,21 @@ export class PoolTransactions {
     record: (outcome: 'deleted' | 'deferred') => Promise<void>;
   }): Promise<'deleted' | 'deferred'> {
     const commit = await this.#open('delete', o.key, o.thinId);
-    let outcome: 'deleted' | 'deferred' | undefined;
+    let outcome: 'deleted' | 'deferred' = 'deleted';
+    let committed = true; // with the delete, in its trip
     try {
       await this.pool.deleteThin(o.thinId, { transactionId: commit });
     } catch (e) {
-      if (!(e instanceof DmError)) throw e;
-      if (e.code === 'ENODATA')
-        outcome = 'deleted'; // already gone: nothing to do but commit
-      else if (e.code === 'EBUSY' && o.deferBusy) outcome = 'deferred';
-      else if (e.code === 'EBUSY') {
-        await this.log.clearTransaction(); // refused before anything changed
+      const code = e instanceof DmError ? e.code : undefined;
+      if (code === 'EBUSY' && o.deferBusy) outcome = 'deferred';
+      else if (code !== 'ENODATA') {
+        if (code === 'EBUSY') await this.log.clearTransaction(); // refused before anything changed
         throw e;
-      } else throw e;
-    }
-    if (outcome === undefined) {
-      await o.record('deleted');
-      await this.log.clearTransaction();
-      return 'deleted';
+      } // ENODATA: already gone
+      committed = false;
     }
     await o.record(outcome);
-    await this.pool.setTransactionId(commit.from, commit.to);
+    if (!committed) await this.pool.setTransactionId(commit.from, commit.to);
     await this.log.clearTransaction();
     return outcome;
   }
